@@ -1,0 +1,22 @@
+// Everything of the engine in one include.
+#pragma once
+
+#include "autograd/dtype.h"
+#include "autograd/engine.h"
+#include "autograd/error.h"
+#include "autograd/function.h"
+#include "autograd/grad_mode.h"
+#include "autograd/gradcheck.h"
+#include "autograd/node.h"
+#include "autograd/ops/activation.h"
+#include "autograd/ops/elementwise.h"
+#include "autograd/ops/index.h"
+#include "autograd/ops/linalg.h"
+#include "autograd/ops/loss.h"
+#include "autograd/ops/random.h"
+#include "autograd/ops/reduce.h"
+#include "autograd/ops/shape.h"
+#include "autograd/ops/unary.h"
+#include "autograd/print.h"
+#include "autograd/shape.h"
+#include "autograd/tensor.h"

@@ -1,0 +1,290 @@
+#include "autograd/engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "autograd/ops/elementwise.h"
+#include "autograd/ops/reduce.h"
+
+namespace ag {
+namespace {
+
+thread_local bool t_trace_norms = false;
+
+// Sums a gradient of a broadcast shape back to the shape its input had (NumPy broadcasting in
+// reverse). The single place where broadcasting is undone.
+Tensor reduce_to_input(const Tensor& g, const InputMeta& meta, const Node& node, size_t input) {
+  if (g.shape() == meta.shape) return g;
+  const Shape& gs = g.shape();
+  const Shape& s = meta.shape;
+  int64_t lead = gs.size() - s.size();
+  bool ok = lead >= 0;
+  std::vector<int64_t> axes;
+  for (int64_t i = 0; ok && i < gs.size(); ++i) {
+    if (i < lead) {
+      axes.push_back(i);
+    } else if (s[i - lead] == 1 && gs[i] != 1) {
+      axes.push_back(i);
+    } else if (s[i - lead] != gs[i]) {
+      ok = false;
+    }
+  }
+  if (!ok)
+    fail<AutogradError>("{}: backward returned a gradient of shape {} for input {} of shape {}",
+                        node.name(), gs, input, s);
+  Tensor r = sum(g, axes, /*keepdim=*/true);
+  return r.reshape(s);
+}
+
+bool exclusively_owned(const Tensor& t) {
+  return t.impl_ptr().use_count() == 1 && t.impl()->storage.use_count() == 1;
+}
+
+// pending += g
+void accumulate(Tensor& pending, Tensor g, bool create_graph) {
+  if (!pending.defined()) {
+    pending = std::move(g);
+  } else if (!create_graph && exclusively_owned(pending) && pending.shape() == g.shape() &&
+             pending.is_contiguous()) {
+    NoGradGuard ng;
+    pending.add_(g);
+  } else if (!create_graph && exclusively_owned(g) && pending.shape() == g.shape() &&
+             g.is_contiguous()) {
+    NoGradGuard ng;
+    g.add_(pending);
+    pending = std::move(g);
+  } else {
+    pending = add(pending, g);
+  }
+}
+
+void accumulate_into_leaf(TensorImpl& leaf, Tensor g, bool create_graph) {
+  if (g.dtype() != leaf.dtype) g = g.to(leaf.dtype);
+  if (!leaf.grad) {
+    if (create_graph) {
+      leaf.grad = g.impl_ptr();
+    } else {
+      // Adopt the buffer if nobody else sees it; otherwise copy (it may alias another tensor).
+      Tensor d = g.detach();
+      if (!(exclusively_owned(g) && g.is_contiguous())) d = g.contiguous().detach();
+      if (d.impl()->storage.use_count() > 1 || !d.is_contiguous()) d = g.clone().detach();
+      leaf.grad = d.impl_ptr();
+    }
+    return;
+  }
+  Tensor cur(leaf.grad);
+  if (create_graph || cur.requires_grad()) {
+    leaf.grad = add(cur, g).impl_ptr();
+  } else {
+    NoGradGuard ng;
+    cur.add_(g);
+  }
+}
+
+struct SeqLess {
+  bool operator()(const Node* a, const Node* b) const { return a->sequence_nr() < b->sequence_nr(); }
+};
+
+struct Target {
+  size_t index;
+  uint32_t output_nr;
+};
+
+// grad(): the nodes from which some target can be reached. Children have lower sequence numbers than
+// their consumers, so one pass in increasing sequence order settles each node after its children.
+std::unordered_set<Node*> nodes_leading_to(const TensorList& outputs,
+                                           const std::unordered_multimap<Node*, Target>& targets) {
+  std::vector<Node*> order, stack;
+  std::unordered_set<Node*> seen;
+  for (const Tensor& t : outputs)
+    if (t.defined() && t.grad_fn() && seen.insert(t.grad_fn().get()).second)
+      stack.push_back(t.grad_fn().get());
+  while (!stack.empty()) {
+    Node* n = stack.back();
+    stack.pop_back();
+    order.push_back(n);
+    for (const Edge& e : n->next_edges)
+      if (e.fn && seen.insert(e.fn.get()).second) stack.push_back(e.fn.get());
+  }
+  std::sort(order.begin(), order.end(), SeqLess{});
+  std::unordered_set<Node*> needed;
+  for (Node* n : order) {
+    bool need = targets.count(n) > 0;
+    for (const Edge& e : n->next_edges) need = need || (e.fn && needed.count(e.fn.get()));
+    if (need) needed.insert(n);
+  }
+  return needed;
+}
+
+// The replay loop shared by backward() and grad(). With `targets` null, gradients go into .grad;
+// otherwise they are captured for the target nodes only and no .grad is touched.
+void run(const TensorList& outputs, const TensorList& grad_outputs, bool retain_graph,
+         bool create_graph, const std::unordered_multimap<Node*, Target>* targets,
+         TensorList* captured) {
+  // As in PyTorch, a differentiable backward keeps the graph it differentiates through.
+  retain_graph = retain_graph || create_graph;
+  std::unordered_set<Node*> needed_set;
+  const std::unordered_set<Node*>* needed = nullptr;
+  if (targets) {
+    needed_set = nodes_leading_to(outputs, *targets);
+    needed = &needed_set;
+  }
+  if (!grad_outputs.empty() && grad_outputs.size() != outputs.size())
+    fail<AutogradError>("backward: {} outputs but {} output gradients", outputs.size(),
+                        grad_outputs.size());
+  std::vector<Node*> heap;
+  std::vector<std::shared_ptr<Node>> keep;  // roots' nodes stay alive during the replay
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const Tensor& out = outputs[i];
+    if (!out.defined()) fail<AutogradError>("backward: output {} is undefined", i);
+    if (!out.requires_grad())
+      fail<AutogradError>(
+          "backward: output {} of shape {} does not require grad and has no grad_fn", i,
+          out.shape());
+    Tensor g = grad_outputs.empty() ? Tensor() : grad_outputs[i];
+    if (!g.defined()) {
+      if (out.numel() != 1)
+        fail<AutogradError>(
+            "backward: a gradient can be created implicitly only for one-element outputs; output {} "
+            "has shape {}: pass grad",
+            i, out.shape());
+      g = ones(out.shape(), out.dtype());
+    } else if (!(g.shape() == out.shape())) {
+      fail<ShapeError>("backward: gradient of shape {} given for output {} of shape {}", g.shape(),
+                       i, out.shape());
+    }
+    Edge e = gradient_edge(out);
+    Node* n = e.fn.get();
+    if (n->pending.size() < n->num_outputs()) n->pending.resize(n->num_outputs());
+    accumulate(n->pending[e.input_nr], g, create_graph);
+    if (!n->queued) {
+      n->queued = true;
+      heap.push_back(n);
+      std::push_heap(heap.begin(), heap.end(), SeqLess{});
+    }
+    keep.push_back(std::move(e.fn));
+  }
+
+  // Nodes left with state if an exception escapes.
+  struct Cleanup {
+    std::vector<Node*>& heap;
+    ~Cleanup() {
+      for (Node* n : heap) {
+        n->queued = false;
+        n->pending.clear();
+      }
+    }
+  } cleanup{heap};
+
+  bool prev_mode = is_grad_enabled();
+  set_grad_enabled(create_graph);
+  struct Restore {
+    bool mode;
+    ~Restore() { set_grad_enabled(mode); }
+  } restore{prev_mode};
+
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end(), SeqLess{});
+    Node* node = heap.back();
+    heap.pop_back();
+    node->queued = false;
+    TensorList grads = std::move(node->pending);
+    node->pending.clear();
+
+    if (t_trace_norms) {
+      double s = 0;
+      for (auto& g : grads)
+        if (g.defined()) {
+          NoGradGuard ng;
+          Tensor d = g.to(float64);
+          s += sum(mul(d, d)).item();
+        }
+      node->last_grad_norm = std::sqrt(s);
+    }
+
+    if (targets) {
+      auto range = targets->equal_range(node);
+      for (auto it = range.first; it != range.second; ++it) {
+        const Tensor& g = grads[it->second.output_nr];
+        Tensor& slot = (*captured)[it->second.index];
+        if (g.defined()) slot = slot.defined() ? add(slot, g) : g;
+      }
+    }
+    auto* acc = dynamic_cast<AccumulateGrad*>(node);
+    if (acc) {
+      if (!targets && grads[0].defined()) accumulate_into_leaf(*acc->leaf(), grads[0], create_graph);
+      continue;
+    }
+    if (needed && !needed->count(node)) continue;  // grad(): leads to no requested input
+    for (auto& [k, weak] : node->retained) {
+      auto impl = weak.lock();
+      if (impl && k < grads.size() && grads[k].defined() && !targets)
+        accumulate_into_leaf(*impl, grads[k], create_graph);
+    }
+    if (node->released() && node->num_inputs() > 0)
+      fail<AutogradError>(
+          "{}: trying to backward through the graph a second time, but its saved tensors were "
+          "already freed; call backward(retain_graph=true) the first time if you need to",
+          node->name());
+    // Materialise zero gradients for outputs that received none (multi-output nodes).
+    for (size_t k = 0; k < grads.size(); ++k)
+      if (!grads[k].defined() && k < node->output_meta.size())
+        grads[k] = zeros(node->output_meta[k].shape, node->output_meta[k].dtype);
+    TensorList in_grads = node->apply(std::move(grads));
+    if (in_grads.size() > node->num_inputs())
+      fail<AutogradError>("{}: backward returned {} gradients for {} inputs", node->name(),
+                          in_grads.size(), node->num_inputs());
+    for (size_t i = 0; i < in_grads.size(); ++i) {
+      const Edge& e = node->next_edges[i];
+      if (!e.fn || !in_grads[i].defined()) continue;
+      Tensor g = reduce_to_input(in_grads[i], node->input_meta[i], *node, i);
+      Node* next = e.fn.get();
+      if (next->pending.size() < next->num_outputs()) next->pending.resize(next->num_outputs());
+      accumulate(next->pending[e.input_nr], std::move(g), create_graph);
+      if (!next->queued) {
+        next->queued = true;
+        heap.push_back(next);
+        std::push_heap(heap.begin(), heap.end(), SeqLess{});
+      }
+    }
+    if (!retain_graph) node->release();
+  }
+}
+
+}  // namespace
+
+void set_grad_norm_tracing(bool on) { t_trace_norms = on; }
+bool is_grad_norm_tracing() { return t_trace_norms; }
+
+void backward(const TensorList& outputs, const TensorList& grad_outputs, bool retain_graph,
+              bool create_graph) {
+  run(outputs, grad_outputs, retain_graph, create_graph, nullptr, nullptr);
+}
+
+TensorList grad(const TensorList& outputs, const TensorList& inputs,
+                const TensorList& grad_outputs, bool retain_graph, bool create_graph,
+                bool allow_unused) {
+  std::unordered_multimap<Node*, Target> targets;
+  std::vector<std::shared_ptr<Node>> keep;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const Tensor& x = inputs[i];
+    if (!x.defined() || !x.requires_grad())
+      fail<AutogradError>("grad: input {} does not require grad", i);
+    Edge e = gradient_edge(x);
+    targets.emplace(e.fn.get(), Target{i, e.input_nr});
+    keep.push_back(std::move(e.fn));
+  }
+  TensorList captured(inputs.size());
+  run(outputs, grad_outputs, retain_graph, create_graph, &targets, &captured);
+  for (size_t i = 0; i < inputs.size(); ++i)
+    if (!captured[i].defined() && !allow_unused)
+      fail<AutogradError>(
+          "grad: input {} of shape {} was not used to compute the outputs (pass allow_unused=true "
+          "to get an undefined gradient instead)",
+          i, inputs[i].shape());
+  return captured;
+}
+
+}  // namespace ag

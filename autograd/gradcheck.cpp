@@ -1,0 +1,276 @@
+#include "autograd/gradcheck.h"
+
+#include <cmath>
+#include <fmt/ranges.h>
+
+#include "autograd/engine.h"
+#include "autograd/ops/elementwise.h"
+#include "autograd/ops/random.h"
+#include "autograd/ops/reduce.h"
+
+namespace ag {
+
+namespace {
+
+std::vector<int64_t> unravel(int64_t flat, const Shape& s) {
+  std::vector<int64_t> idx(s.size());
+  for (int64_t d = s.size() - 1; d >= 0; --d) {
+    idx[d] = s[d] ? flat % s[d] : 0;
+    if (s[d]) flat /= s[d];
+  }
+  return idx;
+}
+
+void check_float64(const TensorList& inputs, const char* op) {
+  for (size_t i = 0; i < inputs.size(); ++i)
+    if (inputs[i].defined() && is_floating(inputs[i].dtype()) && inputs[i].dtype() != float64)
+      fail<DtypeError>(
+          "{}: input {} is {}; finite differences need float64 (convert with .to(float64))", op, i,
+          dtype_name(inputs[i].dtype()));
+}
+
+// Fresh leaves holding copies of the inputs (same requires_grad), so fn can be evaluated on perturbed
+// values without touching the caller's tensors.
+TensorList copies(const TensorList& inputs) {
+  TensorList r;
+  for (const Tensor& t : inputs) {
+    if (!t.defined()) {
+      r.push_back(t);
+      continue;
+    }
+    Tensor c = t.detach().clone();
+    if (t.requires_grad()) c.requires_grad_();
+    r.push_back(c);
+  }
+  return r;
+}
+
+// fn evaluated with grad mode on (fn may itself differentiate), outputs detached to float64.
+TensorList evaluate(const TensorFn& fn, const TensorList& x) {
+  EnableGradGuard eg;
+  TensorList out = fn(x);
+  for (Tensor& t : out)
+    if (t.defined()) t = t.detach().to(float64).contiguous();
+  return out;
+}
+
+void consider(GradcheckReport& r, const GradcheckOptions& o, double a, double n, int64_t input,
+              int64_t output, std::vector<int64_t> ii, std::vector<int64_t> oi, double& worst) {
+  ++r.checked;
+  double excess = std::abs(a - n) - (o.atol + o.rtol * std::abs(n));
+  if (std::isnan(a) != std::isnan(n)) excess = INFINITY;
+  if (excess > worst || (r.input < 0)) {
+    if (excess > worst) worst = excess;
+    r.input = input;
+    r.output = output;
+    r.input_index = std::move(ii);
+    r.output_index = std::move(oi);
+    r.analytic = a;
+    r.numeric = n;
+  }
+  if (excess > 0) r.ok = false;
+}
+
+GradcheckReport full_check(const TensorFn& fn, const TensorList& inputs, const GradcheckOptions& o) {
+  GradcheckReport rep;
+  rep.note = "gradcheck";
+  double worst = -INFINITY;
+  TensorList x = copies(inputs);
+  TensorList outs;
+  {
+    EnableGradGuard eg;
+    outs = fn(x);
+  }
+  std::vector<size_t> diff_inputs;
+  for (size_t i = 0; i < x.size(); ++i)
+    if (x[i].defined() && x[i].requires_grad()) diff_inputs.push_back(i);
+  if (diff_inputs.empty()) fail<ValueError>("gradcheck: no input requires grad");
+  TensorList diff_x;
+  for (size_t i : diff_inputs) diff_x.push_back(x[i]);
+
+  // Analytic Jacobian, one output element at a time: J[out elem][input elems].
+  std::vector<std::vector<std::vector<double>>> analytic(outs.size());
+  for (size_t j = 0; j < outs.size(); ++j) {
+    const Tensor& y = outs[j];
+    if (!y.defined() || !is_floating(y.dtype())) continue;
+    analytic[j].resize(y.numel());
+    for (int64_t r = 0; r < y.numel(); ++r) {
+      std::vector<double>& row = analytic[j][r];
+      if (!y.requires_grad()) continue;  // no path: analytic gradient is zero
+      Tensor v = zeros(y.shape(), y.dtype());
+      v.data<double>()[r] = 1.0;
+      TensorList g = grad({y}, diff_x, {v}, /*retain_graph=*/true, false, /*allow_unused=*/true);
+      for (size_t k = 0; k < g.size(); ++k) {
+        int64_t n = diff_x[k].numel();
+        if (!g[k].defined()) {
+          row.insert(row.end(), n, 0.0);
+        } else {
+          auto vals = g[k].detach().to_vector<double>();
+          row.insert(row.end(), vals.begin(), vals.end());
+        }
+      }
+    }
+  }
+  // Numeric Jacobian by central differences, one input element at a time.
+  int64_t col0 = 0;
+  for (size_t k = 0; k < diff_inputs.size(); ++k) {
+    size_t i = diff_inputs[k];
+    int64_t n = inputs[i].numel();
+    for (int64_t e = 0; e < n; ++e) {
+      TensorList xp = copies(inputs), xm = copies(inputs);
+      xp[i].data<double>()[e] += o.eps;
+      xm[i].data<double>()[e] -= o.eps;
+      TensorList fp = evaluate(fn, xp), fm = evaluate(fn, xm);
+      for (size_t j = 0; j < outs.size(); ++j) {
+        if (!outs[j].defined() || !is_floating(outs[j].dtype())) continue;
+        const double* a = fp[j].data<double>();
+        const double* b = fm[j].data<double>();
+        for (int64_t r = 0; r < outs[j].numel(); ++r) {
+          double num = (a[r] - b[r]) / (2 * o.eps);
+          double an = analytic[j][r].empty() ? 0.0 : analytic[j][r][col0 + e];
+          consider(rep, o, an, num, static_cast<int64_t>(i), static_cast<int64_t>(j),
+                   unravel(e, inputs[i].shape()), unravel(r, outs[j].shape()), worst);
+        }
+      }
+    }
+    col0 += n;
+  }
+  return rep;
+}
+
+GradcheckReport fast_check(const TensorFn& fn, const TensorList& inputs, const GradcheckOptions& o) {
+  GradcheckReport rep;
+  rep.note = "gradcheck (fast mode)";
+  double worst = -INFINITY;
+  Generator gen(o.seed);
+  for (int p = 0; p < o.projections; ++p) {
+    TensorList x = copies(inputs);
+    TensorList outs;
+    {
+      EnableGradGuard eg;
+      outs = fn(x);
+    }
+    TensorList diff_x, u;
+    std::vector<size_t> idx;
+    for (size_t i = 0; i < x.size(); ++i)
+      if (x[i].defined() && x[i].requires_grad()) {
+        diff_x.push_back(x[i]);
+        u.push_back(randn(x[i].shape(), float64, &gen));
+        idx.push_back(i);
+      }
+    if (diff_x.empty()) fail<ValueError>("gradcheck: no input requires grad");
+    TensorList v, ys;
+    for (const Tensor& y : outs)
+      if (y.defined() && is_floating(y.dtype())) {
+        ys.push_back(y);
+        v.push_back(randn(y.shape(), float64, &gen));
+      }
+    // analytic: v^T J u
+    double analytic = 0;
+    TensorList ys_rg, v_rg;
+    for (size_t j = 0; j < ys.size(); ++j)
+      if (ys[j].requires_grad()) {
+        ys_rg.push_back(ys[j]);
+        v_rg.push_back(v[j]);
+      }
+    if (!ys_rg.empty()) {
+      TensorList g = grad(ys_rg, diff_x, v_rg, false, false, true);
+      for (size_t k = 0; k < g.size(); ++k)
+        if (g[k].defined()) analytic += sum(mul(g[k].detach().to(float64), u[k])).item();
+    }
+    // numeric: v . (f(x + eps u) - f(x - eps u)) / 2 eps
+    TensorList xp = copies(inputs), xm = copies(inputs);
+    for (size_t k = 0; k < idx.size(); ++k) {
+      NoGradGuard ng;
+      xp[idx[k]].add_(u[k], o.eps);
+      xm[idx[k]].add_(u[k], -o.eps);
+    }
+    TensorList fp = evaluate(fn, xp), fm = evaluate(fn, xm);
+    double numeric = 0;
+    size_t j = 0;
+    for (size_t q = 0; q < outs.size(); ++q) {
+      if (!outs[q].defined() || !is_floating(outs[q].dtype())) continue;
+      numeric += sum(mul(sub(fp[q], fm[q]), v[j])).item() / (2 * o.eps);
+      ++j;
+    }
+    consider(rep, o, analytic, numeric, -1, -1, {}, {}, worst);
+  }
+  return rep;
+}
+
+TensorFn wrap(const std::function<Tensor(const TensorList&)>& fn) {
+  return [fn](const TensorList& x) { return TensorList{fn(x)}; };
+}
+
+}  // namespace
+
+std::string GradcheckReport::to_string() const {
+  std::string s = fmt::format("{}: {} ({} entries compared)", note.empty() ? "gradcheck" : note,
+                              ok ? "passed" : "FAILED", checked);
+  if (input >= 0)
+    s += fmt::format("; worst entry: d output {}{} / d input {}{}: analytic {:.10g}, numeric {:.10g}",
+                     output, fmt::format("{}", output_index), input,
+                     fmt::format("{}", input_index), analytic, numeric);
+  else if (checked)
+    s += fmt::format("; worst projection: analytic {:.10g}, numeric {:.10g}", analytic, numeric);
+  return s;
+}
+
+GradcheckReport gradcheck(const TensorFn& fn, const TensorList& inputs, const GradcheckOptions& o) {
+  check_float64(inputs, "gradcheck");
+  return o.fast_mode ? fast_check(fn, inputs, o) : full_check(fn, inputs, o);
+}
+
+GradcheckReport gradcheck(const std::function<Tensor(const TensorList&)>& fn,
+                          const TensorList& inputs, const GradcheckOptions& o) {
+  return gradcheck(wrap(fn), inputs, o);
+}
+
+GradcheckReport gradgradcheck(const TensorFn& fn, const TensorList& inputs,
+                              const GradcheckOptions& o) {
+  check_float64(inputs, "gradgradcheck");
+  TensorList x = copies(inputs);
+  TensorList outs;
+  {
+    EnableGradGuard eg;
+    outs = fn(x);
+  }
+  Generator gen(o.seed + 17);
+  TensorList all = inputs;
+  std::vector<size_t> out_pos;
+  for (size_t j = 0; j < outs.size(); ++j)
+    if (outs[j].defined() && outs[j].requires_grad()) {
+      all.push_back(randn(outs[j].shape(), float64, &gen).requires_grad_());
+      out_pos.push_back(j);
+    }
+  size_t nin = inputs.size();
+  TensorFn first = [fn, nin, out_pos](const TensorList& a) {
+    TensorList xs(a.begin(), a.begin() + static_cast<std::ptrdiff_t>(nin));
+    TensorList outs = fn(xs);
+    TensorList ys, vs;
+    for (size_t k = 0; k < out_pos.size(); ++k) {
+      if (!outs[out_pos[k]].requires_grad()) continue;
+      ys.push_back(outs[out_pos[k]]);
+      vs.push_back(a[nin + k]);
+    }
+    TensorList diff;
+    for (const Tensor& t : xs)
+      if (t.defined() && t.requires_grad()) diff.push_back(t);
+    TensorList g;
+    if (!ys.empty()) g = grad(ys, diff, vs, true, /*create_graph=*/true, /*allow_unused=*/true);
+    TensorList r;
+    for (size_t k = 0; k < diff.size(); ++k)
+      r.push_back(k < g.size() && g[k].defined() ? g[k] : zeros_like(diff[k]));
+    return r;
+  };
+  GradcheckReport rep = gradcheck(first, all, o);
+  rep.note = o.fast_mode ? "gradgradcheck (fast mode)" : "gradgradcheck";
+  return rep;
+}
+
+GradcheckReport gradgradcheck(const std::function<Tensor(const TensorList&)>& fn,
+                              const TensorList& inputs, const GradcheckOptions& o) {
+  return gradgradcheck(wrap(fn), inputs, o);
+}
+
+}  // namespace ag

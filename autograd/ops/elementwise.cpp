@@ -1,0 +1,320 @@
+#include "autograd/ops/elementwise.h"
+
+#include <cmath>
+
+#include "autograd/kernels/dispatch.h"
+#include "autograd/kernels/loops.h"
+#include "autograd/node.h"
+#include "autograd/ops/unary.h"
+
+namespace ag {
+
+using kernels::dispatch_all;
+using kernels::dispatch_floating;
+using kernels::dispatch_numeric;
+using kernels::map;
+
+namespace {
+
+// Type promotion: bool < int64 < float32 < float64.
+int rank(Dtype d) {
+  switch (d) {
+    case Dtype::boolean: return 0;
+    case Dtype::int64: return 1;
+    case Dtype::float32: return 2;
+    case Dtype::float64: return 3;
+  }
+  return 0;
+}
+Dtype promote(Dtype a, Dtype b) { return rank(a) >= rank(b) ? a : b; }
+
+Tensor as_dtype(const Tensor& t, Dtype d) { return t.dtype() == d ? t : t.to(d); }
+
+// out = f(a, b) over the broadcast shape, computed in dtype `d`.
+template <class F>
+Tensor binary_kernel(const char* op, const Tensor& a, const Tensor& b, Dtype d, F f) {
+  Tensor x = as_dtype(a, d), y = as_dtype(b, d);
+  Tensor out = empty_broadcast(x, y, d, op);
+  dispatch_numeric(d, op, [&]<class T>() { map<T, T, T>(out, f, x, y); });
+  return out;
+}
+
+Dtype arith_dtype(const Tensor& a, const Tensor& b) {
+  Dtype d = promote(a.dtype(), b.dtype());
+  return d == boolean ? int64 : d;
+}
+Dtype float_dtype(const Tensor& a, const Tensor& b) {
+  Dtype d = promote(a.dtype(), b.dtype());
+  return is_floating(d) ? d : float32;
+}
+
+template <class F>
+Tensor compare(const char* op, const Tensor& a, const Tensor& b, F f) {
+  Dtype d = promote(a.dtype(), b.dtype());
+  Tensor x = as_dtype(a.detach(), d), y = as_dtype(b.detach(), d);
+  Tensor out = empty_broadcast(x, y, boolean, op);
+  dispatch_all(d, op, [&]<class T>() { map<bool, T, T>(out, f, x, y); });
+  return out;
+}
+
+// Weight of each input in minimum/maximum: 1 for the chosen one, 0.5 each on ties.
+Tensor choice_weight(const Tensor& a, const Tensor& b, bool take_smaller) {
+  Dtype d = float_dtype(a, b);
+  return binary_kernel("minimum", a.detach(), b.detach(), d, [take_smaller](auto x, auto y) {
+    using T = decltype(x);
+    if (x == y) return T(0.5);
+    return (take_smaller ? x < y : x > y) ? T(1) : T(0);
+  });
+}
+
+Tensor extremum(const char* op, const Tensor& a, const Tensor& b, bool smaller) {
+  Dtype d = arith_dtype(a, b);
+  Tensor out = binary_kernel(op, a, b, d, [smaller](auto x, auto y) {
+    return smaller ? (y < x ? y : x) : (y > x ? y : x);
+  });
+  if (any_requires_grad({&a, &b}))
+    record(op, {&a, &b}, out, {Save{a}, Save{b}},
+           [smaller](Node& n, const Tensor& g) -> TensorList {
+             Tensor a = n.saved(0), b = n.saved(1);
+             Tensor wa = choice_weight(a, b, smaller);
+             return {mul(g, wa), mul(g, rsub(wa, 1.0))};
+           },
+           [smaller](const TensorList& x) {
+             return smaller ? minimum(x[0], x[1]) : maximum(x[0], x[1]);
+           });
+  return out;
+}
+
+}  // namespace
+
+Tensor empty_broadcast(const Tensor& a, const Tensor& b, Dtype dtype, const char* op) {
+  if (a.shape() == b.shape()) return Tensor::empty(a.shape(), dtype);
+  return Tensor::empty(broadcast_shapes(a.shape(), b.shape(), op), dtype);
+}
+
+// ---- arithmetic -------------------------------------------------------------------------------
+
+Tensor add(const Tensor& a, const Tensor& b, double alpha) {
+  Dtype d = arith_dtype(a, b);
+  Tensor out = alpha == 1.0
+                   ? binary_kernel("add", a, b, d, [](auto x, auto y) { return x + y; })
+                   : binary_kernel("add", a, b, d, [alpha](auto x, auto y) {
+                       return x + static_cast<decltype(x)>(alpha) * y;
+                     });
+  if (any_requires_grad({&a, &b}))
+    record("add", {&a, &b}, out, {},
+           [alpha](Node& n, const Tensor& g) -> TensorList {
+             return {g, n.needs_input_grad(1) ? (alpha == 1.0 ? g : mul(g, alpha)) : Tensor()};
+           },
+           [alpha](const TensorList& x) { return add(x[0], x[1], alpha); });
+  return out;
+}
+
+Tensor sub(const Tensor& a, const Tensor& b, double alpha) { return add(a, b, -alpha); }
+
+Tensor mul(const Tensor& a, const Tensor& b) {
+  Tensor out = binary_kernel("mul", a, b, arith_dtype(a, b), [](auto x, auto y) { return x * y; });
+  if (any_requires_grad({&a, &b}))
+    record("mul", {&a, &b}, out, {Save{a}, Save{b}},
+           [](Node& n, const Tensor& g) -> TensorList {
+             return {n.needs_input_grad(0) ? mul(g, n.saved(1)) : Tensor(),
+                     n.needs_input_grad(1) ? mul(g, n.saved(0)) : Tensor()};
+           },
+           [](const TensorList& x) { return mul(x[0], x[1]); });
+  return out;
+}
+
+Tensor div(const Tensor& a, const Tensor& b) {
+  Tensor out = binary_kernel("div", a, b, float_dtype(a, b), [](auto x, auto y) { return x / y; });
+  if (any_requires_grad({&a, &b}))
+    record("div", {&a, &b}, out, {Save{a}, Save{b}},
+           [](Node& n, const Tensor& g) -> TensorList {
+             Tensor b = n.saved(1);
+             Tensor ga = div(g, b);
+             Tensor gb = n.needs_input_grad(1) ? neg(div(mul(ga, n.saved(0)), b)) : Tensor();
+             return {n.needs_input_grad(0) ? ga : Tensor(), gb};
+           },
+           [](const TensorList& x) { return div(x[0], x[1]); });
+  return out;
+}
+
+Tensor pow(const Tensor& a, const Tensor& b) {
+  Tensor out = binary_kernel("pow", a, b, float_dtype(a, b),
+                             [](auto x, auto y) { return std::pow(x, y); });
+  if (any_requires_grad({&a, &b}))
+    record("pow", {&a, &b}, out, {Save{a}, Save{b}, Save{out, true}},
+           [](Node& n, const Tensor& g) -> TensorList {
+             Tensor a = n.saved(0), b = n.saved(1);
+             Tensor ga = n.needs_input_grad(0) ? mul(g, mul(b, pow(a, sub(b, ones_like(b)))))
+                                               : Tensor();
+             Tensor gb = n.needs_input_grad(1) ? mul(g, mul(n.saved(2), log(a))) : Tensor();
+             return {ga, gb};
+           },
+           [](const TensorList& x) { return pow(x[0], x[1]); });
+  return out;
+}
+
+Tensor minimum(const Tensor& a, const Tensor& b) { return extremum("minimum", a, b, true); }
+Tensor maximum(const Tensor& a, const Tensor& b) { return extremum("maximum", a, b, false); }
+
+// ---- with a scalar ------------------------------------------------------------------------------
+
+namespace {
+template <class F>
+Tensor scalar_kernel(const char* op, const Tensor& a, F f) {
+  Tensor x = is_floating(a.dtype()) ? a : a.to(float32);
+  Tensor out = Tensor::empty(x.shape(), x.dtype());
+  dispatch_floating(x.dtype(), op, [&]<class T>() { map<T, T>(out, f, x); });
+  return out;
+}
+}  // namespace
+
+Tensor add(const Tensor& a, double s) {
+  Tensor out = scalar_kernel("add", a, [s](auto x) { return x + static_cast<decltype(x)>(s); });
+  if (any_requires_grad({&a}))
+    record("add", {&a}, out, {}, [](Node&, const Tensor& g) -> TensorList { return {g}; },
+           [s](const TensorList& x) { return add(x[0], s); });
+  return out;
+}
+
+Tensor mul(const Tensor& a, double s) {
+  Tensor out = scalar_kernel("mul", a, [s](auto x) { return x * static_cast<decltype(x)>(s); });
+  if (any_requires_grad({&a}))
+    record("mul", {&a}, out, {},
+           [s](Node&, const Tensor& g) -> TensorList { return {mul(g, s)}; },
+           [s](const TensorList& x) { return mul(x[0], s); });
+  return out;
+}
+
+Tensor rsub(const Tensor& a, double s) {
+  Tensor out = scalar_kernel("rsub", a, [s](auto x) { return static_cast<decltype(x)>(s) - x; });
+  if (any_requires_grad({&a}))
+    record("rsub", {&a}, out, {}, [](Node&, const Tensor& g) -> TensorList { return {neg(g)}; },
+           [s](const TensorList& x) { return rsub(x[0], s); });
+  return out;
+}
+
+Tensor rdiv(const Tensor& a, double s) {
+  Tensor out = scalar_kernel("rdiv", a, [s](auto x) { return static_cast<decltype(x)>(s) / x; });
+  if (any_requires_grad({&a}))
+    record("rdiv", {&a}, out, {Save{a}, Save{out, true}},
+           [](Node& n, const Tensor& g) -> TensorList {
+             return {neg(div(mul(g, n.saved(1)), n.saved(0)))};  // -s/a^2 = -out/a
+           },
+           [s](const TensorList& x) { return rdiv(x[0], s); });
+  return out;
+}
+
+Tensor pow(const Tensor& a, double p) {
+  Tensor out = p == 2.0 ? scalar_kernel("pow", a, [](auto x) { return x * x; })
+                        : scalar_kernel("pow", a, [p](auto x) {
+                            return std::pow(x, static_cast<decltype(x)>(p));
+                          });
+  if (any_requires_grad({&a}))
+    record("pow", {&a}, out, {Save{a}},
+           [p](Node& n, const Tensor& g) -> TensorList {
+             Tensor a = n.saved(0);
+             if (p == 2.0) return {mul(g, mul(a, 2.0))};
+             if (p == 1.0) return {g};
+             return {mul(g, mul(pow(a, p - 1.0), p))};
+           },
+           [p](const TensorList& x) { return pow(x[0], p); });
+  return out;
+}
+
+Tensor pow(double s, const Tensor& a) {
+  Tensor out = scalar_kernel("pow", a, [s](auto x) {
+    return std::pow(static_cast<decltype(x)>(s), x);
+  });
+  if (any_requires_grad({&a}))
+    record("pow", {&a}, out, {Save{out, true}},
+           [s](Node& n, const Tensor& g) -> TensorList {
+             return {mul(mul(g, n.saved(0)), std::log(s))};
+           },
+           [s](const TensorList& x) { return pow(s, x[0]); });
+  return out;
+}
+
+// ---- comparisons and masks -------------------------------------------------------------------------
+
+Tensor eq(const Tensor& a, const Tensor& b) { return compare("eq", a, b, [](auto x, auto y) { return x == y; }); }
+Tensor ne(const Tensor& a, const Tensor& b) { return compare("ne", a, b, [](auto x, auto y) { return x != y; }); }
+Tensor lt(const Tensor& a, const Tensor& b) { return compare("lt", a, b, [](auto x, auto y) { return x < y; }); }
+Tensor le(const Tensor& a, const Tensor& b) { return compare("le", a, b, [](auto x, auto y) { return x <= y; }); }
+Tensor gt(const Tensor& a, const Tensor& b) { return compare("gt", a, b, [](auto x, auto y) { return x > y; }); }
+Tensor ge(const Tensor& a, const Tensor& b) { return compare("ge", a, b, [](auto x, auto y) { return x >= y; }); }
+
+Tensor logical_not(const Tensor& m) {
+  Tensor x = as_dtype(m.detach(), boolean);
+  Tensor out = Tensor::empty(x.shape(), boolean);
+  map<bool, bool>(out, [](bool v) { return !v; }, x);
+  return out;
+}
+Tensor logical_and(const Tensor& a, const Tensor& b) {
+  return compare("logical_and", as_dtype(a.detach(), boolean), as_dtype(b.detach(), boolean),
+                 [](auto x, auto y) { return bool(x) && bool(y); });
+}
+Tensor logical_or(const Tensor& a, const Tensor& b) {
+  return compare("logical_or", as_dtype(a.detach(), boolean), as_dtype(b.detach(), boolean),
+                 [](auto x, auto y) { return bool(x) || bool(y); });
+}
+
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  if (cond.dtype() != boolean)
+    fail<DtypeError>("where: condition must be a bool mask, got {}", dtype_name(cond.dtype()));
+  Dtype d = arith_dtype(a, b);
+  Tensor x = as_dtype(a, d), y = as_dtype(b, d);
+  Shape s = broadcast_shapes(broadcast_shapes(cond.shape(), x.shape(), "where"), y.shape(), "where");
+  Tensor out = Tensor::empty(s, d);
+  dispatch_numeric(d, "where", [&]<class T>() {
+    map<T, bool, T, T>(out, [](bool c, T p, T q) { return c ? p : q; }, cond, x, y);
+  });
+  if (any_requires_grad({&a, &b})) {
+    Tensor c = cond.detach();
+    record("where", {&a, &b}, out, {Save{c}},
+           [](Node& n, const Tensor& g) -> TensorList {
+             Tensor c = n.saved(0);
+             Tensor zero = zeros(Shape{}, g.dtype());
+             return {n.needs_input_grad(0) ? where(c, g, zero) : Tensor(),
+                     n.needs_input_grad(1) ? where(c, zero, g) : Tensor()};
+           },
+           [c](const TensorList& x) { return where(c, x[0], x[1]); });
+  }
+  return out;
+}
+
+Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
+  if (mask.dtype() != boolean)
+    fail<DtypeError>("masked_fill: mask must be a bool tensor, got {}", dtype_name(mask.dtype()));
+  Shape s = broadcast_shapes(x.shape(), mask.shape(), "masked_fill");
+  if (!(s == x.shape()))
+    fail<ShapeError>("masked_fill: mask of shape {} does not broadcast to the input shape {}",
+                     mask.shape(), x.shape());
+  return where(mask, scalar_tensor(value, x.dtype()), x);
+}
+
+// ---- operators --------------------------------------------------------------------------------
+
+Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+Tensor operator-(const Tensor& a) { return neg(a); }
+Tensor operator+(const Tensor& a, double s) { return add(a, s); }
+Tensor operator+(double s, const Tensor& a) { return add(a, s); }
+Tensor operator-(const Tensor& a, double s) { return add(a, -s); }
+Tensor operator-(double s, const Tensor& a) { return rsub(a, s); }
+Tensor operator*(const Tensor& a, double s) { return mul(a, s); }
+Tensor operator*(double s, const Tensor& a) { return mul(a, s); }
+Tensor operator/(const Tensor& a, double s) { return mul(a, 1.0 / s); }
+Tensor operator/(double s, const Tensor& a) { return rdiv(a, s); }
+Tensor operator<(const Tensor& a, const Tensor& b) { return lt(a, b); }
+Tensor operator<=(const Tensor& a, const Tensor& b) { return le(a, b); }
+Tensor operator>(const Tensor& a, const Tensor& b) { return gt(a, b); }
+Tensor operator>=(const Tensor& a, const Tensor& b) { return ge(a, b); }
+Tensor operator<(const Tensor& a, double s) { return lt(a, scalar_tensor(s, is_floating(a.dtype()) ? a.dtype() : float64)); }
+Tensor operator<=(const Tensor& a, double s) { return le(a, scalar_tensor(s, is_floating(a.dtype()) ? a.dtype() : float64)); }
+Tensor operator>(const Tensor& a, double s) { return gt(a, scalar_tensor(s, is_floating(a.dtype()) ? a.dtype() : float64)); }
+Tensor operator>=(const Tensor& a, double s) { return ge(a, scalar_tensor(s, is_floating(a.dtype()) ? a.dtype() : float64)); }
+
+}  // namespace ag

@@ -1,0 +1,226 @@
+#include "autograd/ops/linalg.h"
+
+#include <cblas.h>
+
+#include "autograd/kernels/dispatch.h"
+#include "autograd/node.h"
+#include "autograd/ops/elementwise.h"
+#include "autograd/ops/reduce.h"
+#include "autograd/ops/shape.h"
+
+namespace ag {
+
+namespace {
+
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+              int(m), int(n), int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
+}
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
+          int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+              int(m), int(n), int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
+}
+
+// How BLAS can read the matrix held in the last two axes of t (rows x cols): row-major with leading
+// dimension ld, or transposed (column-major) with leading dimension ld. ok = false if neither.
+struct MatrixLayout {
+  bool ok = false;
+  bool trans = false;
+  int64_t ld = 1;
+};
+
+MatrixLayout layout(const Tensor& t) {
+  int64_t n = t.dim();
+  int64_t r = t.shape()[n - 2], c = t.shape()[n - 1];
+  int64_t sr = t.strides()[n - 2], sc = t.strides()[n - 1];
+  if ((sc == 1 || c == 1) && (r == 1 || sr >= std::max<int64_t>(1, c)))
+    return {true, false, r == 1 ? std::max<int64_t>(1, c) : sr};
+  if ((sr == 1 || r == 1) && (c == 1 || sc >= std::max<int64_t>(1, r)))
+    return {true, true, c == 1 ? std::max<int64_t>(1, r) : sc};
+  return {};
+}
+
+Tensor blas_ready(const Tensor& t) { return layout(t).ok ? t : t.contiguous(); }
+
+// [..., m, k] @ [..., k, n] with both ranks >= 2 and matching float dtypes; no recording.
+Tensor matmul_kernel(const Tensor& a_in, const Tensor& b_in) {
+  Tensor a = blas_ready(a_in), b = blas_ready(b_in);
+  int64_t na = a.dim(), nb = b.dim();
+  int64_t m = a.shape()[na - 2], k = a.shape()[na - 1], n = b.shape()[nb - 1];
+  Shape ba(a.shape().begin(), a.shape().end() - 2), bb(b.shape().begin(), b.shape().end() - 2);
+  Shape batch = broadcast_shapes(ba, bb, "matmul");
+  Shape os = batch;
+  os.push_back(m);
+  os.push_back(n);
+  Tensor out = Tensor::empty(os, a.dtype());
+  if (out.numel() == 0) return out;
+  if (k == 0) return zeros(os, a.dtype());
+  MatrixLayout la = layout(a), lb = layout(b);
+  kernels::dispatch_floating(a.dtype(), "matmul", [&]<class T>() {
+    const T* pa = static_cast<const T*>(a.impl()->storage->data) + a.offset();
+    const T* pb = static_cast<const T*>(b.impl()->storage->data) + b.offset();
+    T* po = out.data<T>();
+    int64_t nbatch = batch.numel();
+    // b shared by every batch entry and a's rows stacked evenly: one GEMM with m * batch rows.
+    bool b_shared = true;
+    for (int64_t i = 0; i < bb.size(); ++i) b_shared = b_shared && (bb[i] == 1 || b.strides()[i] == 0);
+    bool a_stacked = !la.trans && a.is_contiguous() && ba == batch;
+    if (nbatch > 1 && b_shared && a_stacked) {
+      gemm(false, lb.trans, m * nbatch, n, k, T(1), pa, la.ld, pb, lb.ld, T(0), po, n);
+      return;
+    }
+    // Broadcast batch strides of each operand.
+    int64_t nd = batch.size();
+    std::vector<int64_t> sa(nd, 0), sb(nd, 0);
+    for (int64_t i = 0; i < nd; ++i) {
+      int64_t ia = i - (nd - ba.size()), ib = i - (nd - bb.size());
+      if (ia >= 0 && ba[ia] != 1) sa[i] = a.strides()[ia];
+      if (ib >= 0 && bb[ib] != 1) sb[i] = b.strides()[ib];
+    }
+    std::vector<int64_t> idx(nd, 0);
+    int64_t oa = 0, ob = 0;
+    for (int64_t t = 0; t < nbatch; ++t) {
+      gemm(la.trans, lb.trans, m, n, k, T(1), pa + oa, la.ld, pb + ob, lb.ld, T(0),
+           po + t * m * n, n);
+      for (int64_t d = nd - 1; d >= 0; --d) {
+        oa += sa[d];
+        ob += sb[d];
+        if (++idx[d] < batch[d]) break;
+        oa -= sa[d] * batch[d];
+        ob -= sb[d] * batch[d];
+        idx[d] = 0;
+      }
+    }
+  });
+  return out;
+}
+
+Dtype common_float(const char* op, const Tensor& a, const Tensor& b) {
+  if (!is_floating(a.dtype()) || !is_floating(b.dtype()))
+    fail<DtypeError>("{}: expected float tensors, got {} and {}", op, dtype_name(a.dtype()),
+                     dtype_name(b.dtype()));
+  return a.dtype() == float64 || b.dtype() == float64 ? float64 : float32;
+}
+
+// Both ranks >= 2. Recorded.
+Tensor matmul_nd(const Tensor& a_in, const Tensor& b_in) {
+  Dtype d = common_float("matmul", a_in, b_in);
+  Tensor a = a_in.to(d), b = b_in.to(d);
+  Tensor out = matmul_kernel(a, b);
+  if (any_requires_grad({&a, &b}))
+    record("matmul", {&a, &b}, out, {Save{a}, Save{b}},
+           [](Node& n, const Tensor& g) -> TensorList {
+             Tensor a = n.saved(0), b = n.saved(1);
+             Tensor ga, gb;
+             if (n.needs_input_grad(0)) ga = matmul(g, transpose(b, -1, -2));
+             if (n.needs_input_grad(1)) {
+               if (b.dim() == 2 && a.dim() > 2) {
+                 // Sum over a's batch axes inside one GEMM: [k, rows] @ [rows, n].
+                 int64_t k = a.shape()[a.dim() - 1], cols = g.shape()[g.dim() - 1];
+                 gb = matmul(transpose(reshape(a, Shape{-1, k}), 0, 1), reshape(g, Shape{-1, cols}));
+               } else {
+                 gb = matmul(transpose(a, -1, -2), g);
+               }
+             }
+             return {ga, gb};
+           },
+           [](const TensorList& x) { return matmul(x[0], x[1]); });
+  return out;
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  if (a.dim() == 0 || b.dim() == 0)
+    fail<ShapeError>("matmul: {} @ {}: both operands need at least one axis", a.shape(),
+                     b.shape());
+  int64_t ka = a.shape()[a.dim() - 1];
+  int64_t kb = b.dim() == 1 ? b.shape()[0] : b.shape()[b.dim() - 2];
+  if (ka != kb)
+    fail<ShapeError>("matmul: {} @ {}: inner sizes {} and {} differ", a.shape(), b.shape(), ka,
+                     kb);
+  if (a.dim() == 1 && b.dim() == 1) return reshape(matmul_nd(unsqueeze(a, 0), unsqueeze(b, 1)), Shape{});
+  if (a.dim() == 1) return squeeze(matmul_nd(unsqueeze(a, 0), b), -2);
+  if (b.dim() == 1) return squeeze(matmul_nd(a, unsqueeze(b, 1)), -1);
+  {
+    // Batch axes must broadcast; name both shapes if not.
+    Shape ba(a.shape().begin(), a.shape().end() - 2), bb(b.shape().begin(), b.shape().end() - 2);
+    int64_t n = std::max(ba.size(), bb.size());
+    for (int64_t i = 0; i < n; ++i) {
+      int64_t x = i - (n - ba.size()) >= 0 ? ba[i - (n - ba.size())] : 1;
+      int64_t y = i - (n - bb.size()) >= 0 ? bb[i - (n - bb.size())] : 1;
+      if (x != y && x != 1 && y != 1)
+        fail<ShapeError>("matmul: {} @ {}: batch axes {} and {} cannot be broadcast", a.shape(),
+                         b.shape(), ba, bb);
+    }
+  }
+  return matmul_nd(a, b);
+}
+
+Tensor outer(const Tensor& a, const Tensor& b) {
+  if (a.dim() != 1 || b.dim() != 1)
+    fail<ShapeError>("outer: expected two vectors, got {} and {}", a.shape(), b.shape());
+  return matmul_nd(unsqueeze(a, 1), unsqueeze(b, 0));
+}
+
+Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
+  if (w_in.dim() != 2)
+    fail<ShapeError>("linear: weight must be [out_features, in_features], got {}", w_in.shape());
+  if (x_in.dim() == 0 || x_in.shape()[x_in.dim() - 1] != w_in.shape()[1])
+    fail<ShapeError>("linear: input {} and weight {}: input features {} differ from the weight's {}",
+                     x_in.shape(), w_in.shape(), x_in.dim() ? x_in.shape()[x_in.dim() - 1] : 0,
+                     w_in.shape()[1]);
+  int64_t in = w_in.shape()[1], outf = w_in.shape()[0];
+  if (b_in.defined() && !(b_in.dim() == 1 && b_in.shape()[0] == outf))
+    fail<ShapeError>("linear: bias {} does not match weight {} (expected [{}])", b_in.shape(),
+                     w_in.shape(), outf);
+  Dtype d = common_float("linear", x_in, w_in);
+  Tensor x = x_in.to(d), w = w_in.to(d), b = b_in.defined() ? b_in.to(d) : Tensor();
+  Tensor x2 = blas_ready(reshape(x, Shape{-1, in}));
+  int64_t rows = x2.shape()[0];
+  Shape os = x.shape();
+  os[os.size() - 1] = outf;
+  Tensor out = Tensor::empty(os, d);
+  if (out.numel() > 0) {
+    Tensor wr = blas_ready(w);
+    MatrixLayout lx = layout(x2), lw = layout(wr);
+    kernels::dispatch_floating(d, "linear", [&]<class T>() {
+      T* po = out.data<T>();
+      T beta = T(0);
+      if (b.defined()) {
+        Tensor bc = b.contiguous();
+        const T* pb = bc.data<T>();
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t j = 0; j < outf; ++j) po[r * outf + j] = pb[j];
+        beta = T(1);
+      }
+      if (in == 0) {
+        if (!b.defined()) std::fill(po, po + out.numel(), T(0));
+        return;
+      }
+      const T* px = static_cast<const T*>(x2.impl()->storage->data) + x2.offset();
+      const T* pw = static_cast<const T*>(wr.impl()->storage->data) + wr.offset();
+      // out[rows, outf] = x2[rows, in] @ W[outf, in]^T
+      gemm(lx.trans, !lw.trans, rows, outf, in, T(1), px, lx.ld, pw, lw.ld, beta, po, outf);
+    });
+  }
+  if (any_requires_grad({&x, &w, &b}))
+    record("linear", {&x, &w, &b}, out, {Save{x}, Save{w}},
+           [in, outf](Node& n, const Tensor& g) -> TensorList {
+             Tensor gx, gw, gb;
+             if (n.needs_input_grad(0)) gx = matmul(g, n.saved(1));
+             Tensor g2 = reshape(g, Shape{-1, outf});
+             if (n.needs_input_grad(1))
+               gw = matmul(transpose(g2, 0, 1), reshape(n.saved(0), Shape{-1, in}));
+             if (n.needs_input_grad(2)) gb = sum(g2, {0});
+             return {gx, gw, gb};
+           },
+           [](const TensorList& a) { return linear(a[0], a[1], a.size() > 2 ? a[2] : Tensor()); });
+  return out;
+}
+
+void set_blas_threads(int n) { openblas_set_num_threads(n); }
+
+}  // namespace ag

@@ -1,0 +1,26 @@
+// Linear algebra through BLAS (OpenBLAS sgemm/dgemm). Transposed operands are passed to GEMM with a
+// transpose flag on the original buffer; no transpose is materialised, forward or backward.
+#pragma once
+
+#include "autograd/tensor.h"
+
+namespace ag {
+
+// Matrix product with NumPy's matmul rules:
+//   [n] @ [n] -> []            (dot product)
+//   [m, k] @ [k, n] -> [m, n]
+//   [k] @ [k, n] -> [n], [m, k] @ [k] -> [m]
+//   [..., m, k] @ [..., k, n] -> [broadcast(...), m, n]   (batch axes broadcast)
+// d/dA = g @ B^T, d/dB = A^T @ g (summed over broadcast batch axes).
+// ShapeError: "matmul: [64, 784] @ [256, 10]: inner sizes 784 and 256 differ".
+Tensor matmul(const Tensor& a, const Tensor& b);
+// Outer product of two vectors: [m] x [n] -> [m, n].   d/da = g @ b, d/db = g^T @ a
+Tensor outer(const Tensor& a, const Tensor& b);
+// Fully connected layer, fused: x [..., in] @ W[out, in]^T + b[out] -> [..., out].
+//   d/dx = g @ W, d/dW = g^T @ x (over all leading axes), d/db = sum of g over leading axes.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+
+// Number of threads BLAS uses (OpenBLAS); 0 = its default.
+void set_blas_threads(int n);
+
+}  // namespace ag

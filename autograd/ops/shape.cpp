@@ -1,0 +1,375 @@
+#include "autograd/ops/shape.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "autograd/kernels/dispatch.h"
+#include "autograd/kernels/loops.h"
+#include "autograd/node.h"
+#include "autograd/ops/elementwise.h"
+
+namespace ag {
+
+namespace {
+
+// A tensor sharing x's storage with a new shape, strides and offset.
+Tensor make_view(const Tensor& x, const Shape& shape, const Shape& strides, int64_t offset) {
+  auto t = std::make_shared<TensorImpl>();
+  const TensorImpl& s = *x.impl();
+  t->storage = s.storage;
+  t->shape = shape;
+  t->strides = strides;
+  t->offset = offset;
+  t->dtype = s.dtype;
+  t->is_view = true;
+  return Tensor(std::move(t));
+}
+
+// Resolves a single -1 in a requested shape; ShapeError if the element counts differ.
+Shape infer_shape(const char* op, const Shape& from, const Shape& req) {
+  Shape s = req;
+  int64_t known = 1, infer = -1;
+  for (int64_t i = 0; i < s.size(); ++i) {
+    if (s[i] == -1) {
+      if (infer >= 0) fail<ShapeError>("{}: only one size may be -1 in {}", op, req);
+      infer = i;
+    } else if (s[i] < 0) {
+      fail<ShapeError>("{}: invalid size {} in {}", op, s[i], req);
+    } else {
+      known *= s[i];
+    }
+  }
+  if (infer >= 0) {
+    if (known == 0 || from.numel() % known != 0)
+      fail<ShapeError>("{}: cannot reshape {} ({} elements) into {}", op, from, from.numel(), req);
+    s[infer] = from.numel() / known;
+  }
+  if (s.numel() != from.numel())
+    fail<ShapeError>("{}: cannot reshape {} ({} elements) into {} ({} elements)", op, from,
+                     from.numel(), req, s.numel());
+  return s;
+}
+
+}  // namespace
+
+Tensor view(const Tensor& x, const Shape& shape) {
+  Shape s = infer_shape("view", x.shape(), shape);
+  if (!x.is_contiguous())
+    fail<ShapeError>("view: tensor of shape {} is not contiguous; use reshape (which copies)",
+                     x.shape());
+  Tensor out = make_view(x, s, contiguous_strides(s), x.offset());
+  if (any_requires_grad({&x})) {
+    Shape in = x.shape();
+    record("view", {&x}, out, {},
+           [in](Node&, const Tensor& g) -> TensorList { return {reshape(g, in)}; },
+           [s](const TensorList& a) { return reshape(a[0], s); });
+  }
+  return out;
+}
+
+Tensor reshape(const Tensor& x, const Shape& shape) {
+  Shape s = infer_shape("reshape", x.shape(), shape);
+  if (s == x.shape()) return x;
+  if (x.is_contiguous()) return view(x, s);
+  return view(x.contiguous(), s);
+}
+
+Tensor flatten(const Tensor& x, int64_t start, int64_t end) {
+  if (x.dim() == 0) return reshape(x, Shape{1});
+  start = normalize_axis(start, x.dim(), "flatten");
+  end = normalize_axis(end, x.dim(), "flatten");
+  if (start > end) fail<IndexError>("flatten: start axis {} is after end axis {}", start, end);
+  Shape s;
+  int64_t merged = 1;
+  for (int64_t i = 0; i < x.dim(); ++i) {
+    if (i < start || i > end) {
+      s.push_back(x.shape()[i]);
+    } else {
+      merged *= x.shape()[i];
+      if (i == end) s.push_back(merged);
+    }
+  }
+  return reshape(x, s);
+}
+
+Tensor permute(const Tensor& x, const std::vector<int64_t>& order) {
+  int64_t n = x.dim();
+  if (static_cast<int64_t>(order.size()) != n)
+    fail<ShapeError>("permute: {} axes given for a tensor of shape {}", order.size(), x.shape());
+  std::vector<int64_t> ax(n), inverse(n, -1);
+  for (int64_t i = 0; i < n; ++i) {
+    ax[i] = normalize_axis(order[i], n, "permute");
+    if (inverse[ax[i]] >= 0) fail<IndexError>("permute: axis {} repeated", ax[i]);
+    inverse[ax[i]] = i;
+  }
+  Shape s, st;
+  for (int64_t i = 0; i < n; ++i) {
+    s.push_back(x.shape()[ax[i]]);
+    st.push_back(x.strides()[ax[i]]);
+  }
+  Tensor out = make_view(x, s, st, x.offset());
+  if (any_requires_grad({&x}))
+    record("permute", {&x}, out, {},
+           [inverse](Node&, const Tensor& g) -> TensorList { return {permute(g, inverse)}; },
+           [ax](const TensorList& a) { return permute(a[0], ax); });
+  return out;
+}
+
+Tensor transpose(const Tensor& x, int64_t a, int64_t b) {
+  int64_t n = x.dim();
+  a = normalize_axis(a, n, "transpose");
+  b = normalize_axis(b, n, "transpose");
+  if (n == 0) return x;
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::swap(order[a], order[b]);
+  return permute(x, order);
+}
+
+Tensor squeeze(const Tensor& x, int64_t axis) {
+  if (x.dim() == 0) return x;
+  axis = normalize_axis(axis, x.dim(), "squeeze");
+  if (x.shape()[axis] != 1) return x;
+  Shape s = x.shape();
+  s.erase(axis);
+  return reshape(x, s);
+}
+
+Tensor squeeze(const Tensor& x) {
+  Shape s;
+  for (int64_t d : x.shape())
+    if (d != 1) s.push_back(d);
+  return reshape(x, s);
+}
+
+Tensor unsqueeze(const Tensor& x, int64_t axis) {
+  axis = normalize_axis(axis, x.dim() + 1, "unsqueeze");
+  Shape s = x.shape();
+  s.insert(axis, 1);
+  if (x.is_contiguous()) return reshape(x, s);
+  // Keep it a view for strided inputs: the new axis gets any stride.
+  Shape st = x.strides();
+  st.insert(axis, 1);
+  Tensor out = make_view(x, s, st, x.offset());
+  if (any_requires_grad({&x}))
+    record("unsqueeze", {&x}, out, {},
+           [axis](Node&, const Tensor& g) -> TensorList { return {squeeze(g, axis)}; },
+           [axis](const TensorList& a) { return unsqueeze(a[0], axis); });
+  return out;
+}
+
+Tensor expand(const Tensor& x, const Shape& shape) {
+  int64_t n = shape.size(), lead = n - x.dim();
+  if (lead < 0)
+    fail<ShapeError>("expand: cannot expand shape {} to fewer axes {}", x.shape(), shape);
+  Shape s, st;
+  s.resize(n);
+  st.resize(n);
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t j = i - lead;
+    int64_t want = shape[i];
+    if (j < 0) {
+      if (want < 0) fail<ShapeError>("expand: -1 not allowed for a new leading axis in {}", shape);
+      s[i] = want;
+      st[i] = 0;
+    } else {
+      int64_t have = x.shape()[j];
+      if (want == -1) want = have;
+      if (have != want && have != 1)
+        fail<ShapeError>("expand: cannot expand shape {} to {} (axis {}: {} vs {})", x.shape(),
+                         shape, i, have, want);
+      s[i] = want;
+      st[i] = have == want ? x.strides()[j] : 0;
+    }
+  }
+  if (s == x.shape()) return x;
+  Tensor out = make_view(x, s, st, x.offset());
+  // The engine sums the gradient back to the input's shape.
+  if (any_requires_grad({&x}))
+    record("expand", {&x}, out, {}, [](Node&, const Tensor& g) -> TensorList { return {g}; },
+           [s](const TensorList& a) { return expand(a[0], s); });
+  return out;
+}
+
+Tensor broadcast_to(const Tensor& x, const Shape& shape) { return expand(x, shape); }
+
+Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t stop, int64_t step) {
+  axis = normalize_axis(axis, x.dim(), "slice");
+  if (step <= 0) fail<ValueError>("slice: step must be positive, got {}", step);
+  int64_t n = x.shape()[axis];
+  auto clampi = [n](int64_t v) {
+    if (v < 0) v += n;
+    return std::clamp<int64_t>(v, 0, n);
+  };
+  start = clampi(start);
+  stop = clampi(stop);
+  int64_t len = stop > start ? (stop - start + step - 1) / step : 0;
+  Shape s = x.shape(), st = x.strides();
+  s[axis] = len;
+  st[axis] = x.strides()[axis] * step;
+  Tensor out = make_view(x, s, st, x.offset() + start * x.strides()[axis]);
+  if (any_requires_grad({&x})) {
+    Shape in = x.shape();
+    record("slice", {&x}, out, {},
+           [in, axis, start, step](Node&, const Tensor& g) -> TensorList {
+             return {slice_backward(g, in, axis, start, step)};
+           },
+           [axis, start, stop, step](const TensorList& a) {
+             return slice(a[0], axis, start, stop, step);
+           });
+  }
+  return out;
+}
+
+Tensor slice_backward(const Tensor& g, const Shape& shape, int64_t axis, int64_t start,
+                      int64_t step) {
+  Tensor out = zeros(shape, g.dtype());
+  {
+    NoGradGuard ng;
+    Tensor region = slice(out, axis, start, start + g.shape()[axis] * step, step);
+    if (!(region.shape() == g.shape()))
+      fail<ShapeError>("slice_backward: gradient of shape {} does not fit slice {} of {}",
+                       g.shape(), region.shape(), shape);
+    region.copy_(g);
+  }
+  out.impl()->storage->version = 0;
+  if (any_requires_grad({&g}))
+    record("slice_backward", {&g}, out, {},
+           [axis, start, step](Node& n, const Tensor& gg) -> TensorList {
+             int64_t len = n.input_meta[0].shape[axis];
+             return {slice(gg, axis, start, start + len * step, step)};
+           },
+           [shape, axis, start, step](const TensorList& a) {
+             return slice_backward(a[0], shape, axis, start, step);
+           });
+  return out;
+}
+
+Tensor select(const Tensor& x, int64_t axis, int64_t index) {
+  axis = normalize_axis(axis, x.dim(), "select");
+  int64_t n = x.shape()[axis];
+  if (index < -n || index >= n)
+    fail<IndexError>("select: index {} is out of range for axis {} of size {} (shape {})", index,
+                     axis, n, x.shape());
+  if (index < 0) index += n;
+  return squeeze(slice(x, axis, index, index + 1), axis);
+}
+
+Tensor cat(const std::vector<Tensor>& xs, int64_t axis) {
+  if (xs.empty()) fail<ValueError>("cat: no tensors given");
+  const Tensor& first = xs[0];
+  axis = normalize_axis(axis, first.dim(), "cat");
+  Shape s = first.shape();
+  int64_t total = 0;
+  Dtype d = first.dtype();
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const Tensor& t = xs[i];
+    if (t.dim() != first.dim())
+      fail<ShapeError>("cat: tensor {} has shape {} but tensor 0 has shape {}", i, t.shape(),
+                       first.shape());
+    for (int64_t k = 0; k < t.dim(); ++k)
+      if (k != axis && t.shape()[k] != s[k])
+        fail<ShapeError>("cat: tensor {} has shape {} but tensor 0 has shape {} (axis {} differs)",
+                         i, t.shape(), first.shape(), k);
+    if (t.dtype() != d)
+      fail<DtypeError>("cat: tensor {} has dtype {} but tensor 0 has {}", i, dtype_name(t.dtype()),
+                       dtype_name(d));
+    total += t.shape()[axis];
+  }
+  s[axis] = total;
+  Tensor out = Tensor::empty(s, d);
+  {
+    NoGradGuard ng;
+    int64_t at = 0;
+    for (const Tensor& t : xs) {
+      int64_t len = t.shape()[axis];
+      slice(out, axis, at, at + len).copy_(t);
+      at += len;
+    }
+  }
+  out.impl()->storage->version = 0;
+  bool rg = false;
+  for (const Tensor& t : xs) rg = rg || any_requires_grad({&t});
+  if (rg) {
+    std::vector<int64_t> sizes;
+    for (const Tensor& t : xs) sizes.push_back(t.shape()[axis]);
+    struct CatNode final : Node {
+      int64_t axis;
+      std::vector<int64_t> sizes;
+      std::string name() const override { return "cat"; }
+      TensorList apply(TensorList&& g) override {
+        TensorList r;
+        int64_t at = 0;
+        for (int64_t len : sizes) {
+          r.push_back(slice(g[0], axis, at, at + len));
+          at += len;
+        }
+        return r;
+      }
+    };
+    auto node = std::make_shared<CatNode>();
+    node->axis = axis;
+    node->sizes = sizes;
+    std::vector<const Tensor*> ptrs;
+    for (const Tensor& t : xs) ptrs.push_back(&t);
+    // attach takes an initializer_list; wire edges by hand for a variable count.
+    for (const Tensor* t : ptrs) {
+      node->next_edges.push_back(gradient_edge(*t));
+      node->input_meta.push_back(InputMeta{t->shape(), t->dtype()});
+    }
+    node->output_meta.push_back(InputMeta{out.shape(), out.dtype()});
+    if (is_tape_checking()) {
+      node->replay_fn = [axis](const TensorList& a) -> TensorList { return {cat(a, axis)}; };
+      for (const Tensor& t : xs) node->replay_inputs.push_back(t.detach().clone());
+    }
+    out.impl()->grad_fn = node;
+    out.impl()->requires_grad = true;
+  }
+  return out;
+}
+
+Tensor stack(const std::vector<Tensor>& xs, int64_t axis) {
+  if (xs.empty()) fail<ValueError>("stack: no tensors given");
+  axis = normalize_axis(axis, xs[0].dim() + 1, "stack");
+  std::vector<Tensor> u;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    if (!(xs[i].shape() == xs[0].shape()))
+      fail<ShapeError>("stack: tensor {} has shape {} but tensor 0 has shape {}", i,
+                       xs[i].shape(), xs[0].shape());
+    u.push_back(unsqueeze(xs[i], axis));
+  }
+  return cat(u, axis);
+}
+
+std::vector<Tensor> split(const Tensor& x, int64_t size, int64_t axis) {
+  axis = normalize_axis(axis, x.dim(), "split");
+  if (size <= 0) fail<ValueError>("split: piece size must be positive, got {}", size);
+  std::vector<Tensor> r;
+  int64_t n = x.shape()[axis];
+  for (int64_t at = 0; at < n; at += size) r.push_back(slice(x, axis, at, std::min(n, at + size)));
+  return r;
+}
+
+std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t axis) {
+  if (chunks <= 0) fail<ValueError>("chunk: number of chunks must be positive, got {}", chunks);
+  axis = normalize_axis(axis, x.dim(), "chunk");
+  int64_t n = x.shape()[axis];
+  return split(x, std::max<int64_t>(1, (n + chunks - 1) / chunks), axis);
+}
+
+namespace {
+Tensor triangle(const char* op, const Tensor& x, int64_t k, bool lower) {
+  if (x.dim() < 2) fail<ShapeError>("{}: needs at least 2 axes, got shape {}", op, x.shape());
+  int64_t r = x.shape()[x.dim() - 2], c = x.shape()[x.dim() - 1];
+  Tensor mask = Tensor::empty(Shape{r, c}, boolean);
+  bool* m = mask.data<bool>();
+  for (int64_t i = 0; i < r; ++i)
+    for (int64_t j = 0; j < c; ++j) m[i * c + j] = lower ? (j - i <= k) : (j - i >= k);
+  return where(mask, x, zeros(Shape{}, x.dtype()));
+}
+}  // namespace
+
+Tensor tril(const Tensor& x, int64_t k) { return triangle("tril", x, k, true); }
+Tensor triu(const Tensor& x, int64_t k) { return triangle("triu", x, k, false); }
+
+}  // namespace ag

@@ -1,0 +1,200 @@
+// Tensor: an N-dimensional, row-major, strided view of a Storage, plus the autograd metadata that ties
+// it into the tape (requires_grad, grad, grad_fn).
+//
+// A Tensor is a cheap handle (one shared pointer): copies alias the same tensor, like Python names for
+// a torch.Tensor. Ops are free functions in autograd/ops/*.h; the most used ones are also members.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "autograd/dtype.h"
+#include "autograd/error.h"
+#include "autograd/shape.h"
+#include "autograd/storage.h"
+
+namespace ag {
+
+class Node;
+class Tensor;
+
+// The data behind a Tensor handle. Semi-internal: ops and the engine use it, users need not.
+struct TensorImpl {
+  std::shared_ptr<Storage> storage;
+  Shape shape;
+  Shape strides;  // in elements
+  int64_t offset = 0;  // in elements
+  Dtype dtype = Dtype::float32;
+  bool requires_grad = false;
+  bool retains_grad = false;
+  bool is_view = false;  // shares storage with another tensor made by a view op
+  uint32_t output_nr = 0;  // which output of grad_fn this tensor is
+  std::shared_ptr<Node> grad_fn;  // null for leaves
+  std::shared_ptr<TensorImpl> grad;
+  std::weak_ptr<Node> grad_accumulator;  // leaves: the node that accumulates into .grad
+
+  ~TensorImpl();
+};
+
+class Tensor {
+ public:
+  Tensor() = default;
+  explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
+
+  // ---- construction (see also the factories below) ----
+  // A new, uninitialised contiguous tensor.
+  static Tensor empty(const Shape& shape, Dtype dtype = float32);
+  // Nested initializer lists: Tensor({{1, 2}, {3, 4}}) is a 2x2 float32 tensor.
+  Tensor(double scalar);  // NOLINT: 0-d float32 tensor
+  Tensor(std::initializer_list<double> values);
+  Tensor(std::initializer_list<std::initializer_list<double>> values);
+  Tensor(std::initializer_list<std::initializer_list<std::initializer_list<double>>> values);
+  // From a flat vector and a shape (numel must match).
+  template <class T>
+  static Tensor from_vector(const std::vector<T>& values, const Shape& shape);
+  template <class T>
+  static Tensor from_vector(const std::vector<T>& values) {
+    return from_vector(values, Shape{static_cast<int64_t>(values.size())});
+  }
+
+  // ---- metadata ----
+  bool defined() const { return impl_ != nullptr; }
+  const Shape& shape() const { return impl()->shape; }
+  const Shape& strides() const { return impl()->strides; }
+  int64_t offset() const { return impl()->offset; }
+  int64_t dim() const { return shape().size(); }
+  // Size along an axis (negative counts from the end).
+  int64_t size(int64_t axis) const;
+  int64_t numel() const { return shape().numel(); }
+  Dtype dtype() const { return impl()->dtype; }
+  bool is_contiguous() const;
+  // The storage version counter (bumped by in-place writes).
+  uint32_t version() const { return impl()->storage->version; }
+  TensorImpl* impl() const;
+  const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
+  bool same(const Tensor& other) const { return impl_ == other.impl_; }
+
+  // ---- data access ----
+  // Typed pointer to element [0,...,0]; T must match dtype().
+  template <class T>
+  T* data() const;
+  // The single value of a one-element tensor, as double (or T).
+  double item() const;
+  template <class T>
+  T item() const {
+    return static_cast<T>(item());
+  }
+  // Element at a full index (negative indices count from the end).
+  double at(std::initializer_list<int64_t> index) const;
+  // Copies of all elements in row-major order.
+  template <class T>
+  std::vector<T> to_vector() const;
+
+  // ---- autograd ----
+  bool requires_grad() const { return impl()->requires_grad; }
+  // Marks a leaf as a parameter whose gradient backward should compute. Returns *this.
+  Tensor& requires_grad_(bool flag = true);
+  Tensor set_requires_grad(bool flag = true) {
+    requires_grad_(flag);
+    return *this;
+  }
+  // The accumulated gradient (undefined until a backward reaches this tensor).
+  Tensor grad() const;
+  void set_grad(const Tensor& g);
+  // Sets .grad to zeros (set_to_none = false) or drops it (default, as PyTorch's optimizers do).
+  void zero_grad(bool set_to_none = true);
+  const std::shared_ptr<Node>& grad_fn() const { return impl()->grad_fn; }
+  bool is_leaf() const { return impl()->grad_fn == nullptr; }
+  // Asks backward to also fill .grad of this non-leaf tensor.
+  void retain_grad();
+  bool retains_grad() const { return impl()->retains_grad; }
+  // Same data, cut from the graph (shares storage).
+  Tensor detach() const;
+  // Back-propagates from this tensor. `grad` defaults to 1 for a one-element tensor.
+  void backward(const Tensor& grad = Tensor(), bool retain_graph = false,
+                bool create_graph = false) const;
+
+  // ---- conversion ----
+  Tensor to(Dtype dtype) const;  // differentiable between float32 and float64
+  Tensor contiguous() const;
+  Tensor clone() const;
+
+  // ---- common ops as members (the free functions in autograd/ops/ are the reference) ----
+  Tensor sum() const;
+  Tensor sum(const std::vector<int64_t>& axes, bool keepdim = false) const;
+  Tensor mean() const;
+  Tensor mean(const std::vector<int64_t>& axes, bool keepdim = false) const;
+  Tensor reshape(const Shape& shape) const;
+  Tensor view(const Shape& shape) const;
+  Tensor flatten(int64_t start = 0, int64_t end = -1) const;
+  Tensor transpose(int64_t a, int64_t b) const;
+  Tensor permute(const std::vector<int64_t>& order) const;
+  Tensor t() const;  // transpose of the last two axes
+  Tensor squeeze(int64_t axis) const;
+  Tensor unsqueeze(int64_t axis) const;
+  Tensor expand(const Shape& shape) const;
+  Tensor slice(int64_t axis, int64_t start, int64_t stop, int64_t step = 1) const;
+  Tensor select(int64_t axis, int64_t index) const;
+  Tensor operator[](int64_t index) const { return select(0, index); }
+  Tensor matmul(const Tensor& other) const;
+  Tensor pow(double exponent) const;
+  Tensor exp() const;
+  Tensor log() const;
+  Tensor sqrt() const;
+  Tensor abs() const;
+  Tensor tanh() const;
+  Tensor sigmoid() const;
+  Tensor relu() const;
+
+  // ---- in-place ops (bump the version counter) ----
+  Tensor& add_(const Tensor& other, double alpha = 1.0);
+  Tensor& add_(double value);
+  Tensor& sub_(const Tensor& other, double alpha = 1.0);
+  Tensor& mul_(const Tensor& other);
+  Tensor& mul_(double value);
+  Tensor& div_(const Tensor& other);
+  Tensor& div_(double value);
+  Tensor& zero_();
+  Tensor& fill_(double value);
+  Tensor& copy_(const Tensor& src);
+  Tensor& clamp_(double lo, double hi);
+  Tensor& sqrt_();
+  // self += value * a * b ; self += value * a / b  (the optimizers' building blocks)
+  Tensor& addcmul_(const Tensor& a, const Tensor& b, double value = 1.0);
+  Tensor& addcdiv_(const Tensor& a, const Tensor& b, double value = 1.0);
+  // self += weight * (end - self)
+  Tensor& lerp_(const Tensor& end, double weight);
+
+ private:
+  std::shared_ptr<TensorImpl> impl_;
+};
+
+// ---- factories (float32 unless a dtype is given) ----
+Tensor zeros(const Shape& shape, Dtype dtype = float32);
+Tensor ones(const Shape& shape, Dtype dtype = float32);
+Tensor full(const Shape& shape, double value, Dtype dtype = float32);
+Tensor zeros_like(const Tensor& t);
+Tensor ones_like(const Tensor& t);
+Tensor full_like(const Tensor& t, double value);
+Tensor empty_like(const Tensor& t);
+// start, start+step, ... < stop
+Tensor arange(double start, double stop, double step = 1.0, Dtype dtype = float32);
+Tensor arange(int64_t n, Dtype dtype = float32);
+Tensor linspace(double start, double stop, int64_t steps, Dtype dtype = float32);
+Tensor eye(int64_t n, Dtype dtype = float32);
+Tensor scalar_tensor(double value, Dtype dtype = float32);
+
+// ---- implementation details ----
+template <class T>
+T* Tensor::data() const {
+  if (dtype_of<std::remove_const_t<T>>::value != dtype())
+    fail<DtypeError>("data<{}>(): tensor has dtype {}",
+                     dtype_name(dtype_of<std::remove_const_t<T>>::value), dtype_name(dtype()));
+  return static_cast<T*>(impl()->storage->data) + impl()->offset;
+}
+
+}  // namespace ag

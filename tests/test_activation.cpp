@@ -1,0 +1,3 @@
+#include "support.h"
+
+using namespace ag;
