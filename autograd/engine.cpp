@@ -190,7 +190,8 @@ void run(const TensorList& outputs, const TensorList& grad_outputs, bool retain_
     Node* node = heap.back();
     heap.pop_back();
     node->queued = false;
-    TensorList grads = std::move(node->pending);
+    TensorList grads(std::make_move_iterator(node->pending.begin()),
+                     std::make_move_iterator(node->pending.end()));
     node->pending.clear();
 
     if (t_trace_norms) {

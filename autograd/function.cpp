@@ -1,1 +1,178 @@
-// placeholder
+#include "autograd/function.h"
+
+#include <cxxabi.h>
+
+#include <cstdlib>
+#include <memory>
+
+namespace ag {
+
+void FunctionContext::save_for_backward(const TensorList& tensors) {
+  if (node_) fail<AutogradError>("{}: save_for_backward can only be called in forward", op_name_);
+  to_save_.insert(to_save_.end(), tensors.begin(), tensors.end());
+}
+
+TensorList FunctionContext::saved_tensors() const {
+  if (!node_) return to_save_;
+  if (node_->released()) (void)node_->saved(0);  // raises: the graph was freed
+  TensorList r;
+  r.reserve(node_->saved_tensors.size());
+  for (size_t i = 0; i < node_->saved_tensors.size(); ++i) r.push_back(node_->saved(i));
+  return r;
+}
+
+void FunctionContext::mark_non_differentiable(const TensorList& outputs) {
+  for (const Tensor& t : outputs)
+    if (t.defined()) non_differentiable_.push_back(t.impl());
+}
+
+bool FunctionContext::needs_input_grad(size_t i) const {
+  if (i >= needs_input_grad_.size())
+    fail<IndexError>("{}: needs_input_grad({}) asked, but forward has {} tensor inputs", op_name_,
+                     i, needs_input_grad_.size());
+  return needs_input_grad_[i];
+}
+
+void FunctionContext::bad_value(const std::string& key, const std::type_info& requested) const {
+  auto it = values_.find(key);
+  if (it == values_.end())
+    fail<ValueError>(
+        "{}: no value '{}' was stored in the context (ctx.set(\"{}\", value) in forward)", op_name_,
+        key, key);
+  fail<ValueError>("{}: context value '{}' holds a {}, not the {} requested", op_name_, key,
+                   detail::demangle(it->second.type().name()), detail::demangle(requested.name()));
+}
+
+namespace detail {
+
+std::string demangle(const char* mangled) {
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> raw(
+      abi::__cxa_demangle(mangled, nullptr, nullptr, &status), std::free);
+  std::string name = status == 0 && raw ? std::string(raw.get()) : std::string(mangled);
+  // "(anonymous namespace)::ns::Softsign" -> "Softsign"; template names are kept whole.
+  if (name.find('<') == std::string::npos) {
+    size_t colon = name.rfind("::");
+    if (colon != std::string::npos) name = name.substr(colon + 2);
+  }
+  return name;
+}
+
+void CustomFunctionNode::wire(const TensorList& inputs, TensorList& outputs,
+                              const std::source_location& loc) {
+  ctx.node_ = this;
+  recorded_at = fmt::format("{}:{}", loc.file_name(), loc.line());
+
+  next_edges.reserve(inputs.size());
+  input_meta.reserve(inputs.size());
+  for (const Tensor& t : inputs) {
+    next_edges.push_back(t.defined() ? gradient_edge(t) : Edge{});
+    input_meta.push_back(t.defined() ? InputMeta{t.shape(), t.dtype()} : InputMeta{});
+  }
+
+  // Outputs: which are differentiable, and fresh handles for those that are not plain results of
+  // forward (an input returned as is, or a tensor already on a tape), so no input is re-parented.
+  std::vector<const TensorImpl*> original(outputs.size());
+  std::vector<bool>& differentiable = differentiable_;
+  differentiable.assign(outputs.size(), false);
+  auto is_input = [&](const TensorImpl* impl) {
+    for (const Tensor& t : inputs)
+      if (t.defined() && t.impl() == impl) return true;
+    return false;
+  };
+  for (size_t k = 0; k < outputs.size(); ++k) {
+    Tensor& out = outputs[k];
+    if (!out.defined())
+      fail<AutogradError>("{}: forward returned an undefined tensor as output {}", name(), k);
+    original[k] = out.impl();
+    bool marked = false;
+    for (const TensorImpl* m : ctx.non_differentiable_) marked = marked || m == out.impl();
+    differentiable[k] = !marked && is_floating(out.dtype());
+    if (is_input(out.impl()) || out.requires_grad()) out = out.detach();
+    for (size_t j = 0; j < k;
+         ++j)  // the same tensor returned twice: give each output its own handle
+      if (outputs[j].impl() == out.impl()) out = out.detach();
+  }
+  for (const TensorImpl* m : ctx.non_differentiable_) {
+    bool found = false;
+    for (const TensorImpl* o : original) found = found || o == m;
+    if (!found)
+      fail<ValueError>("{}: mark_non_differentiable was given a tensor that forward did not return",
+                       name());
+  }
+
+  num_outputs_ = static_cast<uint32_t>(outputs.size());
+  for (size_t k = 0; k < outputs.size(); ++k) {
+    TensorImpl* o = outputs[k].impl();
+    output_meta.push_back(InputMeta{o->shape, o->dtype});
+    if (!differentiable[k]) continue;
+    o->grad_fn = shared_from_this();
+    o->output_nr = static_cast<uint32_t>(k);
+    o->requires_grad = true;
+  }
+
+  // Saved tensors move into the node (so backward checks their versions and release() frees them).
+  // The context's own handles are dropped: an output held there would keep this node alive forever.
+  for (const Tensor& t : ctx.to_save_) {
+    size_t k = 0;
+    while (k < outputs.size() && !(t.defined() && original[k] == t.impl())) ++k;
+    if (k < outputs.size())
+      saved_tensors.emplace_back(outputs[k], differentiable[k]);
+    else
+      saved_tensors.emplace_back(t, false);
+  }
+  had_saved_ = !ctx.to_save_.empty();
+  ctx.to_save_.clear();
+  ctx.non_differentiable_.clear();
+
+  // Replay inputs: copies under a TapeCheckGuard, otherwise aliases whose versions are checked.
+  bool copy = is_tape_checking();
+  for (const Tensor& t : inputs) {
+    if (!t.defined()) {
+      replay_inputs.push_back(Tensor());
+      if (!copy) replay_versions_.push_back(0);
+      continue;
+    }
+    replay_inputs.push_back(copy ? t.detach().clone() : t.detach());
+    if (!copy) replay_versions_.push_back(t.version());
+  }
+}
+
+bool CustomFunctionNode::can_replay() const {
+  if (!replay_fn) return false;
+  for (size_t i = 0; i < replay_versions_.size(); ++i)
+    if (replay_inputs[i].defined() && replay_inputs[i].version() != replay_versions_[i])
+      return false;
+  return true;
+}
+
+TensorList CustomFunctionNode::replay(const TensorList& inputs) const {
+  TensorList out = replay_fn(inputs);
+  for (size_t k = 0; k < out.size() && k < differentiable_.size(); ++k)
+    if (!differentiable_[k]) out[k] = Tensor();
+  return out;
+}
+
+TensorList CustomFunctionNode::check_backward(TensorList grads) const {
+  if (grads.size() != num_inputs())
+    fail<AutogradError>(
+        "{}: backward returned {} gradients, but forward has {} tensor inputs (return one per "
+        "tensor input; an undefined Tensor means no gradient)",
+        name(), grads.size(), num_inputs());
+  for (size_t i = 0; i < grads.size(); ++i) {
+    Tensor& g = grads[i];
+    if (!g.defined()) continue;
+    if (!needs_input_grad(i)) {
+      g = Tensor();
+      continue;
+    }
+    if (!is_floating(g.dtype()))
+      fail<DtypeError>("{}: backward returned a {} gradient of shape {} for input {}", name(),
+                       dtype_name(g.dtype()), g.shape(), i);
+    if (g.dtype() != input_meta[i].dtype) g = g.to(input_meta[i].dtype);
+  }
+  return grads;
+}
+
+}  // namespace detail
+}  // namespace ag

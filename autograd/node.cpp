@@ -73,7 +73,6 @@ Tensor Node::saved(size_t i) const {
 void Node::release() {
   if (had_saved_) {
     saved_tensors.clear();
-    saved_tensors.shrink_to_fit();
     released_ = true;
   }
 }

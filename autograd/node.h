@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "autograd/grad_mode.h"
+#include "autograd/small_vector.h"
 #include "autograd/tensor.h"
 
 namespace ag {
@@ -83,16 +84,16 @@ class Node : public std::enable_shared_from_this<Node> {
   virtual void release();
   bool released() const { return released_; }
 
-  std::vector<Edge> next_edges;
-  std::vector<InputMeta> input_meta;
-  std::vector<InputMeta> output_meta;
-  std::vector<SavedTensor> saved_tensors;
+  SmallVector<Edge, 3> next_edges;
+  SmallVector<InputMeta, 3> input_meta;
+  SmallVector<InputMeta, 1> output_meta;
+  SmallVector<SavedTensor, 3> saved_tensors;
   // check_tape support: input values at record time and a function recomputing the outputs.
   TensorList replay_inputs;
   std::function<TensorList(const TensorList&)> replay_fn;
   std::string recorded_at;  // where it was recorded, when known (custom ops, anomaly mode)
   // Engine state during one backward: pending gradients of each output.
-  std::vector<Tensor> pending;
+  SmallVector<Tensor, 1> pending;
   bool queued = false;
   // Non-leaf outputs that asked for retain_grad(): (output_nr, tensor).
   std::vector<std::pair<uint32_t, std::weak_ptr<TensorImpl>>> retained;

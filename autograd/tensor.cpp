@@ -247,6 +247,24 @@ Tensor Tensor::detach() const {
   return Tensor(std::move(t));
 }
 
+void Tensor::set_data(const Tensor& src) {
+  TensorImpl* t = impl();
+  if (t->grad_fn)
+    fail<AutogradError>("set_data: tensor of shape {} is the output of {}; only leaves can be reset",
+                        t->shape, t->grad_fn->name());
+  const TensorImpl& s = *src.impl();
+  if (t->requires_grad && !is_floating(s.dtype))
+    fail<DtypeError>("set_data: a tensor that requires grad cannot take {} data",
+                     dtype_name(s.dtype));
+  t->storage = s.storage;
+  t->shape = s.shape;
+  t->strides = s.strides;
+  t->offset = s.offset;
+  t->dtype = s.dtype;
+  if (t->grad && (!(Tensor(t->grad).shape() == s.shape) || t->grad->dtype != s.dtype))
+    t->grad.reset();
+}
+
 void Tensor::backward(const Tensor& grad, bool retain_graph, bool create_graph) const {
   ag::backward({*this}, grad.defined() ? TensorList{grad} : TensorList{}, retain_graph,
                create_graph);

@@ -118,6 +118,10 @@ class Tensor {
   void backward(const Tensor& grad = Tensor(), bool retain_graph = false,
                 bool create_graph = false) const;
 
+  // Replaces this tensor's data (storage, shape, dtype) with `src`'s, keeping its identity and autograd
+  // flags: every handle to this tensor sees the new data (Module::to, load_state_dict). Leaves only.
+  void set_data(const Tensor& src);
+
   // ---- conversion ----
   Tensor to(Dtype dtype) const;  // differentiable between float32 and float64
   Tensor contiguous() const;

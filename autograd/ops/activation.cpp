@@ -1,24 +1,156 @@
 #include "autograd/ops/activation.h"
 
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/loops.h"
 #include "autograd/node.h"
 #include "autograd/ops/elementwise.h"
+#include "autograd/ops/unary.h"
 
 namespace ag {
 
-Tensor relu(const Tensor& x) {
+namespace {
+
+// out[i] = f(x[i]) for a float tensor (DtypeError naming `op` otherwise).
+template <class F>
+Tensor activation_kernel(const char* op, const Tensor& x, F f) {
   Tensor out = Tensor::empty(x.shape(), x.dtype());
-  kernels::dispatch_floating(x.dtype(), "relu", [&]<class T>() {
-    kernels::map<T, T>(out, [](T v) { return v > T(0) ? v : T(0); }, x);
+  kernels::dispatch_floating(x.dtype(), op, [&]<class T>() { kernels::map<T, T>(out, f, x); });
+  return out;
+}
+
+Tensor scalar_like(const Tensor& t, double v) { return full(Shape{}, v, t.dtype()); }
+
+// [x > 0] as a mask (not differentiable).
+Tensor positive(const Tensor& x) { return gt(x, scalar_like(x, 0.0)); }
+
+constexpr double kSqrt2OverPi = 0.7978845608028654;  // sqrt(2 / pi)
+constexpr double kGeluCubic = 0.044715;
+
+}  // namespace
+
+Tensor relu(const Tensor& x) {
+  Tensor out = activation_kernel("relu", x, [](auto v) { return v > decltype(v)(0) ? v : 0; });
+  if (any_requires_grad({&x}))
+    record(
+        "relu", {&x}, out, {Save{out, true}},
+        [](Node& n, const Tensor& g) -> TensorList {
+          return {where(positive(n.saved(0)), g, scalar_like(g, 0.0))};
+        },
+        [](const TensorList& a) { return relu(a[0]); });
+  return out;
+}
+
+Tensor leaky_relu(const Tensor& x, double slope) {
+  Tensor out = activation_kernel("leaky_relu", x, [slope](auto v) {
+    using T = decltype(v);
+    return v > T(0) ? v : static_cast<T>(slope) * v;
   });
   if (any_requires_grad({&x}))
-    record("relu", {&x}, out, {Save{out, true}},
-           [](Node& n, const Tensor& g) -> TensorList {
-             Tensor y = n.saved(0);
-             return {where(gt(y, zeros(Shape{}, y.dtype())), g, zeros(Shape{}, g.dtype()))};
-           },
-           [](const TensorList& a) { return relu(a[0]); });
+    record(
+        "leaky_relu", {&x}, out, {Save{x}},
+        [slope](Node& n, const Tensor& g) -> TensorList {
+          return {where(positive(n.saved(0)), g, mul(g, slope))};
+        },
+        [slope](const TensorList& a) { return leaky_relu(a[0], slope); });
+  return out;
+}
+
+Tensor elu(const Tensor& x, double alpha) {
+  Tensor out = activation_kernel("elu", x, [alpha](auto v) {
+    using T = decltype(v);
+    return v > T(0) ? v : static_cast<T>(alpha) * std::expm1(v);
+  });
+  if (any_requires_grad({&x}))
+    record(
+        "elu", {&x}, out, {Save{x}, Save{out, true}},
+        [alpha](Node& n, const Tensor& g) -> TensorList {
+          // For x <= 0, d/dx alpha (e^x - 1) = alpha e^x = out + alpha.
+          return {where(positive(n.saved(0)), g, mul(g, add(n.saved(1), alpha)))};
+        },
+        [alpha](const TensorList& a) { return elu(a[0], alpha); });
+  return out;
+}
+
+Tensor gelu(const Tensor& x, std::string_view approximate) {
+  const bool use_tanh = approximate == "tanh";
+  if (!use_tanh && approximate != "none")
+    fail<ValueError>("gelu: approximate must be 'none' or 'tanh', got '{}'", approximate);
+  auto tanh_form = [](auto v) {
+    using T = decltype(v);
+    T u = T(kSqrt2OverPi) * (v + T(kGeluCubic) * v * v * v);
+    return T(0.5) * v * (T(1) + std::tanh(u));
+  };
+  auto erf_form = [](auto v) {
+    using T = decltype(v);
+    return T(0.5) * v * (T(1) + std::erf(v * T(std::numbers::sqrt2 / 2)));
+  };
+  Tensor out =
+      use_tanh ? activation_kernel("gelu", x, tanh_form) : activation_kernel("gelu", x, erf_form);
+  if (any_requires_grad({&x}))
+    record(
+        "gelu", {&x}, out, {Save{x}},
+        [use_tanh](Node& n, const Tensor& g) -> TensorList {
+          Tensor a = n.saved(0);
+          if (use_tanh) {
+            // t = tanh(u): d = 0.5 (1 + t) + 0.5 x (1 - t^2) du/dx
+            Tensor a2 = mul(a, a);
+            Tensor t = tanh(mul(add(a, mul(mul(a2, a), kGeluCubic)), kSqrt2OverPi));
+            Tensor du = add(mul(a2, 3 * kGeluCubic * kSqrt2OverPi), kSqrt2OverPi);
+            Tensor d = add(mul(add(t, 1.0), 0.5), mul(mul(mul(a, rsub(mul(t, t), 1.0)), du), 0.5));
+            return {mul(g, d)};
+          }
+          // d = Phi(x) + x phi(x), Phi the normal CDF and phi its density.
+          Tensor cdf = mul(add(erf(mul(a, std::numbers::sqrt2 / 2)), 1.0), 0.5);
+          Tensor pdf =
+              mul(exp(mul(mul(a, a), -0.5)), 0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2);
+          return {mul(g, add(cdf, mul(a, pdf)))};
+        },
+        [use_tanh](const TensorList& a) { return gelu(a[0], use_tanh ? "tanh" : "none"); });
+  return out;
+}
+
+Tensor silu(const Tensor& x) {
+  Tensor out = activation_kernel("silu", x, [](auto v) {
+    using T = decltype(v);
+    // v * sigmoid(v), with the sigmoid written so that exp never overflows.
+    if (v >= T(0)) return v / (T(1) + std::exp(-v));
+    T e = std::exp(v);
+    return v * e / (T(1) + e);
+  });
+  if (any_requires_grad({&x}))
+    record(
+        "silu", {&x}, out, {Save{x}},
+        [](Node& n, const Tensor& g) -> TensorList {
+          Tensor a = n.saved(0);
+          Tensor s = sigmoid(a);
+          return {mul(g, mul(s, add(mul(a, rsub(s, 1.0)), 1.0)))};
+        },
+        [](const TensorList& a) { return silu(a[0]); });
+  return out;
+}
+
+Tensor softplus(const Tensor& x, double beta, double threshold) {
+  if (!(beta > 0))
+    fail<ValueError>("softplus: beta must be positive, got {} (input {})", beta, x.shape());
+  Tensor out = activation_kernel("softplus", x, [beta, threshold](auto v) {
+    using T = decltype(v);
+    T bx = static_cast<T>(beta) * v;
+    if (bx > static_cast<T>(threshold)) return v;
+    // log(1 + e^bx) = max(bx, 0) + log1p(e^-|bx|): no overflow for large bx.
+    return (std::max(bx, T(0)) + std::log1p(std::exp(-std::abs(bx)))) / static_cast<T>(beta);
+  });
+  if (any_requires_grad({&x}))
+    record(
+        "softplus", {&x}, out, {Save{x}},
+        [beta, threshold](Node& n, const Tensor& g) -> TensorList {
+          Tensor bx = mul(n.saved(0), beta);
+          return {where(gt(bx, scalar_like(bx, threshold)), g, mul(g, sigmoid(bx)))};
+        },
+        [beta, threshold](const TensorList& a) { return softplus(a[0], beta, threshold); });
   return out;
 }
 

@@ -1,1 +1,224 @@
-// placeholder
+#include "autograd/ops/loss.h"
+
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "autograd/kernels/dispatch.h"
+#include "autograd/node.h"
+#include "autograd/ops/elementwise.h"
+#include "autograd/ops/reduce.h"
+#include "autograd/ops/shape.h"
+#include "autograd/ops/unary.h"
+
+namespace ag {
+
+namespace {
+
+enum class Reduction { mean, sum, none };
+
+Reduction parse_reduction(std::string_view r, const char* op) {
+  if (r == "mean") return Reduction::mean;
+  if (r == "sum") return Reduction::sum;
+  if (r == "none") return Reduction::none;
+  fail<ValueError>("{}: reduction must be 'mean', 'sum' or 'none', got '{}'", op, r);
+}
+
+const char* reduction_name(Reduction r) {
+  return r == Reduction::mean ? "mean" : (r == Reduction::sum ? "sum" : "none");
+}
+
+// logits: float, [N, C] or [C] with C > 0.
+void check_logits(const Tensor& logits, const char* op) {
+  if (!is_floating(logits.dtype()))
+    fail<DtypeError>("{}: logits must be float32 or float64, got {} of shape {}", op,
+                     dtype_name(logits.dtype()), logits.shape());
+  if (logits.dim() != 1 && logits.dim() != 2)
+    fail<ShapeError>("{}: logits must be [N, C] or [C], got {}", op, logits.shape());
+  if (logits.shape().back() == 0)
+    fail<ShapeError>("{}: logits {} have no classes", op, logits.shape());
+}
+
+void check_smoothing(double eps, const char* op) {
+  if (!(eps >= 0 && eps <= 1))
+    fail<ValueError>("{}: label_smoothing must be in [0, 1], got {}", op, eps);
+}
+
+// log(sum(exp(row))) of a contiguous row, shifted by its max.
+template <class T>
+double row_logsumexp(const T* row, int64_t c) {
+  double m = -std::numeric_limits<double>::infinity();
+  for (int64_t j = 0; j < c; ++j) m = std::max(m, static_cast<double>(row[j]));
+  if (!std::isfinite(m)) m = 0;  // a row of -inf / +inf / NaN: the unshifted sum says so
+  double s = 0;
+  for (int64_t j = 0; j < c; ++j) s += std::exp(static_cast<double>(row[j]) - m);
+  return m + std::log(s);
+}
+
+// The (smoothed) one-hot target rows q = (1 - eps) onehot(t) + eps / C; ignored rows are zero.
+// A constant (not differentiable): built with a loop.
+Tensor smoothed_one_hot(const Tensor& target, int64_t c, double eps, int64_t ignore_index,
+                        Dtype dtype, const Shape& shape) {
+  Tensor q = full(shape, eps / static_cast<double>(c), dtype);
+  const int64_t* t = target.data<int64_t>();
+  kernels::dispatch_floating(dtype, "cross_entropy", [&]<class T>() {
+    T* p = q.data<T>();
+    for (int64_t i = 0; i < target.numel(); ++i) {
+      if (t[i] == ignore_index)
+        std::fill_n(p + i * c, c, T(0));
+      else
+        p[i * c + t[i]] += static_cast<T>(1 - eps);
+    }
+  });
+  return q;
+}
+
+// The per-row losses as the requested reduction: [] for mean / sum, as is for none.
+Tensor reduce_rows(const Tensor& losses, Reduction r, double count) {
+  if (r == Reduction::none) return losses;
+  double total = 0;
+  for (double v : losses.to_vector<double>()) total += v;
+  return full(Shape{}, r == Reduction::mean ? total / count : total, losses.dtype());
+}
+
+}  // namespace
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& target, std::string_view reduction,
+                     int64_t ignore_index, double label_smoothing) {
+  const char* op = "cross_entropy";
+  check_logits(logits, op);
+  if (target.dtype() != int64)
+    fail<DtypeError>(
+        "{}: targets must be int64 class indices, got {} (use cross_entropy_soft for "
+        "probabilities)",
+        op, dtype_name(target.dtype()));
+  const bool batched = logits.dim() == 2;
+  const int64_t rows = batched ? logits.shape()[0] : 1, c = logits.shape().back();
+  const Shape row_shape = batched ? Shape{rows} : Shape{};
+  if (!(target.shape() == row_shape))
+    fail<ShapeError>("{}: logits {} need targets of shape {}, got {}", op, logits.shape(),
+                     row_shape, target.shape());
+  const Reduction red = parse_reduction(reduction, op);
+  check_smoothing(label_smoothing, op);
+
+  Tensor t = target.contiguous();
+  const int64_t* tv = t.data<int64_t>();
+  int64_t count = 0;
+  for (int64_t i = 0; i < rows; ++i) {
+    if (tv[i] == ignore_index) continue;
+    if (tv[i] < 0 || tv[i] >= c)
+      fail<IndexError>("{}: target {} at row {} is outside [0, {}) for logits {}", op, tv[i], i, c,
+                       logits.shape());
+    ++count;
+  }
+
+  // Forward, per row: loss = lse - (1 - eps) x[t] - eps / C sum_j x_j (0 for ignored rows).
+  // Backward weights: 0 for ignored rows, 1 / count for mean (0 / 0 = NaN loss when every row is
+  // ignored, as in PyTorch; the gradient is then zero), 1 otherwise.
+  const Dtype d = logits.dtype();
+  Tensor x = logits.detach().contiguous();
+  Tensor losses = Tensor::empty(row_shape, d), weight = Tensor::empty(row_shape, d);
+  const double eps = label_smoothing;
+  kernels::dispatch_floating(d, op, [&]<class T>() {
+    const T* px = x.data<T>();
+    T* pl = losses.data<T>();
+    T* pw = weight.data<T>();
+#pragma omp parallel for if (rows * c > (1 << 16))
+    for (int64_t i = 0; i < rows; ++i) {
+      if (tv[i] == ignore_index) {
+        pl[i] = pw[i] = T(0);
+        continue;
+      }
+      const T* row = px + i * c;
+      double row_sum = 0;
+      if (eps > 0)
+        for (int64_t j = 0; j < c; ++j) row_sum += static_cast<double>(row[j]);
+      double picked = static_cast<double>(row[tv[i]]);
+      pl[i] = static_cast<T>(row_logsumexp(row, c) - (1 - eps) * picked -
+                             eps / static_cast<double>(c) * row_sum);
+      pw[i] = static_cast<T>(red == Reduction::mean ? 1.0 / static_cast<double>(count) : 1.0);
+    }
+  });
+  Tensor out = reduce_rows(losses, red, static_cast<double>(count));
+
+  if (any_requires_grad({&logits}))
+    record(
+        op, {&logits}, out, {Save{logits}, Save{t}, Save{weight}},
+        [c, eps, ignore_index, batched](Node& n, const Tensor& g) -> TensorList {
+          // d/dx = (softmax(x) - q) * g * weight, per row.
+          Tensor xs = n.saved(0);
+          Tensor q = smoothed_one_hot(n.saved(1), c, eps, ignore_index, xs.dtype(), xs.shape());
+          Tensor scale = mul(g, n.saved(2));
+          if (batched) scale = unsqueeze(scale, 1);
+          return {mul(sub(softmax(xs, -1), q), scale)};
+        },
+        [t, red, ignore_index, eps](const TensorList& a) {
+          return cross_entropy(a[0], t, reduction_name(red), ignore_index, eps);
+        });
+  return out;
+}
+
+Tensor cross_entropy_soft(const Tensor& logits, const Tensor& target_probs,
+                          std::string_view reduction, double label_smoothing) {
+  const char* op = "cross_entropy_soft";
+  check_logits(logits, op);
+  if (!is_floating(target_probs.dtype()))
+    fail<DtypeError>("{}: target probabilities must be float32 or float64, got {}", op,
+                     dtype_name(target_probs.dtype()));
+  if (!(target_probs.shape() == logits.shape()))
+    fail<ShapeError>("{}: target {} does not match logits {}", op, target_probs.shape(),
+                     logits.shape());
+  const Reduction red = parse_reduction(reduction, op);
+  check_smoothing(label_smoothing, op);
+  const Dtype d = logits.dtype();
+  const Tensor probs = target_probs.dtype() == d ? target_probs : target_probs.to(d);
+  const bool batched = logits.dim() == 2;
+  const int64_t rows = batched ? logits.shape()[0] : 1, c = logits.shape().back();
+  const double eps = label_smoothing;
+
+  // Per row: loss = sum_j q'_j (lse - x_j), q' = (1 - eps) q + eps / C. Terms with q'_j = 0 are
+  // skipped, so a logit of -inf where the target has no mass does not make the loss NaN.
+  Tensor x = logits.detach().contiguous(), q = probs.detach().contiguous();
+  Tensor losses = Tensor::empty(batched ? Shape{rows} : Shape{}, d);
+  kernels::dispatch_floating(d, op, [&]<class T>() {
+    const T* px = x.data<T>();
+    const T* pq = q.data<T>();
+    T* pl = losses.data<T>();
+#pragma omp parallel for if (rows * c > (1 << 16))
+    for (int64_t i = 0; i < rows; ++i) {
+      const T* row = px + i * c;
+      double lse = row_logsumexp(row, c), loss = 0;
+      for (int64_t j = 0; j < c; ++j) {
+        double qj = (1 - eps) * static_cast<double>(pq[i * c + j]) + eps / static_cast<double>(c);
+        if (qj != 0) loss += qj * (lse - static_cast<double>(row[j]));
+      }
+      pl[i] = static_cast<T>(loss);
+    }
+  });
+  Tensor out = reduce_rows(losses, red, static_cast<double>(rows));
+
+  if (any_requires_grad({&logits, &probs}))
+    record(
+        op, {&logits, &probs}, out, {Save{logits}, Save{probs}},
+        [c, eps, rows, red, batched](Node& n, const Tensor& g) -> TensorList {
+          // d/dx = (softmax(x) sum_j q'_j - q') * g,  d/dq = (1 - eps) (-log_softmax(x)) * g
+          // (g divided by N for mean).
+          Tensor xs = n.saved(0);
+          Tensor scale = red == Reduction::mean ? mul(g, 1.0 / static_cast<double>(rows)) : g;
+          if (batched && red == Reduction::none) scale = unsqueeze(scale, 1);
+          Tensor gx, gq;
+          if (n.needs_input_grad(0)) {
+            Tensor qs = n.saved(1);
+            if (eps != 0) qs = add(mul(qs, 1 - eps), eps / static_cast<double>(c));
+            gx = mul(sub(mul(softmax(xs, -1), sum(qs, {-1}, /*keepdim=*/true)), qs), scale);
+          }
+          if (n.needs_input_grad(1)) gq = mul(neg(log_softmax(xs, -1)), mul(scale, 1 - eps));
+          return {gx, gq};
+        },
+        [red, eps](const TensorList& a) {
+          return cross_entropy_soft(a[0], a[1], reduction_name(red), eps);
+        });
+  return out;
+}
+
+}  // namespace ag

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
+
+#include <fmt/ranges.h>
 
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/loops.h"
@@ -15,19 +18,57 @@ namespace ag {
 
 namespace {
 
+// An axis of a tensor of `shape` mapped into [0, ndim) (a 0-d tensor accepts 0 and -1); IndexError
+// naming `op` and the shape otherwise.
+int64_t resolve_axis(int64_t axis, const Shape& shape, const char* op) {
+  int64_t n = shape.size() == 0 ? 1 : shape.size();
+  if (axis < -n || axis >= n)
+    fail<IndexError>("{}: axis {} is out of range for a tensor of shape {}", op, axis, shape);
+  return axis < 0 ? axis + n : axis;
+}
+
 // Normalised, sorted, de-duplicated axes; empty input means every axis.
-std::vector<int64_t> resolve_axes(const Axes& axes, int64_t ndim, const char* op) {
+std::vector<int64_t> resolve_axes(const Axes& axes, const Shape& shape, const char* op) {
+  const int64_t ndim = shape.size();
   std::vector<int64_t> r;
   if (axes.empty()) {
     for (int64_t i = 0; i < ndim; ++i) r.push_back(i);
     return r;
   }
-  for (int64_t a : axes) r.push_back(normalize_axis(a, ndim, op));
+  for (int64_t a : axes) r.push_back(resolve_axis(a, shape, op));
   std::sort(r.begin(), r.end());
   if (std::adjacent_find(r.begin(), r.end()) != r.end())
-    fail<IndexError>("{}: an axis appears twice", op);
+    fail<IndexError>("{}: an axis appears twice in {} (shape {})", op, fmt::join(axes, ", "),
+                     shape);
   if (ndim == 0) r.clear();
   return r;
+}
+
+void require_float(const Tensor& x, const char* op) {
+  if (!is_floating(x.dtype()))
+    fail<DtypeError>("{}: expected a float32 or float64 tensor, got {} of shape {}", op,
+                     dtype_name(x.dtype()), x.shape());
+}
+
+// Extremum reductions have no identity: every reduced axis must be non-empty.
+void require_nonempty(const Shape& s, const std::vector<int64_t>& axes, const char* op) {
+  for (int64_t a : axes)
+    if (s[a] == 0)
+      fail<IndexError>("{}: cannot reduce over axis {} of size 0 (shape {})", op, a, s);
+}
+
+int64_t reduced_count(const Shape& s, const std::vector<int64_t>& axes) {
+  int64_t n = 1;
+  for (int64_t a : axes) n *= s[a];
+  return n;
+}
+
+template <class T>
+bool is_nan(T v) {
+  if constexpr (std::is_floating_point_v<T>)
+    return std::isnan(v);
+  else
+    return false;
 }
 
 Shape keepdim_shape(const Shape& s, const std::vector<int64_t>& axes) {
@@ -80,8 +121,9 @@ void reduce_kernel(const Tensor& out_keep, const Tensor& x, Combine combine) {
         } else {
           for (int64_t i = 0; i < n; ++i) {
             T* oi = reinterpret_cast<T*>(p[0] + i * s[0]);
-            *oi = static_cast<T>(combine(static_cast<Acc>(*oi),
-                                         static_cast<Acc>(*reinterpret_cast<const T*>(p[1] + i * s[1]))));
+            *oi = static_cast<T>(
+                combine(static_cast<Acc>(*oi),
+                        static_cast<Acc>(*reinterpret_cast<const T*>(p[1] + i * s[1]))));
           }
         }
       },
@@ -100,7 +142,7 @@ struct acc_type<float> {
 }  // namespace
 
 Tensor sum(const Tensor& x, const Axes& axes_in, bool keepdim) {
-  auto axes = resolve_axes(axes_in, x.dim(), "sum");
+  auto axes = resolve_axes(axes_in, x.shape(), "sum");
   Dtype d = is_floating(x.dtype()) ? x.dtype() : int64;
   Tensor in = x.dtype() == d ? x : x.to(d);
   Shape keep = keepdim_shape(x.shape(), axes);
@@ -111,22 +153,300 @@ Tensor sum(const Tensor& x, const Axes& axes_in, bool keepdim) {
   if (!keepdim) drop_axes(out, reduced_shape(x.shape(), axes, false));
   if (any_requires_grad({&x})) {
     Shape s = x.shape();
-    record("sum", {&x}, out, {},
-           [s, axes](Node&, const Tensor& g) -> TensorList {
-             return {expand(restore_axes(g, s, axes), s)};
-           },
-           [axes, keepdim](const TensorList& a) { return sum(a[0], axes, keepdim); });
+    record(
+        "sum", {&x}, out, {},
+        [s, axes](Node&, const Tensor& g) -> TensorList {
+          return {expand(restore_axes(g, s, axes), s)};
+        },
+        [axes, keepdim](const TensorList& a) { return sum(a[0], axes, keepdim); });
   }
   return out;
 }
 
 Tensor mean(const Tensor& x, const Axes& axes_in, bool keepdim) {
-  if (!is_floating(x.dtype()))
-    fail<DtypeError>("mean: expected a float tensor, got {}", dtype_name(x.dtype()));
-  auto axes = resolve_axes(axes_in, x.dim(), "mean");
-  int64_t count = 1;
-  for (int64_t a : axes) count *= x.shape()[a];
+  require_float(x, "mean");
+  auto axes = resolve_axes(axes_in, x.shape(), "mean");
+  int64_t count = reduced_count(x.shape(), axes);
   return mul(sum(x, axes, keepdim), 1.0 / static_cast<double>(count));
+}
+
+Tensor var(const Tensor& x, const Axes& axes_in, int64_t correction, bool keepdim) {
+  require_float(x, "var");
+  if (correction < 0) fail<ValueError>("var: correction must be >= 0, got {}", correction);
+  auto axes = resolve_axes(axes_in, x.shape(), "var");
+  // n - correction <= 0 divides by zero: NaN (or inf), as in PyTorch.
+  double dof =
+      static_cast<double>(std::max<int64_t>(reduced_count(x.shape(), axes) - correction, 0));
+  Tensor d = sub(x, mean(x, axes, /*keepdim=*/true));
+  return mul(sum(mul(d, d), axes, keepdim), 1.0 / dof);
+}
+
+Tensor std(const Tensor& x, const Axes& axes, int64_t correction, bool keepdim) {
+  require_float(x, "std");
+  if (correction < 0) fail<ValueError>("std: correction must be >= 0, got {}", correction);
+  resolve_axes(axes, x.shape(), "std");
+  return sqrt(var(x, axes, correction, keepdim));
+}
+
+// ---- max / min ---------------------------------------------------------------------------------
+
+namespace {
+
+// NaN wins (it propagates, as in PyTorch); otherwise the larger (smaller) value.
+template <class T>
+bool better(T candidate, T best, bool is_max) {
+  if (is_nan(best)) return false;
+  return is_nan(candidate) || (is_max ? candidate > best : candidate < best);
+}
+
+Tensor extremum(const char* op, const Tensor& x, const Axes& axes_in, bool keepdim, bool is_max) {
+  auto axes = resolve_axes(axes_in, x.shape(), op);
+  require_nonempty(x.shape(), axes, op);
+  Shape keep = keepdim_shape(x.shape(), axes);
+  Tensor out = Tensor::empty(keep, x.dtype());
+  kernels::dispatch_numeric(x.dtype(), op, [&]<class T>() {
+    T init = is_max ? std::numeric_limits<T>::lowest() : std::numeric_limits<T>::max();
+    if constexpr (std::is_floating_point_v<T>)
+      init = is_max ? -std::numeric_limits<T>::infinity() : std::numeric_limits<T>::infinity();
+    std::fill_n(out.data<T>(), out.numel(), init);
+    reduce_kernel<T, T>(out, x, [is_max](T a, T b) { return better(b, a, is_max) ? b : a; });
+  });
+  if (!keepdim) drop_axes(out, reduced_shape(x.shape(), axes, false));
+  if (any_requires_grad({&x})) {
+    Shape s = x.shape();
+    record(
+        op, {&x}, out, {Save{x}, Save{out, true}},
+        [s, axes](Node& n, const Tensor& g) -> TensorList {
+          // Every element equal to the extremum shares the gradient evenly.
+          Tensor y = restore_axes(n.saved(1).detach(), s, axes);
+          Tensor hit = eq(n.saved(0), y).to(g.dtype());
+          Tensor share = div(hit, sum(hit, axes, /*keepdim=*/true));
+          return {mul(restore_axes(g, s, axes), share)};
+        },
+        [axes, keepdim, is_max](const TensorList& a) {
+          return is_max ? amax(a[0], axes, keepdim) : amin(a[0], axes, keepdim);
+        });
+  }
+  return out;
+}
+
+// x (contiguous) seen as [outer, n, inner] around `axis`.
+struct AxisSplit {
+  int64_t outer = 1, n = 1, inner = 1;
+};
+AxisSplit split_at(const Shape& s, int64_t axis) {
+  AxisSplit v;
+  for (int64_t i = 0; i < s.size(); ++i) {
+    if (i < axis) v.outer *= s[i];
+    if (i == axis) v.n = s[i];
+    if (i > axis) v.inner *= s[i];
+  }
+  return v;
+}
+
+// Values and first indices of the extremum along `axis`. `values` may be undefined (argmax).
+void arg_extremum_kernel(const Tensor& x, int64_t axis, bool is_max, const Tensor& values,
+                         const Tensor& indices, const char* op) {
+  Tensor xc = x.detach().contiguous();
+  AxisSplit v = split_at(x.shape(), axis);
+  kernels::dispatch_numeric(x.dtype(), op, [&]<class T>() {
+    const T* px = xc.data<T>();
+    T* pv = values.defined() ? values.data<T>() : nullptr;
+    int64_t* pi = indices.data<int64_t>();
+#pragma omp parallel for if (v.outer * v.n * v.inner > kernels::kParallelGrain)
+    for (int64_t o = 0; o < v.outer; ++o) {
+      // Walk the reduced axis in the outer loop so that the inner axis stays contiguous.
+      std::vector<T> best(px + o * v.n * v.inner, px + o * v.n * v.inner + v.inner);
+      int64_t* idx = pi + o * v.inner;
+      std::fill_n(idx, v.inner, 0);
+      for (int64_t k = 1; k < v.n; ++k) {
+        const T* row = px + (o * v.n + k) * v.inner;
+        for (int64_t i = 0; i < v.inner; ++i)
+          if (better(row[i], best[i], is_max)) {
+            best[i] = row[i];
+            idx[i] = k;
+          }
+      }
+      if (pv) std::copy(best.begin(), best.end(), pv + o * v.inner);
+    }
+  });
+}
+
+std::pair<Tensor, Tensor> extremum_along(const char* op, const Tensor& x, int64_t axis_in,
+                                         bool keepdim, bool is_max, bool with_values) {
+  int64_t axis = resolve_axis(axis_in, x.shape(), op);
+  std::vector<int64_t> axes;
+  if (x.dim() > 0) axes.push_back(axis);
+  require_nonempty(x.shape(), axes, op);
+  Shape keep = keepdim_shape(x.shape(), axes);
+  Tensor values = with_values ? Tensor::empty(keep, x.dtype()) : Tensor();
+  Tensor indices = Tensor::empty(keep, int64);
+  arg_extremum_kernel(x, axis, is_max, values, indices, op);
+  Shape out_shape = reduced_shape(x.shape(), axes, keepdim);
+  drop_axes(indices, out_shape);
+  if (!with_values) return {values, indices};
+  drop_axes(values, out_shape);
+  if (any_requires_grad({&x})) {
+    Shape s = x.shape();
+    int64_t n = x.dim() > 0 ? s[axis] : 1;
+    record(
+        op, {&x}, values, {Save{indices}},
+        [s, axes, axis, n](Node& node, const Tensor& g) -> TensorList {
+          // The gradient goes where the index along `axis` equals the selected one.
+          Shape along;
+          for (int64_t i = 0; i < s.size(); ++i) along.push_back(i == axis ? n : 1);
+          Tensor pos = reshape(arange(n, int64), along);
+          Tensor hit = eq(restore_axes(node.saved(0), s, axes), pos);
+          return {where(hit, restore_axes(g, s, axes), zeros(Shape{}, g.dtype()))};
+        },
+        [axis, keepdim, is_max](const TensorList& a) {
+          return is_max ? max(a[0], axis, keepdim).first : min(a[0], axis, keepdim).first;
+        });
+  }
+  return {values, indices};
+}
+
+}  // namespace
+
+Tensor amax(const Tensor& x, const Axes& axes, bool keepdim) {
+  return extremum("amax", x, axes, keepdim, true);
+}
+Tensor amin(const Tensor& x, const Axes& axes, bool keepdim) {
+  return extremum("amin", x, axes, keepdim, false);
+}
+Tensor max(const Tensor& x) { return extremum("max", x, {}, false, true); }
+Tensor min(const Tensor& x) { return extremum("min", x, {}, false, false); }
+
+std::pair<Tensor, Tensor> max(const Tensor& x, int64_t axis, bool keepdim) {
+  return extremum_along("max", x, axis, keepdim, true, true);
+}
+std::pair<Tensor, Tensor> min(const Tensor& x, int64_t axis, bool keepdim) {
+  return extremum_along("min", x, axis, keepdim, false, true);
+}
+Tensor argmax(const Tensor& x, int64_t axis, bool keepdim) {
+  return extremum_along("argmax", x, axis, keepdim, true, false).second;
+}
+Tensor argmin(const Tensor& x, int64_t axis, bool keepdim) {
+  return extremum_along("argmin", x, axis, keepdim, false, false).second;
+}
+
+// ---- logsumexp, norm ---------------------------------------------------------------------------
+
+Tensor logsumexp(const Tensor& x, const Axes& axes_in, bool keepdim) {
+  require_float(x, "logsumexp");
+  auto axes = resolve_axes(axes_in, x.shape(), "logsumexp");
+  // Shift by the (constant) max so exp never overflows; a non-finite max (a row of -inf, +inf or
+  // NaN, or an empty row) shifts by 0 instead, which gives -inf, +inf or NaN as it should.
+  Tensor shift = zeros(keepdim_shape(x.shape(), axes), x.dtype());
+  if (x.numel() > 0) {
+    Tensor m = amax(x.detach(), axes, /*keepdim=*/true);
+    shift = where(lt(abs(m), full(Shape{}, std::numeric_limits<double>::infinity(), m.dtype())), m,
+                  shift);
+  }
+  Tensor out = add(log(sum(exp(sub(x, shift)), axes, /*keepdim=*/true)), shift);
+  return keepdim ? out : reshape(out, reduced_shape(x.shape(), axes, false));
+}
+
+Tensor norm(const Tensor& x, double p, const Axes& axes_in, bool keepdim) {
+  require_float(x, "norm");
+  auto axes = resolve_axes(axes_in, x.shape(), "norm");
+  if (std::isinf(p) && p > 0) return amax(abs(x), axes, keepdim);
+  if (!(p > 0))
+    fail<ValueError>("norm: p must be positive or infinity, got {} (input {})", p, x.shape());
+  Tensor xd = x.detach();
+  Tensor out = p == 1   ? sum(abs(xd), axes, keepdim)
+               : p == 2 ? sqrt(sum(mul(xd, xd), axes, keepdim))
+                        : pow(sum(pow(abs(xd), p), axes, keepdim), 1.0 / p);
+  if (any_requires_grad({&x})) {
+    Shape s = x.shape();
+    record(
+        "norm", {&x}, out, {Save{x}, Save{out, true}},
+        [p, s, axes](Node& n, const Tensor& g) -> TensorList {
+          Tensor a = n.saved(0);
+          Tensor gr = restore_axes(g, s, axes);
+          if (p == 1) return {mul(gr, sign(a))};
+          // d = sign(x) |x|^(p-1) / out^(p-1); a zero norm (all x = 0) gets a zero gradient.
+          Tensor y = restore_axes(n.saved(1), s, axes);
+          Tensor safe = where(eq(y, zeros(Shape{}, y.dtype())), ones(Shape{}, y.dtype()), y);
+          if (p == 2) return {mul(gr, div(a, safe))};
+          return {mul(gr, mul(sign(a), div(pow(abs(a), p - 1), pow(safe, p - 1))))};
+        },
+        [p, axes, keepdim](const TensorList& a) { return norm(a[0], p, axes, keepdim); });
+  }
+  return out;
+}
+
+// ---- softmax, log_softmax ----------------------------------------------------------------------
+
+namespace {
+
+// Softmax (or log-softmax) of every lane of x [outer, n, inner] along n, shifted by the lane's max.
+template <class T>
+void softmax_kernel(const T* x, T* y, AxisSplit v, bool log) {
+  using Acc = typename acc_type<T>::type;
+#pragma omp parallel for if (v.outer * v.n * v.inner > kernels::kParallelGrain)
+  for (int64_t o = 0; o < v.outer; ++o) {
+    for (int64_t i = 0; i < v.inner; ++i) {
+      const T* xr = x + o * v.n * v.inner + i;
+      T* yr = y + o * v.n * v.inner + i;
+      T m = -std::numeric_limits<T>::infinity();
+      for (int64_t k = 0; k < v.n; ++k) m = std::max(m, xr[k * v.inner]);
+      Acc total = 0;
+      for (int64_t k = 0; k < v.n; ++k) {
+        Acc e = std::exp(static_cast<Acc>(xr[k * v.inner]) - static_cast<Acc>(m));
+        total += e;
+        if (!log) yr[k * v.inner] = static_cast<T>(e);
+      }
+      if (log) {
+        Acc lt = std::log(total);
+        for (int64_t k = 0; k < v.n; ++k)
+          yr[k * v.inner] = static_cast<T>(static_cast<Acc>(xr[k * v.inner]) - m - lt);
+      } else {
+        Acc inv = Acc(1) / total;
+        for (int64_t k = 0; k < v.n; ++k)
+          yr[k * v.inner] = static_cast<T>(static_cast<Acc>(yr[k * v.inner]) * inv);
+      }
+    }
+  }
+}
+
+Tensor softmax_forward(const char* op, const Tensor& x, int64_t axis, bool log) {
+  require_float(x, op);
+  Tensor xc = x.detach().contiguous();
+  Tensor out = Tensor::empty(x.shape(), x.dtype());
+  AxisSplit v = split_at(x.shape(), axis);
+  kernels::dispatch_floating(
+      x.dtype(), op, [&]<class T>() { softmax_kernel<T>(xc.data<T>(), out.data<T>(), v, log); });
+  return out;
+}
+
+}  // namespace
+
+Tensor softmax(const Tensor& x, int64_t axis_in) {
+  int64_t axis = resolve_axis(axis_in, x.shape(), "softmax");
+  Tensor out = softmax_forward("softmax", x, axis, false);
+  if (any_requires_grad({&x}))
+    record(
+        "softmax", {&x}, out, {Save{out, true}},
+        [axis](Node& n, const Tensor& g) -> TensorList {
+          Tensor y = n.saved(0);
+          return {mul(y, sub(g, sum(mul(g, y), {axis}, /*keepdim=*/true)))};
+        },
+        [axis](const TensorList& a) { return softmax(a[0], axis); });
+  return out;
+}
+
+Tensor log_softmax(const Tensor& x, int64_t axis_in) {
+  int64_t axis = resolve_axis(axis_in, x.shape(), "log_softmax");
+  Tensor out = softmax_forward("log_softmax", x, axis, true);
+  if (any_requires_grad({&x}))
+    record(
+        "log_softmax", {&x}, out, {Save{out, true}},
+        [axis](Node& n, const Tensor& g) -> TensorList {
+          return {sub(g, mul(exp(n.saved(0)), sum(g, {axis}, /*keepdim=*/true)))};
+        },
+        [axis](const TensorList& a) { return log_softmax(a[0], axis); });
+  return out;
 }
 
 }  // namespace ag

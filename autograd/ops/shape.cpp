@@ -52,12 +52,50 @@ Shape infer_shape(const char* op, const Shape& from, const Shape& req) {
 
 }  // namespace
 
+namespace {
+
+// Strides that let a tensor of (shape, strides) be read as `target` without copying, if any exist.
+// Walks the old axes from the innermost, in runs that are contiguous with each other; each run must
+// be covered exactly by a run of new axes.
+bool view_strides(const Shape& shape, const Shape& strides, const Shape& target, Shape& out) {
+  out.resize(target.size());
+  if (shape.numel() == 0 || shape.size() == 0) {
+    out = contiguous_strides(target);
+    return true;
+  }
+  int64_t v = target.size() - 1;
+  int64_t base = strides[shape.size() - 1];
+  int64_t run = 1, covered = 1;
+  for (int64_t d = shape.size() - 1; d >= 0; --d) {
+    run *= shape[d];
+    bool run_ends = d == 0 || (shape[d - 1] != 1 && strides[d - 1] != run * base);
+    if (!run_ends) continue;
+    while (v >= 0 && (covered < run || target[v] == 1)) {
+      out[v] = covered * base;
+      covered *= target[v];
+      --v;
+    }
+    if (covered != run) return false;
+    if (d > 0) {
+      base = strides[d - 1];
+      run = 1;
+      covered = 1;
+    }
+  }
+  return v == -1;
+}
+
+}  // namespace
+
 Tensor view(const Tensor& x, const Shape& shape) {
   Shape s = infer_shape("view", x.shape(), shape);
-  if (!x.is_contiguous())
-    fail<ShapeError>("view: tensor of shape {} is not contiguous; use reshape (which copies)",
-                     x.shape());
-  Tensor out = make_view(x, s, contiguous_strides(s), x.offset());
+  Shape st;
+  if (!view_strides(x.shape(), x.strides(), s, st))
+    fail<ShapeError>(
+        "view: a tensor of shape {} with strides {} cannot be viewed as {} without copying; use "
+        "reshape",
+        x.shape(), x.strides(), s);
+  Tensor out = make_view(x, s, st, x.offset());
   if (any_requires_grad({&x})) {
     Shape in = x.shape();
     record("view", {&x}, out, {},
@@ -70,7 +108,8 @@ Tensor view(const Tensor& x, const Shape& shape) {
 Tensor reshape(const Tensor& x, const Shape& shape) {
   Shape s = infer_shape("reshape", x.shape(), shape);
   if (s == x.shape()) return x;
-  if (x.is_contiguous()) return view(x, s);
+  Shape st;
+  if (view_strides(x.shape(), x.strides(), s, st)) return view(x, s);
   return view(x.contiguous(), s);
 }
 
@@ -365,6 +404,8 @@ Tensor triangle(const char* op, const Tensor& x, int64_t k, bool lower) {
   bool* m = mask.data<bool>();
   for (int64_t i = 0; i < r; ++i)
     for (int64_t j = 0; j < c; ++j) m[i * c + j] = lower ? (j - i <= k) : (j - i >= k);
+  // A bool input stays bool: keep the entries inside the triangle.
+  if (x.dtype() == boolean) return logical_and(x, mask);
   return where(mask, x, zeros(Shape{}, x.dtype()));
 }
 }  // namespace
