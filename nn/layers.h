@@ -1,0 +1,53 @@
+// Dropout, LayerNorm, Embedding and Identity.
+#pragma once
+
+#include <memory>
+
+#include "nn/module.h"
+
+namespace ag::nn {
+
+class Identity : public Module {
+ public:
+  Tensor forward(const Tensor& x) override { return x; }
+  std::string type_name() const override { return "Identity"; }
+};
+
+// Inverted dropout, active in training mode only: y = x * mask / (1 - p). Has its own generator,
+// seeded at construction (from the default generator unless a seed is given).
+class Dropout : public Module {
+ public:
+  explicit Dropout(double p = 0.5);
+  Dropout(double p, uint64_t seed);
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "Dropout"; }
+  double p;
+  Generator generator;
+};
+
+// LayerNorm over the last axes (normalized_shape): y = (x - mean) / sqrt(var + eps) * weight + bias,
+// with the biased variance. weight = 1, bias = 0 initially.
+class LayerNorm : public Module {
+ public:
+  explicit LayerNorm(const Shape& normalized_shape, double eps = 1e-5,
+                     bool elementwise_affine = true);
+  explicit LayerNorm(int64_t features, double eps = 1e-5) : LayerNorm(Shape{features}, eps) {}
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "LayerNorm"; }
+  Shape normalized_shape;
+  double eps;
+  Tensor weight, bias;
+};
+
+// Embedding table [num_embeddings, dim], rows ~ N(0, 1) as in PyTorch. forward(int64 indices [...])
+// -> [..., dim]; backward scatter-adds into the rows used.
+class Embedding : public Module {
+ public:
+  Embedding(int64_t num_embeddings, int64_t dim, Generator* gen = nullptr);
+  Tensor forward(const Tensor& indices) override;
+  std::string type_name() const override { return "Embedding"; }
+  int64_t num_embeddings, dim;
+  Tensor weight;
+};
+
+}  // namespace ag::nn

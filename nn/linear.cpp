@@ -1,0 +1,59 @@
+#include "nn/linear.h"
+
+#include <cmath>
+
+#include "nn/init.h"
+
+namespace ag::nn {
+
+Linear::Linear(int64_t in, int64_t out, bool with_bias, Generator* gen)
+    : in_features(in), out_features(out) {
+  if (in <= 0 || out <= 0)
+    fail<ValueError>("Linear: sizes must be positive, got in {} out {}", in, out);
+  weight = register_parameter("weight", Tensor::empty({out, in}));
+  init::kaiming_uniform_(weight, std::sqrt(5.0), "fan_in", "leaky_relu", gen);
+  if (with_bias) {
+    bias = register_parameter("bias", Tensor::empty({out}));
+    double b = 1.0 / std::sqrt(static_cast<double>(in));
+    init::uniform_(bias, -b, b, gen);
+  }
+}
+
+Tensor Linear::forward(const Tensor& x) {
+  Tensor y = linear(x, weight, bias);
+  if (adapter) y = add(y, adapter->forward(x));
+  return y;
+}
+
+void Linear::add_adapter(int64_t rank, double alpha, Generator* gen) {
+  if (adapter) fail<ValueError>("Linear: already has a LoRA adapter");
+  adapter = register_module(
+      "lora", std::make_shared<LoRAAdapter>(in_features, out_features, rank, alpha, gen));
+  adapter->to(weight.dtype());
+}
+
+void Linear::merge_adapter() {
+  if (!adapter) return;
+  {
+    NoGradGuard ng;
+    weight.add_(adapter->delta_weight().to(weight.dtype()));
+  }
+  remove_module("lora");
+  adapter.reset();
+}
+
+LoRAAdapter::LoRAAdapter(int64_t in, int64_t out, int64_t rank, double alpha, Generator* gen)
+    : rank(rank), scale(alpha / static_cast<double>(rank)) {
+  if (rank <= 0 || rank > std::min(in, out))
+    fail<ValueError>("LoRA: rank {} must be in [1, {}] for a {} -> {} layer", rank,
+                     std::min(in, out), in, out);
+  A = register_parameter("A", Tensor::empty({rank, in}));
+  init::kaiming_uniform_(A, std::sqrt(5.0), "fan_in", "leaky_relu", gen);
+  B = register_parameter("B", zeros({out, rank}));
+}
+
+Tensor LoRAAdapter::forward(const Tensor& x) { return mul(linear(linear(x, A), B), scale); }
+
+Tensor LoRAAdapter::delta_weight() const { return mul(matmul(B, A), scale); }
+
+}  // namespace ag::nn

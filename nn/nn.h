@@ -1,0 +1,21 @@
+// Everything of nn/ in one include.
+#pragma once
+
+#include "nn/activation.h"
+#include "nn/checkpoint.h"
+#include "nn/data/dataset.h"
+#include "nn/data/idx.h"
+#include "nn/data/synthetic.h"
+#include "nn/data/text.h"
+#include "nn/init.h"
+#include "nn/layers.h"
+#include "nn/linear.h"
+#include "nn/loss.h"
+#include "nn/module.h"
+#include "nn/optim/adam.h"
+#include "nn/optim/optimizer.h"
+#include "nn/optim/scheduler.h"
+#include "nn/optim/sgd.h"
+#include "nn/sequential.h"
+#include "nn/train.h"
+#include "nn/transformer.h"

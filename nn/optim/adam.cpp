@@ -1,0 +1,65 @@
+#include "nn/optim/adam.h"
+
+#include <cmath>
+
+namespace ag::nn {
+
+Adam::Adam(std::vector<Tensor> params, const AdamOptions& o) : Adam(std::move(params), o, false) {}
+
+Adam::Adam(std::vector<Tensor> params, const AdamOptions& o, bool decoupled)
+    : Optimizer({{"lr", o.lr},
+                 {"beta1", o.beta1},
+                 {"beta2", o.beta2},
+                 {"eps", o.eps},
+                 {"weight_decay", o.weight_decay},
+                 {"amsgrad", o.amsgrad ? 1.0 : 0.0}}),
+      decoupled_(decoupled) {
+  if (!(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1))
+    fail<ValueError>("Adam: betas must be in [0, 1), got {} and {}", o.beta1, o.beta2);
+  if (!(o.eps >= 0)) fail<ValueError>("Adam: eps must be non-negative, got {}", o.eps);
+  add_param_group(std::move(params));
+}
+
+AdamW::AdamW(std::vector<Tensor> params, AdamOptions o) : Adam(std::move(params), o, true) {}
+
+void Adam::step() {
+  NoGradGuard ng;
+  ++steps_;
+  auto& groups = param_groups();
+  for (size_t gi = 0; gi < groups.size(); ++gi) {
+    const ParamGroup& g = groups[gi];
+    double lr = option(g, "lr"), b1 = option(g, "beta1"), b2 = option(g, "beta2");
+    double eps = option(g, "eps"), wd = option(g, "weight_decay");
+    bool amsgrad = option(g, "amsgrad") != 0;
+    for (size_t i = 0; i < g.params.size(); ++i) {
+      Tensor p = g.params[i];
+      Tensor grad = p.grad();
+      if (!grad.defined()) continue;
+      Tensor& step_t = buffer(gi, i, "step", scalar_tensor(0.0, float64));
+      step_t.add_(1.0);
+      double t = step_t.item();
+      if (wd != 0) {
+        if (decoupled_)
+          p.mul_(1 - lr * wd);
+        else
+          grad = add(grad, p, wd);
+      }
+      Tensor& m = buffer(gi, i, "exp_avg", p);
+      Tensor& v = buffer(gi, i, "exp_avg_sq", p);
+      m.lerp_(grad, 1 - b1);
+      v.mul_(b2).addcmul_(grad, grad, 1 - b2);
+      double bc1 = 1 - std::pow(b1, t), bc2 = 1 - std::pow(b2, t);
+      Tensor denom_src = v;
+      if (amsgrad) {
+        Tensor& vmax = buffer(gi, i, "max_exp_avg_sq", p);
+        vmax.copy_(maximum(vmax, v));
+        denom_src = vmax;
+      }
+      Tensor denom = sqrt(denom_src);
+      denom.div_(std::sqrt(bc2)).add_(eps);
+      p.addcdiv_(m, denom, -lr / bc1);
+    }
+  }
+}
+
+}  // namespace ag::nn

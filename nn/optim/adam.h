@@ -1,0 +1,43 @@
+// Adam and AdamW with PyTorch's update equations. Per parameter p, gradient g, step t:
+//   Adam:  g <- g + weight_decay * p              (L2 penalty through the gradient)
+//   AdamW: p <- p * (1 - lr * weight_decay)       (decoupled decay)
+//   m <- beta1 m + (1 - beta1) g ;  v <- beta2 v + (1 - beta2) g^2
+//   (amsgrad: vmax <- max(vmax, v), used in place of v)
+//   p <- p - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+#pragma once
+
+#include "nn/optim/optimizer.h"
+
+namespace ag::nn {
+
+struct AdamOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  bool amsgrad = false;
+};
+
+class Adam : public Optimizer {
+ public:
+  Adam(std::vector<Tensor> params, const AdamOptions& options = {});
+  void step() override;
+
+ protected:
+  Adam(std::vector<Tensor> params, const AdamOptions& options, bool decoupled);
+  bool decoupled_;
+};
+
+// AdamW: weight decay decoupled from the gradient (default weight_decay 0.01, as in PyTorch).
+class AdamW : public Adam {
+ public:
+  AdamW(std::vector<Tensor> params, AdamOptions options = with_decay());
+  static AdamOptions with_decay() {
+    AdamOptions o;
+    o.weight_decay = 0.01;
+    return o;
+  }
+};
+
+}  // namespace ag::nn
