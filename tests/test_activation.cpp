@@ -1,3 +1,164 @@
+// Activations: values against hand computations, derivatives at chosen points, first and second
+// derivatives (float64 gradcheck and gradgradcheck, away from kinks), stability and errors.
+#include <cmath>
+
 #include "support.h"
 
 using namespace ag;
+using test::check_gradients;
+
+namespace {
+
+// Exact float64 values (Tensor({...}) would round them through float32 first).
+Tensor f64(std::initializer_list<double> v) { return Tensor::from_vector(std::vector<double>(v)); }
+// Inputs away from 0 (the kink of relu, leaky_relu and elu).
+Tensor away_from_zero() {
+  return f64({-1.5, -0.3, 0.4, 0.9, -2.0, 1.7}).reshape({2, 3}).detach().requires_grad_();
+}
+
+void check_values(const Tensor& got, const std::vector<double>& expected, double tol = 1e-12) {
+  auto v = got.to(float64).to_vector<double>();
+  REQUIRE(v.size() == expected.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    INFO("element " << i);
+    CHECK(v[i] == doctest::Approx(expected[i]).epsilon(tol));
+  }
+}
+
+// d activation / dx at each element of x, via backward.
+Tensor derivative(Tensor (*f)(const Tensor&), const Tensor& x) {
+  Tensor xl = x.detach().requires_grad_();
+  f(xl).sum().backward();
+  return xl.grad();
+}
+
+bool all_finite(const Tensor& t) {
+  for (double v : t.to(float64).to_vector<double>())
+    if (!std::isfinite(v)) return false;
+  return true;
+}
+
+double sigmoid_of(double x) { return 1 / (1 + std::exp(-x)); }
+
+}  // namespace
+
+TEST_CASE("relu: max(x, 0), derivative [x > 0]") {
+  check_values(relu(f64({-1.0, 2.0, -0.5, 3.0})), {0, 2, 0, 3});
+  check_values(derivative(relu, f64({-1.0, 2.0, -0.5, 3.0})), {0, 1, 0, 1});
+  CHECK(relu(Tensor({-1.0, 2.0})).dtype() == float32);
+  check_gradients([](const TensorList& a) { return relu(a[0]); }, {away_from_zero()});
+}
+
+TEST_CASE("leaky_relu: x or slope x, derivative 1 or slope") {
+  check_values(leaky_relu(f64({-2.0, 3.0}), 0.1), {-0.2, 3.0});
+  check_values(leaky_relu(f64({-2.0})), {-0.02});  // default slope 0.01
+  Tensor x = f64({-2.0, 3.0}).requires_grad_();
+  leaky_relu(x, 0.1).sum().backward();
+  check_values(x.grad(), {0.1, 1.0});
+  check_gradients([](const TensorList& a) { return leaky_relu(a[0], 0.2); }, {away_from_zero()});
+}
+
+TEST_CASE("elu: x or alpha (e^x - 1), derivative 1 or out + alpha") {
+  check_values(elu(f64({-1.0, 2.0}), 2.0), {2.0 * (std::exp(-1.0) - 1.0), 2.0});
+  Tensor x = f64({-1.0, 2.0}).requires_grad_();
+  elu(x, 2.0).sum().backward();
+  check_values(x.grad(), {2.0 * std::exp(-1.0), 1.0});
+  check_gradients([](const TensorList& a) { return elu(a[0]); }, {away_from_zero()});
+  check_gradients([](const TensorList& a) { return elu(a[0], 0.5); }, {away_from_zero()});
+}
+
+TEST_CASE("gelu (erf form): x Phi(x), derivative Phi(x) + x phi(x)") {
+  check_values(gelu(f64({1.0, -1.0, 0.0})), {0.8413447460685429, -0.15865525393145707, 0.0});
+  // Phi(1) + phi(1) = 0.8413447460685429 + 0.24197072451914337.
+  check_values(derivative([](const Tensor& x) { return gelu(x); }, f64({1.0})),
+               {1.0833154705876862});
+  check_gradients([](const TensorList& a) { return gelu(a[0]); },
+                  {test::leaf({2, 3}, -3.0, 3.0, 1)});
+}
+
+TEST_CASE("gelu (tanh form): 0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3)))") {
+  check_values(gelu(f64({1.0, -0.5}), "tanh"), {0.8411919906082768, -0.15428599017485606});
+  // It stays close to the erf form.
+  Tensor x = test::leaf({50}, -4.0, 4.0, 2).detach();
+  CHECK(test::allclose(gelu(x, "tanh"), gelu(x), 1e-3, 0));
+  check_gradients([](const TensorList& a) { return gelu(a[0], "tanh"); },
+                  {test::leaf({2, 3}, -3.0, 3.0, 3)});
+}
+
+TEST_CASE("silu: x sigmoid(x), derivative s (1 + x (1 - s))") {
+  check_values(silu(f64({1.0, -2.0})), {0.7310585786300049, -0.2384058440442351});
+  check_values(derivative(silu, f64({1.0})), {0.9276705118714869});
+  check_gradients([](const TensorList& a) { return silu(a[0]); },
+                  {test::leaf({2, 3}, -4.0, 4.0, 4)});
+}
+
+TEST_CASE("softplus: log(1 + e^(beta x)) / beta, linear above the threshold") {
+  check_values(softplus(f64({0.0})), {std::log(2.0)});
+  check_values(softplus(f64({0.3}), 2.0), {0.5187439752429428});
+  check_values(softplus(f64({30.0, 21.0})), {30.0, 21.0});  // beta x > 20: exactly x
+  // With beta = 2 and threshold 1, x = 0.8 is in the linear part (beta x = 1.6).
+  check_values(softplus(f64({0.8}), 2.0, 1.0), {0.8});
+  Tensor x = f64({0.3, 0.8}).requires_grad_();
+  softplus(x, 2.0, 1.0).sum().backward();
+  check_values(x.grad(), {sigmoid_of(0.6), 1.0});
+  check_gradients([](const TensorList& a) { return softplus(a[0]); },
+                  {test::leaf({2, 3}, -5.0, 5.0, 5)});
+  // Both parts, away from the threshold: beta x = -2, 0.4 | 3, 3.4.
+  check_gradients([](const TensorList& a) { return softplus(a[0], 2.0, 1.0); },
+                  {f64({-1.0, 0.2, 1.5, 1.7}).requires_grad_()});
+}
+
+TEST_CASE("activations stay finite (and right) for large inputs") {
+  Tensor big = f64({-1e4, -1000.0, 1000.0, 1e4});
+  // A huge threshold makes softplus use its log1p form everywhere: still no overflow.
+  check_values(softplus(big, 1.0, 1e9), {0.0, 0.0, 1000.0, 1e4});
+  check_values(silu(big), {0.0, 0.0, 1000.0, 1e4});
+  check_values(gelu(big), {0.0, 0.0, 1000.0, 1e4});
+  check_values(gelu(big, "tanh"), {0.0, 0.0, 1000.0, 1e4});
+  check_values(elu(big), {-1.0, -1.0, 1000.0, 1e4});
+  for (auto f : {+[](const Tensor& x) { return silu(x); },
+                 +[](const Tensor& x) { return softplus(x, 1.0, 1e9); },
+                 +[](const Tensor& x) { return gelu(x); },
+                 +[](const Tensor& x) { return gelu(x, "tanh"); }}) {
+    CHECK(all_finite(derivative(f, big)));
+    CHECK(all_finite(derivative(f, big.to(float32))));
+  }
+}
+
+TEST_CASE("float32 activations agree with float64") {
+  Tensor x = test::leaf({20}, -3.0, 3.0, 6).detach();
+  for (auto f :
+       {+[](const Tensor& t) { return relu(t); }, +[](const Tensor& t) { return leaky_relu(t); },
+        +[](const Tensor& t) { return elu(t); }, +[](const Tensor& t) { return gelu(t); },
+        +[](const Tensor& t) { return gelu(t, "tanh"); }, +[](const Tensor& t) { return silu(t); },
+        +[](const Tensor& t) { return softplus(t); }}) {
+    Tensor y32 = f(x.to(float32));
+    CHECK(y32.dtype() == float32);
+    CHECK(test::allclose(y32.to(float64), f(x), 1e-6, 1e-5));
+  }
+}
+
+TEST_CASE("activation errors name the op") {
+  CHECK_THROWS_WITH_PARTS(gelu(zeros({2}), "fast"), ValueError, "gelu", "fast", "none", "tanh");
+  CHECK_THROWS_WITH_PARTS(softplus(zeros({2}), 0.0), ValueError, "softplus", "beta");
+  Tensor i = zeros({2, 3}, int64);
+  CHECK_THROWS_WITH_PARTS(relu(i), DtypeError, "relu", "int64");
+  CHECK_THROWS_WITH_PARTS(leaky_relu(i), DtypeError, "leaky_relu", "int64");
+  CHECK_THROWS_WITH_PARTS(elu(i), DtypeError, "elu", "int64");
+  CHECK_THROWS_WITH_PARTS(gelu(i), DtypeError, "gelu", "int64");
+  CHECK_THROWS_WITH_PARTS(silu(i), DtypeError, "silu", "int64");
+  CHECK_THROWS_WITH_PARTS(softplus(i), DtypeError, "softplus", "int64");
+}
+
+TEST_CASE("check_tape replays and checks every activation node on its own") {
+  auto fn = [](const TensorList& a) {
+    Tensor x = a[0];
+    Tensor y = add(add(relu(x), leaky_relu(x, 0.1)), elu(x));
+    y = add(add(y, gelu(x)), gelu(x, "tanh"));
+    return sum(add(add(y, silu(x)), softplus(x, 2.0)));
+  };
+  TapeReport r = check_tape(fn, {away_from_zero()});
+  CHECK_MESSAGE(r.ok, r.to_string());
+  CHECK(r.nodes_skipped == 0);
+  CHECK(r.nodes_checked >= 7);
+}
