@@ -1,0 +1,141 @@
+// The benchmark workloads of WORKLOADS.md:  bench perop|tiny|mlp784|gpt-mini [--steps N] [--rss]
+// [--json]. Prints `<workload> median <X> us` as its last line (X: median microseconds of one timed
+// step, or of one recorded op for perop). Inputs are made before timing; 5 untimed warm-up steps.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "autograd/autograd.h"
+#include "nn/nn.h"
+
+namespace {
+
+struct Options {
+  std::string workload;
+  int steps = 200;
+  bool rss = false;
+  bool json = false;
+};
+
+double median_us(const std::function<void()>& step, int steps) {
+  for (int i = 0; i < 5; ++i) step();
+  std::vector<double> t;
+  t.reserve(steps);
+  for (int i = 0; i < steps; ++i) {
+    auto a = std::chrono::steady_clock::now();
+    step();
+    t.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - a).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+long peak_rss_kib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss;
+}
+
+// leaf x of 4 elements; y = x; 100 times y = y * 1.0001 + 0.1 (200 ops); y.sum().backward()
+double perop(int steps) {
+  ag::Tensor x = ag::randn({4}).requires_grad_();
+  return median_us(
+             [&] {
+               ag::Tensor y = x;
+               for (int i = 0; i < 100; ++i) y = y * 1.0001 + 0.1;
+               y.sum().backward();
+             },
+             steps) /
+         200.0;
+}
+
+// MLP training step: zero grads, forward, cross-entropy on class indices, backward, SGD lr 0.01.
+double mlp(const std::vector<int64_t>& sizes, const std::string& act, int64_t batch, int steps) {
+  ag::manual_seed(0);
+  auto model = ag::nn::make_mlp(sizes, act);
+  ag::nn::SGD opt(model->parameters(), {.lr = 0.01});
+  ag::Tensor x = ag::randn({batch, sizes.front()});
+  ag::Tensor y = ag::randint(0, sizes.back(), {batch});
+  return median_us(
+      [&] {
+        opt.zero_grad();
+        ag::nn::cross_entropy(model->forward(x), y).backward();
+        opt.step();
+      },
+      steps);
+}
+
+// gpt-mini: WORKLOADS.md's configuration, AdamW(lr 3e-4, wd 0.1), one step on a fixed batch.
+double gpt_mini(int steps) {
+  ag::nn::GPTConfig c;  // vocab 256, 4 layers, 4 heads, d 128, context 64, GELU tanh, no dropout
+  ag::nn::GPT model(c);
+  ag::nn::AdamOptions o;
+  o.lr = 3e-4;
+  o.weight_decay = 0.1;
+  ag::nn::AdamW opt(model.parameters(), o);
+  ag::Generator g(0);
+  ag::Tensor data = ag::randint(0, c.vocab_size, {16, c.context + 1}, &g);
+  ag::Tensor x = ag::slice(data, 1, 0, c.context).contiguous();
+  ag::Tensor y = ag::slice(data, 1, 1, c.context + 1).contiguous();
+  return median_us(
+      [&] {
+        opt.zero_grad();
+        model.loss(x, y).backward();
+        opt.step();
+      },
+      steps);
+}
+
+int usage() {
+  std::fprintf(stderr, "usage: bench perop|tiny|mlp784|gpt-mini [--steps N] [--rss] [--json]\n");
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--steps" && i + 1 < argc) {
+      o.steps = std::max(1, std::atoi(argv[++i]));
+    } else if (a == "--rss") {
+      o.rss = true;
+    } else if (a == "--json") {
+      o.json = true;
+    } else if (a.rfind("--", 0) == 0) {
+      return usage();
+    } else {
+      o.workload = a;
+    }
+  }
+  double us;
+  try {
+    if (o.workload == "perop") {
+      us = perop(o.steps);
+    } else if (o.workload == "tiny") {
+      us = mlp({2, 16, 16, 2}, "tanh", 8, o.steps);
+    } else if (o.workload == "mlp784") {
+      us = mlp({784, 256, 256, 10}, "relu", 64, o.steps);
+    } else if (o.workload == "gpt-mini") {
+      us = gpt_mini(o.steps);
+    } else {
+      return usage();
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench: %s\n", e.what());
+    return 1;
+  }
+  if (o.rss) std::printf("peak_rss_kib %ld\n", peak_rss_kib());
+  if (o.json)
+    std::printf("{\"workload\": \"%s\", \"median_us\": %.3f, \"steps\": %d, \"peak_rss_kib\": %ld}\n",
+                o.workload.c_str(), us, o.steps, peak_rss_kib());
+  std::printf("%s median %.3f us\n", o.workload.c_str(), us);
+  return 0;
+}
