@@ -184,7 +184,10 @@ std::string world_paragraph(Rng& r) {
   if (q.name == p.name) q = kPeople[(&p - kPeople.data() + 1) % kPeople.size()];
   std::string s;
   int n = r.range(3, 6);
-  for (int i = 0; i < n; ++i) s += (i ? " " : "") + world_sentence(r, p, q);
+  for (int i = 0; i < n; ++i) {
+    if (i) s += ' ';
+    s += world_sentence(r, p, q);
+  }
   return s + "\n\n";
 }
 
