@@ -65,12 +65,13 @@ void accumulate_into_leaf(TensorImpl& leaf, Tensor g, bool create_graph) {
   if (!leaf.grad) {
     if (create_graph) {
       leaf.grad = g.impl_ptr();
+    } else if (exclusively_owned(g) && g.is_contiguous() && !g.requires_grad()) {
+      // Nothing else refers to this gradient's tensor or buffer: adopt it, no copy.
+      leaf.grad = g.impl_ptr();
     } else {
-      // Adopt the buffer if nobody else sees it; otherwise copy (it may alias another tensor).
-      Tensor d = g.detach();
-      if (!(exclusively_owned(g) && g.is_contiguous())) d = g.contiguous().detach();
-      if (d.impl()->storage.use_count() > 1 || !d.is_contiguous()) d = g.clone().detach();
-      leaf.grad = d.impl_ptr();
+      // It may alias another tensor (a view, an input passed straight through): copy.
+      NoGradGuard ng;
+      leaf.grad = g.detach().clone().impl_ptr();
     }
     return;
   }
@@ -215,7 +216,7 @@ void run(const TensorList& outputs, const TensorList& grad_outputs, bool retain_
     }
     auto* acc = dynamic_cast<AccumulateGrad*>(node);
     if (acc) {
-      if (!targets && grads[0].defined()) accumulate_into_leaf(*acc->leaf(), grads[0], create_graph);
+      if (!targets && grads[0].defined()) accumulate_into_leaf(*acc->leaf(), std::move(grads[0]), create_graph);
       continue;
     }
     if (needed && !needed->count(node)) continue;  // grad(): leads to no requested input

@@ -246,3 +246,21 @@ TEST_CASE("float32 to float64 conversion is differentiable") {
   CHECK(x.grad().dtype() == float32);
   CHECK(x.grad().to_vector<float>() == std::vector<float>{2, 4});
 }
+
+TEST_CASE("leaf gradients never alias each other, the root gradient or a user's tensor") {
+  // add's backward hands the same gradient to both inputs; each leaf must get its own buffer.
+  Tensor a = Tensor({1.0, 2.0}).requires_grad_(), b = Tensor({3.0, 4.0}).requires_grad_();
+  Tensor seed = Tensor({1.0, 1.0});
+  (a + b).backward(seed);
+  CHECK_FALSE(a.grad().impl()->storage == b.grad().impl()->storage);
+  CHECK_FALSE(a.grad().impl()->storage == seed.impl()->storage);
+  a.grad().add_(10.0);
+  CHECK(b.grad().to_vector<float>() == std::vector<float>{1, 1});
+  CHECK(seed.to_vector<float>() == std::vector<float>{1, 1});
+  // A leaf used straight as the output: its gradient is the seed, copied.
+  Tensor c = Tensor({5.0}).requires_grad_();
+  Tensor s2 = Tensor({2.0});
+  c.backward(s2);
+  s2.fill_(7.0);
+  CHECK(c.grad().item() == 2.0);
+}

@@ -12,6 +12,9 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <tuple>
+#include <type_traits>
+#include <utility>
 
 #include "autograd/tensor.h"
 
@@ -160,23 +163,47 @@ void for_each_row(const Loop<N>& L, Body body, bool parallel = true) {
   }
 }
 
+// Calls g.template operator()<M>() with M == m, for m in [0, 2^K): turns a runtime bit mask into a
+// compile-time one.
+template <size_t K, class G>
+void with_mask(unsigned m, G&& g) {
+  [&]<size_t... M>(std::index_sequence<M...>) {
+    (void)((m == M ? (g.template operator()<M>(), true) : false) || ...);
+  }(std::make_index_sequence<(size_t{1} << K)>{});
+}
+
+// How an operand is loaded in vectorised loops: bool masks as bytes (GCC does not vectorise loads of
+// bool, whose values it must assume are 0 or 1; a byte compared with zero it does).
+template <class T>
+using Load = std::conditional_t<std::is_same_v<T, bool>, uint8_t, T>;
+
 // out[i] = f(in0[i], in1[i], ...) for typed operands, `out` already allocated with the result shape.
-// Inputs broadcast against out's shape. Contiguous rows take a loop the compiler vectorises.
+// Inputs broadcast against out's shape. Rows where every operand is either contiguous or a single
+// broadcast value (stride 0) take a loop the compiler vectorises; the broadcast pattern is a
+// compile-time mask, so `x * scalar` or `where(mask, g, 0)` vectorise like `x * y`.
 template <class Out, class... In, class F, class... Ts>
 void map(const Tensor& out, F f, const Ts&... in) {
   constexpr int N = 1 + sizeof...(In);
+  constexpr size_t K = sizeof...(In);
   auto L = make_loop<N>(out.shape(), {out.impl(), in.impl()...});
   for_each_row(L, [f](char** p, const int64_t* s, int64_t n) {
     constexpr int64_t so = sizeof(Out);
-    bool contiguous = s[0] == so;
-    int k = 1;
-    ((contiguous = contiguous && s[k++] == static_cast<int64_t>(sizeof(In))), ...);
+    bool dense = s[0] == so;
+    unsigned mask = 0;
+    [&]<size_t... I>(std::index_sequence<I...>) {
+      ((dense = dense && (s[I + 1] == static_cast<int64_t>(sizeof(In)) || s[I + 1] == 0),
+        mask |= (s[I + 1] == 0 ? 1u : 0u) << I),
+       ...);
+    }(std::index_sequence_for<In...>{});
     Out* o = reinterpret_cast<Out*>(p[0]);
-    if (contiguous) {
-      [&]<size_t... I>(std::index_sequence<I...>) {
-        std::tuple<const In*...> ins{reinterpret_cast<const In*>(p[I + 1])...};
-        for (int64_t i = 0; i < n; ++i) o[i] = f(std::get<I>(ins)[i]...);
-      }(std::index_sequence_for<In...>{});
+    if (dense && (K <= 3 || mask == 0)) {
+      with_mask<(K <= 3 ? K : 0)>(mask, [&]<size_t M>() {
+        [&]<size_t... I>(std::index_sequence<I...>) {
+          std::tuple<const Load<In>*...> ins{reinterpret_cast<const Load<In>*>(p[I + 1])...};
+          for (int64_t i = 0; i < n; ++i)
+            o[i] = f(static_cast<In>(std::get<I>(ins)[((M >> I) & 1) ? 0 : i])...);
+        }(std::index_sequence_for<In...>{});
+      });
     } else {
       [&]<size_t... I>(std::index_sequence<I...>) {
         for (int64_t i = 0; i < n; ++i)
