@@ -6,6 +6,7 @@
 
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/loops.h"
+#include "autograd/kernels/simd.h"
 #include "autograd/node.h"
 #include "autograd/ops/elementwise.h"
 #include "autograd/ops/unary.h"
@@ -75,41 +76,94 @@ Tensor elu(const Tensor& x, double alpha) {
   return out;
 }
 
+namespace {
+
+bool gelu_uses_tanh(const char* op, std::string_view approximate) {
+  if (approximate != "tanh" && approximate != "none")
+    fail<ValueError>("{}: approximate must be 'none' or 'tanh', got '{}'", op, approximate);
+  return approximate == "tanh";
+}
+
+// The formulas, written once for scalars and xsimd batches (kernels/simd.h).
+template <class T>
+struct Gelu {
+  static constexpr T c = T(kSqrt2OverPi), k = T(kGeluCubic), r = T(std::numbers::sqrt2 / 2);
+  static constexpr T inv_sqrt_2pi = T(0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2);
+  static auto tanh_value(auto v) { return T(0.5) * v * (T(1) + xsimd::tanh(c * (v + k * v * v * v))); }
+  static auto erf_value(auto v) { return T(0.5) * v * (T(1) + xsimd::erf(v * r)); }
+  // g * gelu'(x)
+  static auto tanh_grad(auto g, auto v) {
+    auto v2 = v * v;
+    auto t = xsimd::tanh(c * (v + k * v2 * v));
+    auto du = c * (T(1) + T(3) * k * v2);
+    return g * (T(0.5) * (T(1) + t) + T(0.5) * v * (T(1) - t * t) * du);
+  }
+  static auto erf_grad(auto g, auto v) {
+    return g * (T(0.5) * (T(1) + xsimd::erf(v * r)) + v * inv_sqrt_2pi * xsimd::exp(T(-0.5) * v * v));
+  }
+};
+
+// gelu''(x), with differentiable ops (only reached by second derivatives).
+Tensor gelu_second(const Tensor& a, bool use_tanh) {
+  if (use_tanh) {
+    Tensor a2 = mul(a, a);
+    Tensor t = tanh(mul(add(a, mul(mul(a2, a), kGeluCubic)), kSqrt2OverPi));
+    Tensor du = add(mul(a2, 3 * kGeluCubic * kSqrt2OverPi), kSqrt2OverPi);
+    Tensor ddu = mul(a, 6 * kGeluCubic * kSqrt2OverPi);
+    Tensor inner = add(du, mul(mul(a, sub(ddu, mul(mul(t, mul(du, du)), 2.0))), 0.5));
+    return mul(rsub(mul(t, t), 1.0), inner);
+  }
+  Tensor pdf = mul(exp(mul(mul(a, a), -0.5)), 0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2);
+  return mul(pdf, rsub(mul(a, a), 2.0));
+}
+
+}  // namespace
+
 Tensor gelu(const Tensor& x, std::string_view approximate) {
-  const bool use_tanh = approximate == "tanh";
-  if (!use_tanh && approximate != "none")
-    fail<ValueError>("gelu: approximate must be 'none' or 'tanh', got '{}'", approximate);
-  auto tanh_form = [](auto v) {
-    using T = decltype(v);
-    T u = T(kSqrt2OverPi) * (v + T(kGeluCubic) * v * v * v);
-    return T(0.5) * v * (T(1) + std::tanh(u));
-  };
-  auto erf_form = [](auto v) {
-    using T = decltype(v);
-    return T(0.5) * v * (T(1) + std::erf(v * T(std::numbers::sqrt2 / 2)));
-  };
-  Tensor out =
-      use_tanh ? activation_kernel("gelu", x, tanh_form) : activation_kernel("gelu", x, erf_form);
+  const bool use_tanh = gelu_uses_tanh("gelu", approximate);
+  Tensor out = Tensor::empty(x.shape(), x.dtype());
+  kernels::dispatch_floating(x.dtype(), "gelu", [&]<class T>() {
+    if (use_tanh) kernels::map_simd<T>(out, [](auto v) { return Gelu<T>::tanh_value(v); }, x);
+    else kernels::map_simd<T>(out, [](auto v) { return Gelu<T>::erf_value(v); }, x);
+  });
   if (any_requires_grad({&x}))
     record(
         "gelu", {&x}, out, {Save{x}},
         [use_tanh](Node& n, const Tensor& g) -> TensorList {
-          Tensor a = n.saved(0);
-          if (use_tanh) {
-            // t = tanh(u): d = 0.5 (1 + t) + 0.5 x (1 - t^2) du/dx
-            Tensor a2 = mul(a, a);
-            Tensor t = tanh(mul(add(a, mul(mul(a2, a), kGeluCubic)), kSqrt2OverPi));
-            Tensor du = add(mul(a2, 3 * kGeluCubic * kSqrt2OverPi), kSqrt2OverPi);
-            Tensor d = add(mul(add(t, 1.0), 0.5), mul(mul(mul(a, rsub(mul(t, t), 1.0)), du), 0.5));
-            return {mul(g, d)};
-          }
-          // d = Phi(x) + x phi(x), Phi the normal CDF and phi its density.
-          Tensor cdf = mul(add(erf(mul(a, std::numbers::sqrt2 / 2)), 1.0), 0.5);
-          Tensor pdf =
-              mul(exp(mul(mul(a, a), -0.5)), 0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2);
-          return {mul(g, add(cdf, mul(a, pdf)))};
+          return {gelu_backward(g, n.saved(0), use_tanh ? "tanh" : "none")};
         },
         [use_tanh](const TensorList& a) { return gelu(a[0], use_tanh ? "tanh" : "none"); });
+  return out;
+}
+
+Tensor gelu_backward(const Tensor& g, const Tensor& x, std::string_view approximate) {
+  const bool use_tanh = gelu_uses_tanh("gelu_backward", approximate);
+  if (!(g.shape() == x.shape()))
+    fail<ShapeError>("gelu_backward: gradient of shape {} for an input of shape {}", g.shape(),
+                     x.shape());
+  if (g.dtype() != x.dtype())
+    fail<DtypeError>("gelu_backward: gradient dtype {} differs from the input's {}",
+                     dtype_name(g.dtype()), dtype_name(x.dtype()));
+  Tensor out = Tensor::empty(x.shape(), x.dtype());
+  kernels::dispatch_floating(x.dtype(), "gelu_backward", [&]<class T>() {
+    if (use_tanh)
+      kernels::map_simd<T>(out, [](auto a, auto b) { return Gelu<T>::tanh_grad(a, b); }, g, x);
+    else
+      kernels::map_simd<T>(out, [](auto a, auto b) { return Gelu<T>::erf_grad(a, b); }, g, x);
+  });
+  if (any_requires_grad({&g, &x}))
+    record(
+        "gelu_backward", {&g, &x}, out, {Save{g}, Save{x}},
+        [use_tanh](Node& n, const Tensor& gg) -> TensorList {
+          const char* form = use_tanh ? "tanh" : "none";
+          Tensor x = n.saved(1);
+          return {n.needs_input_grad(0) ? gelu_backward(gg, x, form) : Tensor(),
+                  n.needs_input_grad(1) ? mul(mul(gg, n.saved(0)), gelu_second(x, use_tanh))
+                                        : Tensor()};
+        },
+        [use_tanh](const TensorList& a) {
+          return gelu_backward(a[0], a[1], use_tanh ? "tanh" : "none");
+        });
   return out;
 }
 

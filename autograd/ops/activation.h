@@ -20,6 +20,10 @@ Tensor elu(const Tensor& x, double alpha = 1.0);
 //         d = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) sqrt(2/pi)(1 + 3 * 0.044715 x^2)
 // Any other `approximate` raises ValueError.
 Tensor gelu(const Tensor& x, std::string_view approximate = "none");
+// g * gelu'(x) in one pass: GELU's backward, an op of its own so it runs as one fused kernel and is
+// itself differentiable (d/dg = gelu'(x), d/dx = g gelu''(x)), so second derivatives still work.
+//   "none": gelu''(x) = phi(x) (2 - x^2);   "tanh": gelu''(x) = (1 - t^2)(u' + x (u'' - 2 t u'^2) / 2)
+Tensor gelu_backward(const Tensor& g, const Tensor& x, std::string_view approximate = "none");
 // x sigmoid(x), s = sigmoid(x).      d = s (1 + x (1 - s))
 Tensor silu(const Tensor& x);
 // ln(1 + e^(beta x)) / beta, linear (= x) where beta x > threshold.

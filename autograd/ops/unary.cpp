@@ -5,6 +5,7 @@
 
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/loops.h"
+#include "autograd/kernels/simd.h"
 #include "autograd/node.h"
 #include "autograd/ops/elementwise.h"
 
@@ -18,6 +19,16 @@ Tensor unary_kernel(const char* op, const Tensor& x, F f) {
   Tensor in = is_floating(x.dtype()) ? x : x.to(float32);
   Tensor out = Tensor::empty(in.shape(), in.dtype());
   kernels::dispatch_floating(in.dtype(), op, [&]<class T>() { kernels::map<T, T>(out, f, in); });
+  return out;
+}
+
+// The same for formulas with transcendental functions, written with xsimd's (kernels/simd.h) so
+// that contiguous data is computed a whole SIMD register at a time.
+template <class F>
+Tensor simd_unary_kernel(const char* op, const Tensor& x, F f) {
+  Tensor in = is_floating(x.dtype()) ? x : x.to(float32);
+  Tensor out = Tensor::empty(in.shape(), in.dtype());
+  kernels::dispatch_floating(in.dtype(), op, [&]<class T>() { kernels::map_simd<T>(out, f, in); });
   return out;
 }
 
@@ -40,7 +51,7 @@ Tensor neg(const Tensor& x) {
 }
 
 Tensor exp(const Tensor& x) {
-  Tensor out = unary_kernel("exp", x, [](auto v) { return std::exp(v); });
+  Tensor out = simd_unary_kernel("exp", x, [](auto v) { return xsimd::exp(v); });
   if (any_requires_grad({&x}))
     record("exp", {&x}, out, {Save{out, true}},
            [](Node& n, const Tensor& g) -> TensorList { return {mul(g, n.saved(0))}; },
@@ -139,7 +150,7 @@ Tensor erf(const Tensor& x) {
 }
 
 Tensor tanh(const Tensor& x) {
-  Tensor out = unary_kernel("tanh", x, [](auto v) { return std::tanh(v); });
+  Tensor out = simd_unary_kernel("tanh", x, [](auto v) { return xsimd::tanh(v); });
   if (any_requires_grad({&x}))
     record("tanh", {&x}, out, {Save{out, true}},
            [](Node& n, const Tensor& g) -> TensorList {

@@ -2,7 +2,7 @@
 # Measures the engine against the peers of ../shared/WORKLOADS.md, alternately (A B A B ...), and
 # prints the ratio of medians for each workload.
 #
-#   bench/compare [workload...] [--rounds N]     (default: all four workloads, 3 rounds)
+#   bench/compare.sh [workload...] [--rounds N]     (default: all four workloads, 3 rounds)
 #
 # Peers are built once into $PEERS (default /tmp/tapegrad-peers) from ../shared/peers; none of them
 # is part of the project. Needs Debian's python3-torch, python3-numpy and libtorch-dev (installed
