@@ -118,6 +118,11 @@ void reduce_kernel(const Tensor& out_keep, const Tensor& x, Combine combine) {
               acc = combine(acc, static_cast<Acc>(*reinterpret_cast<const T*>(a + i * s[1])));
           }
           *o = static_cast<T>(acc);
+        } else if (s[0] == sizeof(T) && s[1] == sizeof(T)) {
+          // Reducing an outer axis: fold a whole contiguous row into the output row (vectorised).
+          const T* v = reinterpret_cast<const T*>(p[1]);
+          for (int64_t i = 0; i < n; ++i)
+            o[i] = static_cast<T>(combine(static_cast<Acc>(o[i]), static_cast<Acc>(v[i])));
         } else {
           for (int64_t i = 0; i < n; ++i) {
             T* oi = reinterpret_cast<T*>(p[0] + i * s[0]);
