@@ -23,17 +23,28 @@ struct Options {
   bool json = false;
 };
 
-double median_us(const std::function<void()>& step, int steps) {
+long peak_rss_kib();
+
+// Peak RSS seen after the first 100 timed steps (memory must stay flat from there on), or -1.
+struct Timing {
+  double median_us = 0;
+  long rss_after_100_kib = -1;
+};
+
+Timing time_steps(const std::function<void()>& step, int steps) {
   for (int i = 0; i < 5; ++i) step();
   std::vector<double> t;
   t.reserve(steps);
+  Timing r;
   for (int i = 0; i < steps; ++i) {
     auto a = std::chrono::steady_clock::now();
     step();
     t.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - a).count());
+    if (i == 99) r.rss_after_100_kib = peak_rss_kib();
   }
   std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  r.median_us = t[t.size() / 2];
+  return r;
 }
 
 long peak_rss_kib() {
@@ -43,26 +54,27 @@ long peak_rss_kib() {
 }
 
 // leaf x of 4 elements; y = x; 100 times y = y * 1.0001 + 0.1 (200 ops); y.sum().backward()
-double perop(int steps) {
+Timing perop(int steps) {
   ag::Tensor x = ag::randn({4}).requires_grad_();
-  return median_us(
+  Timing r = time_steps(
              [&] {
                ag::Tensor y = x;
                for (int i = 0; i < 100; ++i) y = y * 1.0001 + 0.1;
                y.sum().backward();
              },
-             steps) /
-         200.0;
+             steps);
+  r.median_us /= 200.0;
+  return r;
 }
 
 // MLP training step: zero grads, forward, cross-entropy on class indices, backward, SGD lr 0.01.
-double mlp(const std::vector<int64_t>& sizes, const std::string& act, int64_t batch, int steps) {
+Timing mlp(const std::vector<int64_t>& sizes, const std::string& act, int64_t batch, int steps) {
   ag::manual_seed(0);
   auto model = ag::nn::make_mlp(sizes, act);
   ag::nn::SGD opt(model->parameters(), {.lr = 0.01});
   ag::Tensor x = ag::randn({batch, sizes.front()});
   ag::Tensor y = ag::randint(0, sizes.back(), {batch});
-  return median_us(
+  return time_steps(
       [&] {
         opt.zero_grad();
         ag::nn::cross_entropy(model->forward(x), y).backward();
@@ -72,7 +84,7 @@ double mlp(const std::vector<int64_t>& sizes, const std::string& act, int64_t ba
 }
 
 // gpt-mini: WORKLOADS.md's configuration, AdamW(lr 3e-4, wd 0.1), one step on a fixed batch.
-double gpt_mini(int steps) {
+Timing gpt_mini(int steps) {
   ag::nn::GPTConfig c;  // vocab 256, 4 layers, 4 heads, d 128, context 64, GELU tanh, no dropout
   ag::nn::GPT model(c);
   ag::nn::AdamOptions o;
@@ -83,7 +95,7 @@ double gpt_mini(int steps) {
   ag::Tensor data = ag::randint(0, c.vocab_size, {16, c.context + 1}, &g);
   ag::Tensor x = ag::slice(data, 1, 0, c.context).contiguous();
   ag::Tensor y = ag::slice(data, 1, 1, c.context + 1).contiguous();
-  return median_us(
+  return time_steps(
       [&] {
         opt.zero_grad();
         model.loss(x, y).backward();
@@ -115,16 +127,16 @@ int main(int argc, char** argv) {
       o.workload = a;
     }
   }
-  double us;
+  Timing r;
   try {
     if (o.workload == "perop") {
-      us = perop(o.steps);
+      r = perop(o.steps);
     } else if (o.workload == "tiny") {
-      us = mlp({2, 16, 16, 2}, "tanh", 8, o.steps);
+      r = mlp({2, 16, 16, 2}, "tanh", 8, o.steps);
     } else if (o.workload == "mlp784") {
-      us = mlp({784, 256, 256, 10}, "relu", 64, o.steps);
+      r = mlp({784, 256, 256, 10}, "relu", 64, o.steps);
     } else if (o.workload == "gpt-mini") {
-      us = gpt_mini(o.steps);
+      r = gpt_mini(o.steps);
     } else {
       return usage();
     }
@@ -132,10 +144,17 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench: %s\n", e.what());
     return 1;
   }
-  if (o.rss) std::printf("peak_rss_kib %ld\n", peak_rss_kib());
+  long peak = peak_rss_kib();
+  long growth = r.rss_after_100_kib < 0 ? -1 : peak - r.rss_after_100_kib;
+  if (o.rss) {
+    std::printf("peak_rss_kib %ld\n", peak);
+    if (growth >= 0) std::printf("peak_rss_growth_after_100_steps_kib %ld\n", growth);
+  }
   if (o.json)
-    std::printf("{\"workload\": \"%s\", \"median_us\": %.3f, \"steps\": %d, \"peak_rss_kib\": %ld}\n",
-                o.workload.c_str(), us, o.steps, peak_rss_kib());
-  std::printf("%s median %.3f us\n", o.workload.c_str(), us);
+    std::printf(
+        "{\"workload\": \"%s\", \"median_us\": %.3f, \"steps\": %d, \"peak_rss_kib\": %ld, "
+        "\"peak_rss_growth_after_100_steps_kib\": %ld}\n",
+        o.workload.c_str(), r.median_us, o.steps, peak, growth);
+  std::printf("%s median %.3f us\n", o.workload.c_str(), r.median_us);
   return 0;
 }

@@ -3,6 +3,7 @@
 # prints the ratio of medians for each workload.
 #
 #   bench/compare.sh [workload...] [--rounds N]     (default: all four workloads, 3 rounds)
+#   bench/compare.sh --memory                      peak RSS over 5,000 mlp784 steps, ours and PyTorch's
 #
 # Peers are built once into $PEERS (default /tmp/tapegrad-peers) from ../shared/peers; none of them
 # is part of the project. Needs Debian's python3-torch, python3-numpy and libtorch-dev (installed
@@ -14,10 +15,12 @@ root=$(pwd)
 peers_src=${PEERS_SRC:-$root/../shared/peers}
 peers=${PEERS:-/tmp/tapegrad-peers}
 rounds=3
+memory=0
 workloads=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds=$2; shift 2 ;;
+    --memory) memory=1; shift ;;
     *) workloads+=("$1"); shift ;;
   esac
 done
@@ -52,6 +55,20 @@ peer_list() {
 steps_for() { case "$1" in perop) echo 2000 ;; tiny) echo 2000 ;; mlp784) echo 300 ;; gpt-mini) echo 30 ;; esac; }
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+if [ "$memory" = 1 ]; then
+  # Python's own peak RSS, read after the peer script has run in the same interpreter.
+  cat > "$peers/rss.py" <<'PY'
+import resource, runpy, sys
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+print("peak_rss_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+PY
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$root/build/bench/bench" mlp784 --steps 5000 --rss | sed 's/^/ours:    /'
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3 "$peers/rss.py" "$peers/train_torch.py" mlp784 5000 |
+    sed 's/^/pytorch: /'
+  exit 0
+fi
 
 printf '%-9s %-11s %12s %12s %8s\n' workload peer "ours (us)" "peer (us)" ratio
 for w in "${workloads[@]}"; do
