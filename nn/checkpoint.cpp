@@ -13,6 +13,11 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
+#include <xtensor/xadapt.hpp>
+#include <xtensor/xnpy.hpp>
+
+#include "autograd/xtensor.h"
 
 namespace ag::nn {
 namespace {
@@ -21,6 +26,18 @@ static_assert(std::endian::native == std::endian::little,
               "safetensors stores little-endian data; this code copies it as is");
 
 using Json = nlohmann::json;
+
+// The .npy bytes (header and row-major data) of a contiguous tensor, written by xtensor.
+std::string npy_bytes(const Tensor& c) {
+  std::vector<size_t> shape(c.shape().begin(), c.shape().end());
+  switch (c.dtype()) {
+    case Dtype::float32: return xt::dump_npy(xt::adapt(c.data<float>(), c.numel(), xt::no_ownership(), shape));
+    case Dtype::float64: return xt::dump_npy(xt::adapt(c.data<double>(), c.numel(), xt::no_ownership(), shape));
+    case Dtype::int64: return xt::dump_npy(xt::adapt(c.data<int64_t>(), c.numel(), xt::no_ownership(), shape));
+    case Dtype::boolean: return xt::dump_npy(xt::adapt(c.data<bool>(), c.numel(), xt::no_ownership(), shape));
+  }
+  return {};
+}
 
 constexpr const char* kMetadataKey = "__metadata__";
 constexpr const char* kOptimizerPrefix = "optimizer/";
@@ -125,8 +142,8 @@ void convert_into(const Tensor& t, const char* src, int64_t n, Convert c) {
 // if destroyed before that (an exception on the way).
 class AtomicWriter {
  public:
-  explicit AtomicWriter(const std::string& path)
-      : path_(path), tmp_(fmt::format("{}.tmp.{}", path, ::getpid())) {
+  explicit AtomicWriter(const std::string& path, const char* op = "save_safetensors")
+      : op_(op), path_(path), tmp_(fmt::format("{}.tmp.{}", path, ::getpid())) {
     fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd_ < 0) fail_errno("cannot create the temporary file");
   }
@@ -183,10 +200,11 @@ class AtomicWriter {
   }
 
   [[noreturn]] void fail_errno(const char* what) const {
-    fail<IOError>("save_safetensors: cannot write '{}': {} '{}': {}", path_, what, tmp_,
+    fail<IOError>("{}: cannot write '{}': {} '{}': {}", op_, path_, what, tmp_,
                   std::strerror(errno));
   }
 
+  const char* op_;
   std::string path_, tmp_;
   std::string buffer_;
   int fd_ = -1;
@@ -454,6 +472,51 @@ CheckpointInfo load_checkpoint(const std::string& path, Module& module, Optimize
     fail<ValueError>("load_checkpoint: '{}': {}", path, e.what());
   }
   return info;
+}
+
+}  // namespace ag::nn
+
+namespace ag::nn {
+
+// ---- .npy ----
+
+void save_npy(const std::string& path, const Tensor& t) {
+  if (!t.defined()) fail<ValueError>("save_npy: '{}': the tensor is undefined", path);
+  Tensor c = t.detach().contiguous();
+  std::string bytes = npy_bytes(c);
+  AtomicWriter w(path, "save_npy");
+  w.write(bytes.data(), bytes.size());
+  w.commit();
+}
+
+Tensor load_npy(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail<IOError>("load_npy: cannot open '{}': {}", path, std::strerror(errno));
+  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::istringstream stream(all);
+  xt::detail::npy_file file = [&] {
+    try {
+      return xt::detail::load_npy_file(stream);
+    } catch (const std::exception& e) {
+      fail<IOError>("load_npy: '{}' is not a valid .npy file: {}", path, e.what());
+    }
+  }();
+  if (!stream)
+    fail<IOError>("load_npy: '{}' is truncated: the header announces {} bytes of data", path,
+                  file.n_bytes());
+  if (static_cast<int64_t>(file.m_shape.size()) > kMaxDims)
+    fail<IOError>("load_npy: '{}' has {} axes, at most {} are supported", path,
+                  file.m_shape.size(), kMaxDims);
+  const std::string& type = file.m_typestring;
+  try {
+    if (type == "<f4") return from_xarray<float>(std::move(file).cast<float>());
+    if (type == "<f8") return from_xarray<double>(std::move(file).cast<double>());
+    if (type == "<i8") return from_xarray<int64_t>(std::move(file).cast<int64_t>());
+    if (type == "|b1") return from_xarray<bool>(std::move(file).cast<bool>());
+  } catch (const std::exception& e) {
+    fail<IOError>("load_npy: '{}': {}", path, e.what());
+  }
+  fail<IOError>("load_npy: '{}' holds dtype '{}'; supported: <f4, <f8, <i8, |b1", path, type);
 }
 
 }  // namespace ag::nn

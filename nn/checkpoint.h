@@ -69,4 +69,13 @@ struct CheckpointInfo {
 CheckpointInfo load_checkpoint(const std::string& path, Module& module,
                                Optimizer* optimizer = nullptr, bool strict = true);
 
+// ---- single tensors as NumPy .npy files (written and read with xtensor) ----
+//
+// save_npy writes a C-ordered .npy (format 1.0) of any tensor (float32 "<f4", float64 "<f8", int64
+// "<i8", bool "|b1"), atomically like the checkpoints. load_npy reads those four dtypes, C or
+// Fortran order (returned row-major); IOError naming the path for a missing, truncated or malformed
+// file, or another dtype.
+void save_npy(const std::string& path, const Tensor& t);
+Tensor load_npy(const std::string& path);
+
 }  // namespace ag::nn

@@ -528,3 +528,69 @@ TEST_CASE("save errors name the problem") {
                           ValueError, "reserved prefix");
   CHECK(dir.listing().empty());  // nothing was written
 }
+
+// ---- .npy ----
+
+namespace {
+// A version 1.0 .npy file written by hand: magic, header length, a padded dict, the data.
+std::string npy_file(const std::string& dict, const std::string& data) {
+  std::string header = dict;
+  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
+  header += '\n';
+  std::string s = "\x93NUMPY";
+  s += '\x01';
+  s += '\x00';
+  append_le<uint16_t>(s, static_cast<uint16_t>(header.size()));
+  return s + header + data;
+}
+}  // namespace
+
+TEST_CASE(".npy round trip for every dtype, any shape, strided input written row-major") {
+  TempDir dir;
+  Tensor f = Tensor::from_vector(std::vector<float>{1.5f, -2, 3, 4, 5, 6}, {2, 3});
+  Tensor d = Tensor::from_vector(std::vector<double>{0.1, 1e-300, -7}, {3});
+  Tensor i = Tensor::from_vector(std::vector<int64_t>{-1, int64_t{1} << 40}, {2, 1});
+  Tensor b = gt(f, full({}, 2.5));
+  for (const Tensor& t : {f, d, i, b, f.t(), scalar_tensor(4.25, float64)}) {
+    nn::save_npy(dir.file("t.npy"), t);
+    Tensor r = nn::load_npy(dir.file("t.npy"));
+    CHECK(r.dtype() == t.dtype());
+    CHECK(r.shape() == t.shape());
+    CHECK(r.to(float64).to_vector<double>() == t.to(float64).to_vector<double>());
+  }
+  CHECK(dir.listing() == std::vector<std::string>{"t.npy"});  // no temporary left
+  // The header is NumPy's: C order, little-endian float32, the shape as a tuple.
+  nn::save_npy(dir.file("f.npy"), f);
+  std::string bytes = read_bytes(dir.file("f.npy"));
+  CHECK(bytes.substr(0, 6) == "\x93NUMPY");
+  CHECK(bytes.find("'descr': '<f4'") != std::string::npos);
+  CHECK(bytes.find("'fortran_order': False") != std::string::npos);
+  CHECK(bytes.find("'shape': (2, 3)") != std::string::npos);
+  CHECK(bytes.size() % 16 == 24 % 16);  // header padded to 64 bytes (here 128) + 24 data bytes
+}
+
+TEST_CASE(".npy files written elsewhere: Fortran order is read row-major; bad files are rejected") {
+  TempDir dir;
+  std::string data;
+  for (double v : {1.0, 4.0, 2.0, 5.0, 3.0, 6.0}) append_le(data, v);  // [[1,2,3],[4,5,6]] in F order
+  write_bytes(dir.file("f.npy"),
+              npy_file("{'descr': '<f8', 'fortran_order': True, 'shape': (2, 3), }", data));
+  Tensor r = nn::load_npy(dir.file("f.npy"));
+  CHECK(r.shape() == Shape{2, 3});
+  CHECK(r.to_vector<double>() == std::vector<double>{1, 2, 3, 4, 5, 6});
+
+  write_bytes(dir.file("short.npy"), npy_file("{'descr': '<f8', 'fortran_order': False, "
+                                              "'shape': (2, 3), }",
+                                              data.substr(0, 20)));
+  CHECK_THROWS_WITH_PARTS(nn::load_npy(dir.file("short.npy")), IOError, "load_npy", "short.npy",
+                          "truncated");
+  std::string ints;
+  for (int32_t v : {1, 2}) append_le(ints, v);
+  write_bytes(dir.file("i4.npy"),
+              npy_file("{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }", ints));
+  CHECK_THROWS_WITH_PARTS(nn::load_npy(dir.file("i4.npy")), IOError, "load_npy", "i4.npy", "<i4");
+  write_bytes(dir.file("junk.npy"), "not a numpy file at all");
+  CHECK_THROWS_WITH_PARTS(nn::load_npy(dir.file("junk.npy")), IOError, "load_npy", "junk.npy");
+  CHECK_THROWS_WITH_PARTS(nn::load_npy(dir.file("missing.npy")), IOError, "load_npy", "missing.npy");
+  CHECK_THROWS_WITH_PARTS(nn::save_npy(dir.file("no/such/dir/x.npy"), ones({2})), IOError, "save_npy");
+}
