@@ -14,14 +14,16 @@ struct Printer {
   const PrintOptions& opt;
   const Tensor& t;  // contiguous
   bool summarise;
-  int width = 0;    // common width of every printed value
+  int width = 0;  // common width of every printed value
   std::string out;
 
   std::string value(int64_t i) const {
     return kernels::dispatch_all(t.dtype(), "print", [&]<class T>() -> std::string {
       T v = t.data<T>()[i];
-      if constexpr (std::is_same_v<T, bool>) return v ? "true" : "false";
-      else if constexpr (std::is_integral_v<T>) return fmt::format("{}", v);
+      if constexpr (std::is_same_v<T, bool>)
+        return v ? "true" : "false";
+      else if constexpr (std::is_integral_v<T>)
+        return fmt::format("{}", v);
       else {
         if (std::isnan(v)) return "nan";
         if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
@@ -78,8 +80,10 @@ struct Printer {
         }
       }
       first = false;
-      if (i < 0) out += "...";
-      else print(d + 1, base + i * stride, indent + 1);
+      if (i < 0)
+        out += "...";
+      else
+        print(d + 1, base + i * stride, indent + 1);
     });
     out += ']';
   }
@@ -100,9 +104,12 @@ std::string to_string(const Tensor& t, const PrintOptions& options) {
     p.print(0, 0, kPrefix);
     body = std::move(p.out);
   }
-  std::string s = fmt::format("tensor({}, shape={}, dtype={}", body, t.shape(), dtype_name(t.dtype()));
-  if (t.grad_fn()) s += fmt::format(", grad_fn={}", t.grad_fn()->name());
-  else if (t.requires_grad()) s += ", requires_grad=true";
+  std::string s =
+      fmt::format("tensor({}, shape={}, dtype={}", body, t.shape(), dtype_name(t.dtype()));
+  if (t.grad_fn())
+    s += fmt::format(", grad_fn={}", t.grad_fn()->name());
+  else if (t.requires_grad())
+    s += ", requires_grad=true";
   return s + ")";
 }
 

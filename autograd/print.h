@@ -19,9 +19,9 @@
 namespace ag {
 
 struct PrintOptions {
-  int precision = 4;        // digits after the decimal point for floating values
-  int64_t threshold = 1000; // summarise above this many elements
-  int64_t edge = 3;         // entries kept at each end of a summarised axis
+  int precision = 4;         // digits after the decimal point for floating values
+  int64_t threshold = 1000;  // summarise above this many elements
+  int64_t edge = 3;          // entries kept at each end of a summarised axis
 };
 
 std::string to_string(const Tensor& t, const PrintOptions& options = {});

@@ -238,8 +238,7 @@ TEST_CASE("first and second derivatives of every binary op, plain and broadcast 
 
 TEST_CASE("bad input: shapes that do not broadcast, masks that are not bool") {
   CHECK_THROWS_WITH_PARTS(add(zeros({2, 3}), zeros({4})), ShapeError, "add", "[2, 3]", "[4]");
-  CHECK_THROWS_WITH_PARTS(mul(zeros({2, 3}), zeros({3, 2})), ShapeError, "mul", "[2, 3]",
-                          "[3, 2]");
+  CHECK_THROWS_WITH_PARTS(mul(zeros({2, 3}), zeros({3, 2})), ShapeError, "mul", "[2, 3]", "[3, 2]");
   CHECK_THROWS_WITH_PARTS(zeros({5}) / zeros({2}), ShapeError, "div", "[5]", "[2]");
   CHECK_THROWS_WITH_PARTS(gt(zeros({5}), zeros({2})), ShapeError, "[5]", "[2]");
   CHECK_THROWS_WITH_PARTS(where(zeros({3}), zeros({3}), zeros({3})), DtypeError, "where", "bool");

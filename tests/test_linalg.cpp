@@ -1,3 +1,143 @@
+// matmul (1-D, 2-D, batched with broadcast batch axes, strided operands), outer and the fused
+// linear: values against a naive triple loop in float64 and float32, first and second derivatives
+// (float64 gradcheck and gradgradcheck), and errors naming both shapes.
 #include "support.h"
 
 using namespace ag;
+using test::check_gradients;
+using test::leaf;
+
+namespace {
+
+// Naive [m, k] @ [k, n] on contiguous float64 data.
+std::vector<double> naive(const std::vector<double>& a, const std::vector<double>& b, int64_t m,
+                          int64_t k, int64_t n) {
+  std::vector<double> c(m * n, 0.0);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t p = 0; p < k; ++p) c[i * n + j] += a[i * k + p] * b[p * n + j];
+  return c;
+}
+
+void check_close(const std::vector<double>& got, const std::vector<double>& want, double tol) {
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    INFO("element " << i);
+    CHECK(got[i] == doctest::Approx(want[i]).epsilon(tol).scale(1.0));
+  }
+}
+
+std::vector<double> values(const Tensor& t) { return t.to(float64).to_vector<double>(); }
+
+}  // namespace
+
+TEST_CASE("2-D matmul against a naive loop, float64 and float32, with strided operands") {
+  Tensor a = leaf({5, 7}, -1, 1, 1).detach(), b = leaf({7, 3}, -1, 1, 2).detach();
+  auto want = naive(values(a), values(b), 5, 7, 3);
+  check_close(values(matmul(a, b)), want, 1e-13);
+  check_close(values(matmul(a.to(float32), b.to(float32))), want, 1e-5);
+  CHECK(matmul(a.to(float32), b.to(float32)).dtype() == float32);
+  // Transposed views go to BLAS with transpose flags: same values.
+  Tensor at = a.t().contiguous().t(), bt = b.t().contiguous().t();
+  CHECK_FALSE(at.is_contiguous());
+  check_close(values(matmul(at, bt)), want, 1e-13);
+  // A column slice (leading dimension larger than the width).
+  Tensor wide = leaf({7, 6}, -1, 1, 3).detach();
+  Tensor cols = slice(wide, 1, 1, 4);
+  check_close(values(matmul(a, cols)), naive(values(a), values(cols.contiguous()), 5, 7, 3), 1e-13);
+  // Every other row: not BLAS-compatible without a copy, still right.
+  Tensor rows = slice(leaf({14, 3}, -1, 1, 4).detach(), 0, 0, 14, 2);
+  check_close(values(matmul(a, rows)), naive(values(a), values(rows.contiguous()), 5, 7, 3), 1e-13);
+  // Mixed float32/float64 promotes.
+  CHECK(matmul(a.to(float32), b).dtype() == float64);
+}
+
+TEST_CASE("1-D operands: dot, vector-matrix, matrix-vector; outer") {
+  Tensor v = Tensor::from_vector(std::vector<double>{1, 2, 3});
+  Tensor w = Tensor::from_vector(std::vector<double>{4, 5, 6});
+  Tensor d = matmul(v, w);
+  CHECK(d.shape() == Shape{});
+  CHECK(d.item() == 32);
+  Tensor m = arange(0, 6, 1, float64).reshape({3, 2});
+  CHECK(matmul(v, m).shape() == Shape{2});
+  CHECK(values(matmul(v, m)) == std::vector<double>{16, 22});
+  CHECK(values(matmul(m.t(), v)) == std::vector<double>{16, 22});
+  Tensor o = outer(v, Tensor::from_vector(std::vector<double>{1, -1}));
+  CHECK(o.shape() == Shape{3, 2});
+  CHECK(values(o) == std::vector<double>{1, -1, 2, -2, 3, -3});
+}
+
+TEST_CASE("batched matmul broadcasts batch axes by NumPy's rules") {
+  Tensor a = leaf({2, 1, 3, 4}, -1, 1, 5).detach(), b = leaf({5, 4, 2}, -1, 1, 6).detach();
+  Tensor c = matmul(a, b);
+  CHECK(c.shape() == Shape{2, 5, 3, 2});
+  for (int64_t i = 0; i < 2; ++i)
+    for (int64_t j = 0; j < 5; ++j) {
+      auto want = naive(values(a[i][0]), values(b[j]), 3, 4, 2);
+      check_close(values(c[i][j]), want, 1e-13);
+    }
+  // A matrix against a batch, a batch against a vector.
+  Tensor m = leaf({3, 4}, -1, 1, 7).detach();
+  CHECK(matmul(m, b).shape() == Shape{5, 3, 2});
+  check_close(values(matmul(m, b)[4]), naive(values(m), values(b[4]), 3, 4, 2), 1e-13);
+  CHECK(matmul(a, leaf({4}).detach()).shape() == Shape{2, 1, 3});
+  // Transposed batches (the attention pattern q @ k^T).
+  Tensor k = leaf({2, 6, 4}, -1, 1, 8).detach(), q = leaf({2, 6, 4}, -1, 1, 9).detach();
+  Tensor s = matmul(q, transpose(k, 1, 2));
+  check_close(values(s[1]), naive(values(q[1]), values(k[1].t().contiguous()), 6, 4, 6), 1e-13);
+}
+
+TEST_CASE("linear: x W^T + b for 2-D and N-D input, with and without bias") {
+  Tensor x = leaf({2, 3, 4}, -1, 1, 10).detach(), w = leaf({5, 4}, -1, 1, 11).detach();
+  Tensor b = leaf({5}, -1, 1, 12).detach();
+  Tensor y = linear(x, w, b);
+  CHECK(y.shape() == Shape{2, 3, 5});
+  auto want = naive(values(x.reshape({6, 4})), values(w.t().contiguous()), 6, 4, 5);
+  auto bv = values(b);
+  for (int64_t r = 0; r < 6; ++r)
+    for (int64_t j = 0; j < 5; ++j) want[r * 5 + j] += bv[j];
+  check_close(values(y), want, 1e-13);
+  CHECK(test::allclose(linear(x, w), matmul(x, w.t()), 1e-13, 0));
+  CHECK(linear(x.to(float32), w.to(float32), b.to(float32)).dtype() == float32);
+}
+
+TEST_CASE("first and second derivatives") {
+  check_gradients([](const TensorList& v) { return matmul(v[0], v[1]); },
+                  {leaf({3, 4}, -1, 1, 1), leaf({4, 2}, -1, 1, 2)});
+  check_gradients([](const TensorList& v) { return matmul(v[0], v[1]); },
+                  {leaf({4}, -1, 1, 3), leaf({4}, -1, 1, 4)});
+  check_gradients([](const TensorList& v) { return matmul(v[0], v[1]); },
+                  {leaf({4}, -1, 1, 5), leaf({4, 3}, -1, 1, 6)});
+  check_gradients([](const TensorList& v) { return matmul(v[0], v[1]); },
+                  {leaf({2, 4}, -1, 1, 7), leaf({4}, -1, 1, 8)});
+  check_gradients([](const TensorList& v) { return matmul(v[0], v[1]); },
+                  {leaf({2, 1, 3, 2}, -1, 1, 9), leaf({3, 2, 2}, -1, 1, 10)});
+  check_gradients([](const TensorList& v) { return matmul(v[0], transpose(v[1], -1, -2)); },
+                  {leaf({2, 3, 2}, -1, 1, 11), leaf({2, 4, 2}, -1, 1, 12)});
+  check_gradients([](const TensorList& v) { return outer(v[0], v[1]); },
+                  {leaf({3}, -1, 1, 13), leaf({2}, -1, 1, 14)});
+  check_gradients([](const TensorList& v) { return linear(v[0], v[1], v[2]); },
+                  {leaf({2, 3, 4}, -1, 1, 15), leaf({2, 4}, -1, 1, 16), leaf({2}, -1, 1, 17)});
+  check_gradients([](const TensorList& v) { return linear(v[0], v[1]); },
+                  {leaf({3, 4}, -1, 1, 18), leaf({2, 4}, -1, 1, 19)});
+  // Products of products: second derivatives that are not zero.
+  check_gradients([](const TensorList& v) { return matmul(matmul(v[0], v[0]), v[0]); },
+                  {leaf({3, 3}, -1, 1, 20)});
+}
+
+TEST_CASE("errors name the op and both shapes") {
+  CHECK_THROWS_WITH_PARTS(matmul(zeros({64, 784}), zeros({256, 10})), ShapeError,
+                          "matmul: [64, 784] @ [256, 10]: inner sizes 784 and 256 differ");
+  CHECK_THROWS_WITH_PARTS(matmul(zeros({3}), zeros({4})), ShapeError, "matmul", "[3]", "[4]");
+  CHECK_THROWS_WITH_PARTS(matmul(zeros({2, 2, 3}), zeros({3, 3, 1})), ShapeError, "matmul",
+                          "[2, 2, 3]", "[3, 3, 1]", "batch");
+  CHECK_THROWS_WITH_PARTS(matmul(zeros({}), zeros({3})), ShapeError, "matmul", "[]");
+  CHECK_THROWS_WITH_PARTS(matmul(zeros({2}, int64), zeros({2}, int64)), DtypeError, "matmul",
+                          "int64");
+  CHECK_THROWS_WITH_PARTS(outer(zeros({2, 2}), zeros({2})), ShapeError, "outer", "[2, 2]");
+  CHECK_THROWS_WITH_PARTS(linear(zeros({2, 3}), zeros({4, 5})), ShapeError, "linear", "[2, 3]",
+                          "[4, 5]");
+  CHECK_THROWS_WITH_PARTS(linear(zeros({2, 3}), zeros({4, 3}), zeros({5})), ShapeError, "linear",
+                          "[5]", "[4, 3]");
+  CHECK_THROWS_WITH_PARTS(linear(zeros({2, 3}), zeros({3})), ShapeError, "linear", "[3]");
+}

@@ -23,8 +23,7 @@ void check_against_std(const char* name, Tensor (*op)(const Tensor&), double (*f
   Tensor x = leaf({37}, lo, hi, 99).detach();
   auto got = op(x).to_vector<double>();
   auto xs = x.to_vector<double>();
-  for (size_t i = 0; i < xs.size(); ++i)
-    CHECK(got[i] == doctest::Approx(f(xs[i])).epsilon(1e-13));
+  for (size_t i = 0; i < xs.size(); ++i) CHECK(got[i] == doctest::Approx(f(xs[i])).epsilon(1e-13));
   Tensor x32 = x.to(float32);
   auto got32 = op(x32);
   CHECK(got32.dtype() == float32);
@@ -44,18 +43,27 @@ double d_square(double v) { return v * v; }
 
 TEST_CASE("every unary op matches the standard library in float64 and float32") {
   check_against_std("neg", neg, d_neg, -3, 3);
-  check_against_std("exp", exp, [](double v) { return std::exp(v); }, -20, 20);
-  check_against_std("log", log, [](double v) { return std::log(v); }, 1e-3, 50);
-  check_against_std("log1p", log1p, [](double v) { return std::log1p(v); }, -0.9, 10);
-  check_against_std("sqrt", sqrt, [](double v) { return std::sqrt(v); }, 0, 50);
+  check_against_std(
+      "exp", exp, [](double v) { return std::exp(v); }, -20, 20);
+  check_against_std(
+      "log", log, [](double v) { return std::log(v); }, 1e-3, 50);
+  check_against_std(
+      "log1p", log1p, [](double v) { return std::log1p(v); }, -0.9, 10);
+  check_against_std(
+      "sqrt", sqrt, [](double v) { return std::sqrt(v); }, 0, 50);
   check_against_std("rsqrt", rsqrt, d_rsqrt, 0.01, 50);
-  check_against_std("abs", abs, [](double v) { return std::abs(v); }, -3, 3);
+  check_against_std(
+      "abs", abs, [](double v) { return std::abs(v); }, -3, 3);
   check_against_std("sign", sign, d_sign, -3, 3);
   check_against_std("square", square, d_square, -3, 3);
-  check_against_std("sin", sin, [](double v) { return std::sin(v); }, -6, 6);
-  check_against_std("cos", cos, [](double v) { return std::cos(v); }, -6, 6);
-  check_against_std("erf", erf, [](double v) { return std::erf(v); }, -3, 3);
-  check_against_std("tanh", tanh, [](double v) { return std::tanh(v); }, -10, 10);
+  check_against_std(
+      "sin", sin, [](double v) { return std::sin(v); }, -6, 6);
+  check_against_std(
+      "cos", cos, [](double v) { return std::cos(v); }, -6, 6);
+  check_against_std(
+      "erf", erf, [](double v) { return std::erf(v); }, -3, 3);
+  check_against_std(
+      "tanh", tanh, [](double v) { return std::tanh(v); }, -10, 10);
   check_against_std("sigmoid", sigmoid, d_sigmoid, -30, 30);
 }
 
@@ -102,21 +110,36 @@ TEST_CASE("derivatives: first and second order in float64") {
     INFO(name);
     check_gradients([f](const TensorList& v) { return f(v[0]); }, {leaf({2, 3}, lo, hi, 7)});
   };
-  check("neg", [](const Tensor& x) { return neg(x); }, -2, 2);
-  check("exp", [](const Tensor& x) { return exp(x); }, -2, 2);
-  check("log", [](const Tensor& x) { return log(x); }, 0.5, 3);
-  check("log1p", [](const Tensor& x) { return log1p(x); }, -0.5, 3);
-  check("sqrt", [](const Tensor& x) { return sqrt(x); }, 0.5, 3);
-  check("rsqrt", [](const Tensor& x) { return rsqrt(x); }, 0.5, 3);
-  check("abs", [](const Tensor& x) { return abs(x); }, 0.2, 2);
-  check("abs (negative side)", [](const Tensor& x) { return abs(x); }, -2, -0.2);
-  check("square", [](const Tensor& x) { return square(x); }, -2, 2);
-  check("sin", [](const Tensor& x) { return sin(x); }, -3, 3);
-  check("cos", [](const Tensor& x) { return cos(x); }, -3, 3);
-  check("erf", [](const Tensor& x) { return erf(x); }, -2, 2);
-  check("tanh", [](const Tensor& x) { return tanh(x); }, -2, 2);
-  check("sigmoid", [](const Tensor& x) { return sigmoid(x); }, -3, 3);
-  check("clamp (inside)", [](const Tensor& x) { return clamp(x, -5, 5); }, -2, 2);
+  check(
+      "neg", [](const Tensor& x) { return neg(x); }, -2, 2);
+  check(
+      "exp", [](const Tensor& x) { return exp(x); }, -2, 2);
+  check(
+      "log", [](const Tensor& x) { return log(x); }, 0.5, 3);
+  check(
+      "log1p", [](const Tensor& x) { return log1p(x); }, -0.5, 3);
+  check(
+      "sqrt", [](const Tensor& x) { return sqrt(x); }, 0.5, 3);
+  check(
+      "rsqrt", [](const Tensor& x) { return rsqrt(x); }, 0.5, 3);
+  check(
+      "abs", [](const Tensor& x) { return abs(x); }, 0.2, 2);
+  check(
+      "abs (negative side)", [](const Tensor& x) { return abs(x); }, -2, -0.2);
+  check(
+      "square", [](const Tensor& x) { return square(x); }, -2, 2);
+  check(
+      "sin", [](const Tensor& x) { return sin(x); }, -3, 3);
+  check(
+      "cos", [](const Tensor& x) { return cos(x); }, -3, 3);
+  check(
+      "erf", [](const Tensor& x) { return erf(x); }, -2, 2);
+  check(
+      "tanh", [](const Tensor& x) { return tanh(x); }, -2, 2);
+  check(
+      "sigmoid", [](const Tensor& x) { return sigmoid(x); }, -3, 3);
+  check(
+      "clamp (inside)", [](const Tensor& x) { return clamp(x, -5, 5); }, -2, 2);
   // sign is piecewise constant: no graph, zero gradient.
   Tensor x = leaf({3}, -1, 1, 8);
   CHECK(sign(x).grad_fn() == nullptr);

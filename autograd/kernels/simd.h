@@ -37,7 +37,8 @@ void map_simd(const Tensor& out, F f, const In&... in) {
           *reinterpret_cast<T*>(p[0] + i * s[0]) =
               f(*reinterpret_cast<const T*>(p[I + 1] + i * s[I + 1])...);
       }
-    }(std::make_index_sequence<sizeof...(In)>{});
+    }
+    (std::make_index_sequence<sizeof...(In)>{});
   });
 }
 

@@ -17,9 +17,12 @@ struct Split3 {
 Split3 split3(const Shape& s, int64_t axis) {
   Split3 r;
   for (int64_t i = 0; i < s.size(); ++i) {
-    if (i < axis) r.outer *= s[i];
-    else if (i == axis) r.n = s[i];
-    else r.inner *= s[i];
+    if (i < axis)
+      r.outer *= s[i];
+    else if (i == axis)
+      r.n = s[i];
+    else
+      r.inner *= s[i];
   }
   return r;
 }
@@ -138,8 +141,8 @@ Tensor scatter_add_kernel(const Tensor& x, int64_t axis, const Tensor& idx, cons
 
 void check_same_dtype(const char* op, const Tensor& x, const Tensor& src) {
   if (x.dtype() != src.dtype())
-    fail<DtypeError>("{}: source dtype {} differs from the input's {}", op,
-                     dtype_name(src.dtype()), dtype_name(x.dtype()));
+    fail<DtypeError>("{}: source dtype {} differs from the input's {}", op, dtype_name(src.dtype()),
+                     dtype_name(x.dtype()));
 }
 
 }  // namespace
@@ -153,11 +156,12 @@ Tensor index_select(const Tensor& x, int64_t axis, const Tensor& index) {
   Tensor out = index_select_kernel(x.contiguous(), axis, idx);
   if (any_requires_grad({&x})) {
     Shape in = x.shape();
-    record("index_select", {&x}, out, {},
-           [in, axis, idx](Node&, const Tensor& g) -> TensorList {
-             return {index_add(zeros(in, g.dtype()), axis, idx, g)};
-           },
-           [axis, idx](const TensorList& a) { return index_select(a[0], axis, idx); });
+    record(
+        "index_select", {&x}, out, {},
+        [in, axis, idx](Node&, const Tensor& g) -> TensorList {
+          return {index_add(zeros(in, g.dtype()), axis, idx, g)};
+        },
+        [axis, idx](const TensorList& a) { return index_select(a[0], axis, idx); });
   }
   return out;
 }
@@ -171,18 +175,20 @@ Tensor index_add(const Tensor& x, int64_t axis, const Tensor& index, const Tenso
   Shape want = x.shape();
   want[axis] = index.numel();
   if (!(src.shape() == want))
-    fail<ShapeError>("index_add: source of shape {} does not match input {} with {} indices on axis {} "
-                     "(expected {})",
-                     src.shape(), x.shape(), index.numel(), axis, want);
+    fail<ShapeError>(
+        "index_add: source of shape {} does not match input {} with {} indices on axis {} "
+        "(expected {})",
+        src.shape(), x.shape(), index.numel(), axis, want);
   Tensor idx = checked_index("index_add", index, x.shape()[axis], axis, x.shape());
   Tensor out = index_add_kernel(x, axis, idx, src);
   if (any_requires_grad({&x, &src}))
-    record("index_add", {&x, &src}, out, {},
-           [axis, idx](Node& n, const Tensor& g) -> TensorList {
-             return {n.needs_input_grad(0) ? g : Tensor(),
-                     n.needs_input_grad(1) ? index_select(g, axis, idx) : Tensor()};
-           },
-           [axis, idx](const TensorList& a) { return index_add(a[0], axis, idx, a[1]); });
+    record(
+        "index_add", {&x, &src}, out, {},
+        [axis, idx](Node& n, const Tensor& g) -> TensorList {
+          return {n.needs_input_grad(0) ? g : Tensor(),
+                  n.needs_input_grad(1) ? index_select(g, axis, idx) : Tensor()};
+        },
+        [axis, idx](const TensorList& a) { return index_add(a[0], axis, idx, a[1]); });
   return out;
 }
 
@@ -194,11 +200,12 @@ Tensor gather(const Tensor& x, int64_t axis, const Tensor& index) {
   Tensor out = gather_kernel(x, axis, idx);
   if (any_requires_grad({&x})) {
     Shape in = x.shape();
-    record("gather", {&x}, out, {},
-           [in, axis, idx](Node&, const Tensor& g) -> TensorList {
-             return {scatter_add(zeros(in, g.dtype()), axis, idx, g)};
-           },
-           [axis, idx](const TensorList& a) { return gather(a[0], axis, idx); });
+    record(
+        "gather", {&x}, out, {},
+        [in, axis, idx](Node&, const Tensor& g) -> TensorList {
+          return {scatter_add(zeros(in, g.dtype()), axis, idx, g)};
+        },
+        [axis, idx](const TensorList& a) { return gather(a[0], axis, idx); });
   }
   return out;
 }
@@ -214,12 +221,13 @@ Tensor scatter_add(const Tensor& x, int64_t axis, const Tensor& index, const Ten
   Tensor idx = checked_index("scatter_add", index, x.shape()[axis], axis, x.shape());
   Tensor out = scatter_add_kernel(x, axis, idx, src);
   if (any_requires_grad({&x, &src}))
-    record("scatter_add", {&x, &src}, out, {},
-           [axis, idx](Node& n, const Tensor& g) -> TensorList {
-             return {n.needs_input_grad(0) ? g : Tensor(),
-                     n.needs_input_grad(1) ? gather(g, axis, idx) : Tensor()};
-           },
-           [axis, idx](const TensorList& a) { return scatter_add(a[0], axis, idx, a[1]); });
+    record(
+        "scatter_add", {&x, &src}, out, {},
+        [axis, idx](Node& n, const Tensor& g) -> TensorList {
+          return {n.needs_input_grad(0) ? g : Tensor(),
+                  n.needs_input_grad(1) ? gather(g, axis, idx) : Tensor()};
+        },
+        [axis, idx](const TensorList& a) { return scatter_add(a[0], axis, idx, a[1]); });
   return out;
 }
 
@@ -240,7 +248,8 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
 }
 
 Tensor one_hot(const Tensor& labels, int64_t num_classes, Dtype dtype) {
-  if (num_classes <= 0) fail<ValueError>("one_hot: num_classes must be positive, got {}", num_classes);
+  if (num_classes <= 0)
+    fail<ValueError>("one_hot: num_classes must be positive, got {}", num_classes);
   Tensor idx = checked_index("one_hot", labels, num_classes, labels.dim(), labels.shape());
   Shape s = labels.shape();
   s.push_back(num_classes);
