@@ -114,10 +114,12 @@ Tensor::Tensor(
   int64_t cols = rows ? static_cast<int64_t>(values.begin()->begin()->size()) : 0;
   for (auto& m : values) {
     if (static_cast<int64_t>(m.size()) != rows)
-      fail<ShapeError>("Tensor: nested list blocks have different lengths");
+      fail<ShapeError>("Tensor: nested list blocks have different lengths ({} and {})", rows,
+                       m.size());
     for (auto& row : m) {
       if (static_cast<int64_t>(row.size()) != cols)
-        fail<ShapeError>("Tensor: nested list rows have different lengths");
+        fail<ShapeError>("Tensor: nested list rows have different lengths ({} and {})", cols,
+                         row.size());
       flat.insert(flat.end(), row.begin(), row.end());
     }
   }
@@ -316,13 +318,22 @@ Tensor Tensor::clone() const {
 
 namespace {
 
-// In-place ops write straight into self's storage. When autograd records (grad mode on and something
-// requires grad), the op is computed out of place and self takes the result's data and history.
+// In-place ops write straight into self's storage. When autograd records (grad mode on, self a
+// floating tensor, and something requires grad), the op is computed out of place from a clone of
+// self (so what the op saves for its backward is not overwritten by the write that follows), and
+// self takes the result's data and history.
 template <class OutOfPlace, class Kernel>
 Tensor& inplace(Tensor& self, const char* op, std::initializer_list<const Tensor*> others,
                 OutOfPlace out_of_place, Kernel kernel) {
   TensorImpl* s = self.impl();
-  bool record = is_grad_enabled() && (s->requires_grad || [&] {
+  for (const Tensor* o : others) {
+    if (!o->defined()) continue;
+    Shape b = broadcast_shapes(s->shape, o->shape(), op);
+    if (!(b == s->shape))
+      fail<ShapeError>("{}: cannot broadcast shape {} into the shape {} of the tensor modified",
+                       op, o->shape(), s->shape);
+  }
+  bool record = is_grad_enabled() && is_floating(s->dtype) && (s->requires_grad || [&] {
                   for (const Tensor* o : others)
                     if (o->defined() && o->requires_grad()) return true;
                   return false;
@@ -338,7 +349,7 @@ Tensor& inplace(Tensor& self, const char* op, std::initializer_list<const Tensor
           "{}: in-place modification of a view (shape {}) is not supported while recording; "
           "clone() it first",
           op, s->shape);
-    Tensor r = out_of_place();
+    Tensor r = out_of_place(self.clone());
     {
       NoGradGuard ng;
       copy_into(self, r.detach());
@@ -346,15 +357,8 @@ Tensor& inplace(Tensor& self, const char* op, std::initializer_list<const Tensor
     ++s->storage->version;
     s->grad_fn = r.impl()->grad_fn;
     s->output_nr = r.impl()->output_nr;
-    s->requires_grad = true;
+    s->requires_grad = r.requires_grad();  // false when the new value is a constant (fill_)
     return self;
-  }
-  for (const Tensor* o : others) {
-    if (!o->defined()) continue;
-    Shape b = broadcast_shapes(s->shape, o->shape(), op);
-    if (!(b == s->shape))
-      fail<ShapeError>("{}: cannot broadcast shape {} into the shape {} of the tensor modified",
-                       op, o->shape(), s->shape);
   }
   kernel();
   ++s->storage->version;
@@ -363,23 +367,36 @@ Tensor& inplace(Tensor& self, const char* op, std::initializer_list<const Tensor
 
 Tensor as_dtype(const Tensor& t, Dtype d) { return t.dtype() == d ? t : t.detach().to(d); }
 
+// In the recorded path, an operand that is self itself (x.mul_(x)) is read from self's clone too.
+const Tensor& or_clone(const Tensor& operand, const Tensor& self, const Tensor& clone) {
+  return operand.same(self) ? clone : operand;
+}
+
 }  // namespace
 
-Tensor& Tensor::add_(const Tensor& other, double alpha) {
-  return inplace(*this, "add_", {&other}, [&] { return add(*this, other, alpha); }, [&] {
-    Tensor o = as_dtype(other, dtype());
-    dispatch_floating(dtype(), "add_", [&]<class T>() {
+namespace {
+// self += alpha * other, for add_ and sub_ (each reports errors under its own name).
+Tensor& add_scaled_(Tensor& self, const char* op, const Tensor& other, double alpha) {
+  auto out_of_place = [&](const Tensor& v) { return add(v, or_clone(other, self, v), alpha); };
+  return inplace(self, op, {&other}, out_of_place, [&] {
+    Tensor o = as_dtype(other, self.dtype());
+    dispatch_floating(self.dtype(), op, [&]<class T>() {
       T a = static_cast<T>(alpha);
       if (alpha == 1.0)
-        kernels::map<T, T, T>(*this, [](T x, T y) { return x + y; }, *this, o);
+        kernels::map<T, T, T>(self, [](T x, T y) { return x + y; }, self, o);
       else
-        kernels::map<T, T, T>(*this, [a](T x, T y) { return x + a * y; }, *this, o);
+        kernels::map<T, T, T>(self, [a](T x, T y) { return x + a * y; }, self, o);
     });
   });
 }
+}  // namespace
+
+Tensor& Tensor::add_(const Tensor& other, double alpha) {
+  return add_scaled_(*this, "add_", other, alpha);
+}
 
 Tensor& Tensor::add_(double value) {
-  return inplace(*this, "add_", {}, [&] { return add(*this, value); }, [&] {
+  return inplace(*this, "add_", {}, [&](const Tensor& v) { return add(v, value); }, [&] {
     dispatch_floating(dtype(), "add_", [&]<class T>() {
       T v = static_cast<T>(value);
       kernels::map<T, T>(*this, [v](T x) { return x + v; }, *this);
@@ -387,10 +404,13 @@ Tensor& Tensor::add_(double value) {
   });
 }
 
-Tensor& Tensor::sub_(const Tensor& other, double alpha) { return add_(other, -alpha); }
+Tensor& Tensor::sub_(const Tensor& other, double alpha) {
+  return add_scaled_(*this, "sub_", other, -alpha);
+}
 
 Tensor& Tensor::mul_(const Tensor& other) {
-  return inplace(*this, "mul_", {&other}, [&] { return mul(*this, other); }, [&] {
+  auto out_of_place = [&](const Tensor& v) { return mul(v, or_clone(other, *this, v)); };
+  return inplace(*this, "mul_", {&other}, out_of_place, [&] {
     Tensor o = as_dtype(other, dtype());
     dispatch_floating(dtype(), "mul_", [&]<class T>() {
       kernels::map<T, T, T>(*this, [](T x, T y) { return x * y; }, *this, o);
@@ -399,7 +419,7 @@ Tensor& Tensor::mul_(const Tensor& other) {
 }
 
 Tensor& Tensor::mul_(double value) {
-  return inplace(*this, "mul_", {}, [&] { return mul(*this, value); }, [&] {
+  return inplace(*this, "mul_", {}, [&](const Tensor& v) { return mul(v, value); }, [&] {
     dispatch_floating(dtype(), "mul_", [&]<class T>() {
       T v = static_cast<T>(value);
       kernels::map<T, T>(*this, [v](T x) { return x * v; }, *this);
@@ -408,7 +428,8 @@ Tensor& Tensor::mul_(double value) {
 }
 
 Tensor& Tensor::div_(const Tensor& other) {
-  return inplace(*this, "div_", {&other}, [&] { return div(*this, other); }, [&] {
+  auto out_of_place = [&](const Tensor& v) { return div(v, or_clone(other, *this, v)); };
+  return inplace(*this, "div_", {&other}, out_of_place, [&] {
     Tensor o = as_dtype(other, dtype());
     dispatch_floating(dtype(), "div_", [&]<class T>() {
       kernels::map<T, T, T>(*this, [](T x, T y) { return x / y; }, *this, o);
@@ -417,7 +438,7 @@ Tensor& Tensor::div_(const Tensor& other) {
 }
 
 Tensor& Tensor::div_(double value) {
-  return inplace(*this, "div_", {}, [&] { return mul(*this, 1.0 / value); }, [&] {
+  return inplace(*this, "div_", {}, [&](const Tensor& v) { return mul(v, 1.0 / value); }, [&] {
     dispatch_floating(dtype(), "div_", [&]<class T>() {
       T v = static_cast<T>(value);
       kernels::map<T, T>(*this, [v](T x) { return x / v; }, *this);
@@ -428,7 +449,7 @@ Tensor& Tensor::div_(double value) {
 Tensor& Tensor::zero_() { return fill_(0.0); }
 
 Tensor& Tensor::fill_(double value) {
-  return inplace(*this, "fill_", {}, [&] { return full_like(*this, value); }, [&] {
+  return inplace(*this, "fill_", {}, [&](const Tensor& v) { return full_like(v, value); }, [&] {
     dispatch_all(dtype(), "fill_", [&]<class T>() {
       T v = static_cast<T>(value);
       kernels::map<T>(*this, [v]() { return v; });
@@ -437,12 +458,12 @@ Tensor& Tensor::fill_(double value) {
 }
 
 Tensor& Tensor::copy_(const Tensor& src) {
-  return inplace(*this, "copy_", {&src}, [&] { return ag::expand(src.to(dtype()), shape()).clone(); },
-                 [&] { copy_into(*this, src); });
+  auto out_of_place = [&](const Tensor&) { return ag::expand(src.to(dtype()), shape()).clone(); };
+  return inplace(*this, "copy_", {&src}, out_of_place, [&] { copy_into(*this, src); });
 }
 
 Tensor& Tensor::clamp_(double lo, double hi) {
-  return inplace(*this, "clamp_", {}, [&] { return clamp(*this, lo, hi); }, [&] {
+  return inplace(*this, "clamp_", {}, [&](const Tensor& v) { return clamp(v, lo, hi); }, [&] {
     dispatch_floating(dtype(), "clamp_", [&]<class T>() {
       T l = static_cast<T>(lo), h = static_cast<T>(hi);
       kernels::map<T, T>(*this, [l, h](T x) { return x < l ? l : (x > h ? h : x); }, *this);
@@ -451,7 +472,7 @@ Tensor& Tensor::clamp_(double lo, double hi) {
 }
 
 Tensor& Tensor::sqrt_() {
-  return inplace(*this, "sqrt_", {}, [&] { return ag::sqrt(*this); }, [&] {
+  return inplace(*this, "sqrt_", {}, [&](const Tensor& v) { return ag::sqrt(v); }, [&] {
     dispatch_floating(dtype(), "sqrt_", [&]<class T>() {
       kernels::map<T, T>(*this, [](T x) { return std::sqrt(x); }, *this);
     });
@@ -459,7 +480,10 @@ Tensor& Tensor::sqrt_() {
 }
 
 Tensor& Tensor::addcmul_(const Tensor& a, const Tensor& b, double value) {
-  return inplace(*this, "addcmul_", {&a, &b}, [&] { return add(*this, mul(mul(a, b), value)); },
+  auto out_of_place = [&](const Tensor& v) {
+    return add(v, mul(mul(or_clone(a, *this, v), or_clone(b, *this, v)), value));
+  };
+  return inplace(*this, "addcmul_", {&a, &b}, out_of_place,
                  [&] {
                    Tensor x = as_dtype(a, dtype()), y = as_dtype(b, dtype());
                    dispatch_floating(dtype(), "addcmul_", [&]<class T>() {
@@ -471,7 +495,10 @@ Tensor& Tensor::addcmul_(const Tensor& a, const Tensor& b, double value) {
 }
 
 Tensor& Tensor::addcdiv_(const Tensor& a, const Tensor& b, double value) {
-  return inplace(*this, "addcdiv_", {&a, &b}, [&] { return add(*this, mul(div(a, b), value)); },
+  auto out_of_place = [&](const Tensor& v) {
+    return add(v, mul(div(or_clone(a, *this, v), or_clone(b, *this, v)), value));
+  };
+  return inplace(*this, "addcdiv_", {&a, &b}, out_of_place,
                  [&] {
                    Tensor x = as_dtype(a, dtype()), y = as_dtype(b, dtype());
                    dispatch_floating(dtype(), "addcdiv_", [&]<class T>() {
@@ -483,7 +510,10 @@ Tensor& Tensor::addcdiv_(const Tensor& a, const Tensor& b, double value) {
 }
 
 Tensor& Tensor::lerp_(const Tensor& end, double weight) {
-  return inplace(*this, "lerp_", {&end}, [&] { return add(*this, mul(sub(end, *this), weight)); },
+  auto out_of_place = [&](const Tensor& v) {
+    return add(v, mul(sub(or_clone(end, *this, v), v), weight));
+  };
+  return inplace(*this, "lerp_", {&end}, out_of_place,
                  [&] {
                    Tensor e = as_dtype(end, dtype());
                    dispatch_floating(dtype(), "lerp_", [&]<class T>() {

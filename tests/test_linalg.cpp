@@ -87,6 +87,54 @@ TEST_CASE("batched matmul broadcasts batch axes by NumPy's rules") {
   check_close(values(s[1]), naive(values(q[1]), values(k[1].t().contiguous()), 6, 4, 6), 1e-13);
 }
 
+TEST_CASE("batched matmul: shared right operand, size-1 and expanded batch axes, strided batches") {
+  // [2, 3, 4] @ [4, 2]: one GEMM over the stacked rows.
+  Tensor a = leaf({2, 3, 4}, -1, 1, 21).detach(), b = leaf({4, 2}, -1, 1, 22).detach();
+  Tensor c = matmul(a, b);
+  CHECK(c.shape() == Shape{2, 3, 2});
+  for (int64_t i = 0; i < 2; ++i)
+    check_close(values(c[i]), naive(values(a[i]), values(b), 3, 4, 2), 1e-13);
+  check_close(values(matmul(a.to(float32), b.to(float32))), values(c), 1e-5);
+  // The same product with b as [1, 4, 2] and as b expanded to [2, 4, 2] (batch stride 0).
+  check_close(values(matmul(a, b.reshape({1, 4, 2}))), values(c), 1e-13);
+  Tensor be = expand(b, {2, 4, 2});
+  CHECK(be.strides()[0] == 0);
+  check_close(values(matmul(a, be)), values(c), 1e-13);
+  // Transposed a (not stackable) against a shared b.
+  Tensor at = a.transpose(1, 2).contiguous().transpose(1, 2);
+  CHECK_FALSE(at.is_contiguous());
+  check_close(values(matmul(at, b)), values(c), 1e-13);
+  // Every other batch entry, and every other column of the inner axis.
+  Tensor big = leaf({4, 3, 8}, -1, 1, 23).detach();
+  Tensor sb = slice(slice(big, 0, 0, 4, 2), 2, 1, 8, 2);  // [2, 3, 4], strided on two axes
+  Tensor r = matmul(sb, b);
+  for (int64_t i = 0; i < 2; ++i)
+    check_close(values(r[i]), naive(values(sb[i].contiguous()), values(b), 3, 4, 2), 1e-13);
+  // 2-D @ 3-D and 1-D @ 3-D.
+  Tensor m = leaf({3, 4}, -1, 1, 24).detach(), bb = leaf({2, 4, 5}, -1, 1, 25).detach();
+  Tensor mb = matmul(m, bb);
+  CHECK(mb.shape() == Shape{2, 3, 5});
+  check_close(values(mb[1]), naive(values(m), values(bb[1]), 3, 4, 5), 1e-13);
+  Tensor v = leaf({4}, -1, 1, 26).detach();
+  Tensor vb = matmul(v, bb);
+  CHECK(vb.shape() == Shape{2, 5});
+  check_close(values(vb[0]), naive(values(v), values(bb[0]), 1, 4, 5), 1e-13);
+  // Float32 batched with broadcast batch axes.
+  Tensor a4 = leaf({2, 1, 3, 4}, -1, 1, 27).detach(), b3 = leaf({5, 4, 2}, -1, 1, 28).detach();
+  Tensor c32 = matmul(a4.to(float32), b3.to(float32));
+  CHECK(c32.dtype() == float32);
+  check_close(values(c32[1][3]), naive(values(a4[1][0]), values(b3[3]), 3, 4, 2), 1e-5);
+  // Zero inner size: zeros; the gradients have the (empty) input shapes.
+  Tensor z0 = zeros({2, 3, 0}, float64).requires_grad_(), z1 = zeros({0, 2}, float64);
+  z1.requires_grad_();
+  Tensor zz = matmul(z0, z1);
+  CHECK(zz.shape() == Shape{2, 3, 2});
+  CHECK(values(zz) == std::vector<double>(12, 0.0));
+  zz.sum().backward();
+  CHECK(z0.grad().shape() == Shape{2, 3, 0});
+  CHECK(z1.grad().shape() == Shape{0, 2});
+}
+
 TEST_CASE("linear: x W^T + b for 2-D and N-D input, with and without bias") {
   Tensor x = leaf({2, 3, 4}, -1, 1, 10).detach(), w = leaf({5, 4}, -1, 1, 11).detach();
   Tensor b = leaf({5}, -1, 1, 12).detach();
@@ -98,7 +146,33 @@ TEST_CASE("linear: x W^T + b for 2-D and N-D input, with and without bias") {
     for (int64_t j = 0; j < 5; ++j) want[r * 5 + j] += bv[j];
   check_close(values(y), want, 1e-13);
   CHECK(test::allclose(linear(x, w), matmul(x, w.t()), 1e-13, 0));
-  CHECK(linear(x.to(float32), w.to(float32), b.to(float32)).dtype() == float32);
+  Tensor y32 = linear(x.to(float32), w.to(float32), b.to(float32));
+  CHECK(y32.dtype() == float32);
+  check_close(values(y32), want, 1e-5);
+  // Strided input and a transposed weight (stored [in, out]) give the same values.
+  Tensor xs = x.transpose(0, 1).contiguous().transpose(0, 1);
+  Tensor ws = w.t().contiguous().t();
+  CHECK_FALSE(xs.is_contiguous());
+  CHECK_FALSE(ws.is_contiguous());
+  check_close(values(linear(xs, ws, b)), want, 1e-13);
+  // A single vector in, a vector out.
+  Tensor x1 = Tensor::from_vector(std::vector<double>{1, 2, 3, 4});
+  Tensor w1 = arange(0, 8, 1, float64).reshape({2, 4});  // rows [0,1,2,3], [4,5,6,7]
+  Tensor y1 = linear(x1, w1, Tensor::from_vector(std::vector<double>{10, 20}));
+  CHECK(y1.shape() == Shape{2});
+  CHECK(values(y1) == std::vector<double>{30, 80});
+  // No input features: the output is the bias; the bias gradient counts the rows.
+  Tensor xe = zeros({2, 0}, float64).requires_grad_(), we = zeros({3, 0}, float64);
+  Tensor be = Tensor::from_vector(std::vector<double>{1, 2, 3});
+  we.requires_grad_();
+  be.requires_grad_();
+  Tensor ye = linear(xe, we, be);
+  CHECK(values(ye) == std::vector<double>{1, 2, 3, 1, 2, 3});
+  ye.sum().backward();
+  CHECK(values(be.grad()) == std::vector<double>{2, 2, 2});
+  CHECK(xe.grad().shape() == Shape{2, 0});
+  CHECK(we.grad().shape() == Shape{3, 0});
+  CHECK(values(linear(xe, we)) == std::vector<double>(6, 0.0));
 }
 
 TEST_CASE("first and second derivatives") {
@@ -120,6 +194,27 @@ TEST_CASE("first and second derivatives") {
                   {leaf({2, 3, 4}, -1, 1, 15), leaf({2, 4}, -1, 1, 16), leaf({2}, -1, 1, 17)});
   check_gradients([](const TensorList& v) { return linear(v[0], v[1]); },
                   {leaf({3, 4}, -1, 1, 18), leaf({2, 4}, -1, 1, 19)});
+  // N-D @ 2-D (the right operand's gradient sums the batch inside one GEMM), 2-D @ N-D, 1-D @ N-D.
+  check_gradients([](const TensorList& v) { return matmul(v[0], v[1]); },
+                  {leaf({2, 3, 4}, -1, 1, 21), leaf({4, 2}, -1, 1, 22)});
+  check_gradients([](const TensorList& v) { return matmul(v[0], v[1]); },
+                  {leaf({3, 4}, -1, 1, 23), leaf({2, 4, 2}, -1, 1, 24)});
+  check_gradients([](const TensorList& v) { return matmul(v[0], v[1]); },
+                  {leaf({4}, -1, 1, 25), leaf({2, 4, 3}, -1, 1, 26)});
+  check_gradients(
+      [](const TensorList& v) {
+        return matmul(v[0], expand(v[1], {2, 3, 2}));
+      },
+      {leaf({2, 2, 3}, -1, 1, 27), leaf({3, 2}, -1, 1, 28)});
+  // Transposed operands on both sides.
+  check_gradients([](const TensorList& v) { return matmul(v[0].t(), v[1].t()); },
+                  {leaf({4, 3}, -1, 1, 29), leaf({2, 4}, -1, 1, 30)});
+  check_gradients([](const TensorList& v) { return linear(v[0].t(), v[1].t(), v[2]); },
+                  {leaf({4, 3}, -1, 1, 31), leaf({4, 2}, -1, 1, 32), leaf({2}, -1, 1, 33)});
+  check_gradients([](const TensorList& v) { return linear(v[0], v[1], v[2]); },
+                  {leaf({4}, -1, 1, 34), leaf({3, 4}, -1, 1, 35), leaf({3}, -1, 1, 36)});
+  check_gradients([](const TensorList& v) { return linear(v[0], v[1]) * linear(v[0], v[1]); },
+                  {leaf({2, 2, 3}, -1, 1, 37), leaf({2, 3}, -1, 1, 38)});
   // Products of products: second derivatives that are not zero.
   check_gradients([](const TensorList& v) { return matmul(matmul(v[0], v[0]), v[0]); },
                   {leaf({3, 3}, -1, 1, 20)});
@@ -131,7 +226,23 @@ TEST_CASE("errors name the op and both shapes") {
   CHECK_THROWS_WITH_PARTS(matmul(zeros({3}), zeros({4})), ShapeError, "matmul", "[3]", "[4]");
   CHECK_THROWS_WITH_PARTS(matmul(zeros({2, 2, 3}), zeros({3, 3, 1})), ShapeError, "matmul",
                           "[2, 2, 3]", "[3, 3, 1]", "batch");
+  CHECK_THROWS_WITH_PARTS(matmul(zeros({2, 3}), zeros({4})), ShapeError,
+                          "matmul: [2, 3] @ [4]: inner sizes 3 and 4 differ");
+  CHECK_THROWS_WITH_PARTS(matmul(zeros({3}), zeros({4, 2})), ShapeError,
+                          "matmul: [3] @ [4, 2]: inner sizes 3 and 4 differ");
+  CHECK_THROWS_WITH_PARTS(matmul(zeros({5, 2, 3}), zeros({5, 2, 3})), ShapeError,
+                          "matmul: [5, 2, 3] @ [5, 2, 3]: inner sizes 3 and 2 differ");
+  CHECK_THROWS_WITH_PARTS(matmul(zeros({2, 2, 3}), zeros({3, 3, 1})), ShapeError,
+                          "matmul: [2, 2, 3] @ [3, 3, 1]: batch axes [2] and [3] cannot be "
+                          "broadcast");
+  // 0-d operands, on either side.
   CHECK_THROWS_WITH_PARTS(matmul(zeros({}), zeros({3})), ShapeError, "matmul", "[]");
+  CHECK_THROWS_WITH_PARTS(matmul(zeros({3}), zeros({})), ShapeError, "matmul", "[3] @ []");
+  CHECK_THROWS_WITH_PARTS(matmul(zeros({}), zeros({})), ShapeError, "matmul", "[] @ []");
+  CHECK_THROWS_WITH_PARTS(outer(zeros({}), zeros({2})), ShapeError, "outer", "[]", "[2]");
+  CHECK_THROWS_WITH_PARTS(linear(zeros({}), zeros({2, 3})), ShapeError, "linear", "[]", "[2, 3]");
+  CHECK_THROWS_WITH_PARTS(linear(zeros({2, 3}, int64), zeros({4, 3})), DtypeError, "linear",
+                          "int64");
   CHECK_THROWS_WITH_PARTS(matmul(zeros({2}, int64), zeros({2}, int64)), DtypeError, "matmul",
                           "int64");
   CHECK_THROWS_WITH_PARTS(outer(zeros({2, 2}), zeros({2})), ShapeError, "outer", "[2, 2]");

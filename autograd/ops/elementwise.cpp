@@ -69,8 +69,9 @@ Tensor choice_weight(const Tensor& a, const Tensor& b, bool take_smaller) {
 
 Tensor extremum(const char* op, const Tensor& a, const Tensor& b, bool smaller) {
   Dtype d = arith_dtype(a, b);
+  // A NaN on either side gives NaN (y != y only for a NaN), so that min(a, b) = min(b, a).
   Tensor out = binary_kernel(op, a, b, d, [smaller](auto x, auto y) {
-    return smaller ? (y < x ? y : x) : (y > x ? y : x);
+    return (smaller ? y < x : y > x) || y != y ? y : x;
   });
   if (any_requires_grad({&a, &b}))
     record(op, {&a, &b}, out, {Save{a}, Save{b}},
@@ -94,23 +95,35 @@ Tensor empty_broadcast(const Tensor& a, const Tensor& b, Dtype dtype, const char
 
 // ---- arithmetic -------------------------------------------------------------------------------
 
-Tensor add(const Tensor& a, const Tensor& b, double alpha) {
+namespace {
+// out = a + c * b with c = alpha (add) or -alpha (sub), recorded and reported under `op`.
+Tensor add_scaled(const char* op, const Tensor& a, const Tensor& b, double alpha, bool negate) {
   Dtype d = arith_dtype(a, b);
+  if (!is_floating(d) && alpha != std::trunc(alpha))
+    fail<ValueError>("{}: alpha {} must be a whole number for int64 inputs (shapes {} and {})", op,
+                     alpha, a.shape(), b.shape());
+  if (negate) alpha = -alpha;
   Tensor out = alpha == 1.0
-                   ? binary_kernel("add", a, b, d, [](auto x, auto y) { return x + y; })
-                   : binary_kernel("add", a, b, d, [alpha](auto x, auto y) {
+                   ? binary_kernel(op, a, b, d, [](auto x, auto y) { return x + y; })
+                   : binary_kernel(op, a, b, d, [alpha](auto x, auto y) {
                        return x + static_cast<decltype(x)>(alpha) * y;
                      });
   if (any_requires_grad({&a, &b}))
-    record("add", {&a, &b}, out, {},
+    record(op, {&a, &b}, out, {},
            [alpha](Node& n, const Tensor& g) -> TensorList {
              return {g, n.needs_input_grad(1) ? (alpha == 1.0 ? g : mul(g, alpha)) : Tensor()};
            },
            [alpha](const TensorList& x) { return add(x[0], x[1], alpha); });
   return out;
 }
+}  // namespace
 
-Tensor sub(const Tensor& a, const Tensor& b, double alpha) { return add(a, b, -alpha); }
+Tensor add(const Tensor& a, const Tensor& b, double alpha) {
+  return add_scaled("add", a, b, alpha, false);
+}
+Tensor sub(const Tensor& a, const Tensor& b, double alpha) {
+  return add_scaled("sub", a, b, alpha, true);
+}
 
 Tensor mul(const Tensor& a, const Tensor& b) {
   Tensor out = binary_kernel("mul", a, b, arith_dtype(a, b), [](auto x, auto y) { return x * y; });
@@ -144,10 +157,16 @@ Tensor pow(const Tensor& a, const Tensor& b) {
   if (any_requires_grad({&a, &b}))
     record("pow", {&a, &b}, out, {Save{a}, Save{b}, Save{out, true}},
            [](Node& n, const Tensor& g) -> TensorList {
+             // As in PyTorch, d/da is 0 where b = 0 and d/db is 0 where a = 0 (0^b is constant
+             // there), instead of the 0 * inf the formulas would give.
              Tensor a = n.saved(0), b = n.saved(1);
-             Tensor ga = n.needs_input_grad(0) ? mul(g, mul(b, pow(a, sub(b, ones_like(b)))))
-                                               : Tensor();
-             Tensor gb = n.needs_input_grad(1) ? mul(g, mul(n.saved(2), log(a))) : Tensor();
+             Tensor zero = zeros(Shape{}, g.dtype());
+             Tensor ga = n.needs_input_grad(0)
+                             ? mul(g, where(eq(b, zero), zero, mul(b, pow(a, add(b, -1.0)))))
+                             : Tensor();
+             Tensor gb = n.needs_input_grad(1)
+                             ? mul(g, where(eq(a, zero), zero, mul(n.saved(2), log(a))))
+                             : Tensor();
              return {ga, gb};
            },
            [](const TensorList& x) { return pow(x[0], x[1]); });
@@ -214,6 +233,7 @@ Tensor pow(const Tensor& a, double p) {
     record("pow", {&a}, out, {Save{a}},
            [p](Node& n, const Tensor& g) -> TensorList {
              Tensor a = n.saved(0);
+             if (p == 0.0) return {mul(g, 0.0)};  // a^0 = 1, also at a = 0
              if (p == 2.0) return {mul(g, mul(a, 2.0))};
              if (p == 1.0) return {g};
              return {mul(g, mul(pow(a, p - 1.0), p))};

@@ -14,13 +14,13 @@ namespace {
 
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-              int(m), int(n), int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m),
+              int(n), int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
 }
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
           int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
-  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-              int(m), int(n), int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m),
+              int(n), int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
 }
 
 // How BLAS can read the matrix held in the last two axes of t (rows x cols): row-major with leading
@@ -44,6 +44,13 @@ MatrixLayout layout(const Tensor& t) {
 
 Tensor blas_ready(const Tensor& t) { return layout(t).ok ? t : t.contiguous(); }
 
+// t as a matrix [rows, last], rows = product of the leading axes. Unlike reshape(t, {-1, last}),
+// this also works for last == 0.
+Tensor as_rows(const Tensor& t) {
+  Shape lead(t.shape().begin(), t.shape().end() - 1);
+  return reshape(t, Shape{lead.numel(), t.shape()[t.dim() - 1]});
+}
+
 // [..., m, k] @ [..., k, n] with both ranks >= 2 and matching float dtypes; no recording.
 Tensor matmul_kernel(const Tensor& a_in, const Tensor& b_in) {
   Tensor a = blas_ready(a_in), b = blas_ready(b_in);
@@ -65,7 +72,8 @@ Tensor matmul_kernel(const Tensor& a_in, const Tensor& b_in) {
     int64_t nbatch = batch.numel();
     // b shared by every batch entry and a's rows stacked evenly: one GEMM with m * batch rows.
     bool b_shared = true;
-    for (int64_t i = 0; i < bb.size(); ++i) b_shared = b_shared && (bb[i] == 1 || b.strides()[i] == 0);
+    for (int64_t i = 0; i < bb.size(); ++i)
+      b_shared = b_shared && (bb[i] == 1 || b.strides()[i] == 0);
     bool a_stacked = !la.trans && a.is_contiguous() && ba == batch;
     if (nbatch > 1 && b_shared && a_stacked) {
       gemm(false, lb.trans, m * nbatch, n, k, T(1), pa, la.ld, pb, lb.ld, T(0), po, n);
@@ -82,8 +90,8 @@ Tensor matmul_kernel(const Tensor& a_in, const Tensor& b_in) {
     std::vector<int64_t> idx(nd, 0);
     int64_t oa = 0, ob = 0;
     for (int64_t t = 0; t < nbatch; ++t) {
-      gemm(la.trans, lb.trans, m, n, k, T(1), pa + oa, la.ld, pb + ob, lb.ld, T(0),
-           po + t * m * n, n);
+      gemm(la.trans, lb.trans, m, n, k, T(1), pa + oa, la.ld, pb + ob, lb.ld, T(0), po + t * m * n,
+           n);
       for (int64_t d = nd - 1; d >= 0; --d) {
         oa += sa[d];
         ob += sb[d];
@@ -110,23 +118,23 @@ Tensor matmul_nd(const Tensor& a_in, const Tensor& b_in) {
   Tensor a = a_in.to(d), b = b_in.to(d);
   Tensor out = matmul_kernel(a, b);
   if (any_requires_grad({&a, &b}))
-    record("matmul", {&a, &b}, out, {Save{a}, Save{b}},
-           [](Node& n, const Tensor& g) -> TensorList {
-             Tensor a = n.saved(0), b = n.saved(1);
-             Tensor ga, gb;
-             if (n.needs_input_grad(0)) ga = matmul(g, transpose(b, -1, -2));
-             if (n.needs_input_grad(1)) {
-               if (b.dim() == 2 && a.dim() > 2) {
-                 // Sum over a's batch axes inside one GEMM: [k, rows] @ [rows, n].
-                 int64_t k = a.shape()[a.dim() - 1], cols = g.shape()[g.dim() - 1];
-                 gb = matmul(transpose(reshape(a, Shape{-1, k}), 0, 1), reshape(g, Shape{-1, cols}));
-               } else {
-                 gb = matmul(transpose(a, -1, -2), g);
-               }
-             }
-             return {ga, gb};
-           },
-           [](const TensorList& x) { return matmul(x[0], x[1]); });
+    record(
+        "matmul", {&a, &b}, out, {Save{a}, Save{b}},
+        [](Node& n, const Tensor& g) -> TensorList {
+          Tensor a = n.saved(0), b = n.saved(1);
+          Tensor ga, gb;
+          if (n.needs_input_grad(0)) ga = matmul(g, transpose(b, -1, -2));
+          if (n.needs_input_grad(1)) {
+            if (b.dim() == 2 && a.dim() > 2) {
+              // Sum over a's batch axes inside one GEMM: [k, rows] @ [rows, n].
+              gb = matmul(transpose(as_rows(a), 0, 1), as_rows(g));
+            } else {
+              gb = matmul(transpose(a, -1, -2), g);
+            }
+          }
+          return {ga, gb};
+        },
+        [](const TensorList& x) { return matmul(x[0], x[1]); });
   return out;
 }
 
@@ -134,14 +142,13 @@ Tensor matmul_nd(const Tensor& a_in, const Tensor& b_in) {
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
   if (a.dim() == 0 || b.dim() == 0)
-    fail<ShapeError>("matmul: {} @ {}: both operands need at least one axis", a.shape(),
-                     b.shape());
+    fail<ShapeError>("matmul: {} @ {}: both operands need at least one axis", a.shape(), b.shape());
   int64_t ka = a.shape()[a.dim() - 1];
   int64_t kb = b.dim() == 1 ? b.shape()[0] : b.shape()[b.dim() - 2];
   if (ka != kb)
-    fail<ShapeError>("matmul: {} @ {}: inner sizes {} and {} differ", a.shape(), b.shape(), ka,
-                     kb);
-  if (a.dim() == 1 && b.dim() == 1) return reshape(matmul_nd(unsqueeze(a, 0), unsqueeze(b, 1)), Shape{});
+    fail<ShapeError>("matmul: {} @ {}: inner sizes {} and {} differ", a.shape(), b.shape(), ka, kb);
+  if (a.dim() == 1 && b.dim() == 1)
+    return reshape(matmul_nd(unsqueeze(a, 0), unsqueeze(b, 1)), Shape{});
   if (a.dim() == 1) return squeeze(matmul_nd(unsqueeze(a, 0), b), -2);
   if (b.dim() == 1) return squeeze(matmul_nd(a, unsqueeze(b, 1)), -1);
   {
@@ -169,16 +176,16 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
   if (w_in.dim() != 2)
     fail<ShapeError>("linear: weight must be [out_features, in_features], got {}", w_in.shape());
   if (x_in.dim() == 0 || x_in.shape()[x_in.dim() - 1] != w_in.shape()[1])
-    fail<ShapeError>("linear: input {} and weight {}: input features {} differ from the weight's {}",
-                     x_in.shape(), w_in.shape(), x_in.dim() ? x_in.shape()[x_in.dim() - 1] : 0,
-                     w_in.shape()[1]);
+    fail<ShapeError>(
+        "linear: input {} and weight {}: input features {} differ from the weight's {}",
+        x_in.shape(), w_in.shape(), x_in.dim() ? x_in.shape()[x_in.dim() - 1] : 0, w_in.shape()[1]);
   int64_t in = w_in.shape()[1], outf = w_in.shape()[0];
   if (b_in.defined() && !(b_in.dim() == 1 && b_in.shape()[0] == outf))
     fail<ShapeError>("linear: bias {} does not match weight {} (expected [{}])", b_in.shape(),
                      w_in.shape(), outf);
   Dtype d = common_float("linear", x_in, w_in);
   Tensor x = x_in.to(d), w = w_in.to(d), b = b_in.defined() ? b_in.to(d) : Tensor();
-  Tensor x2 = blas_ready(reshape(x, Shape{-1, in}));
+  Tensor x2 = blas_ready(as_rows(x));
   int64_t rows = x2.shape()[0];
   Shape os = x.shape();
   os[os.size() - 1] = outf;
@@ -207,17 +214,17 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
     });
   }
   if (any_requires_grad({&x, &w, &b}))
-    record("linear", {&x, &w, &b}, out, {Save{x}, Save{w}},
-           [in, outf](Node& n, const Tensor& g) -> TensorList {
-             Tensor gx, gw, gb;
-             if (n.needs_input_grad(0)) gx = matmul(g, n.saved(1));
-             Tensor g2 = reshape(g, Shape{-1, outf});
-             if (n.needs_input_grad(1))
-               gw = matmul(transpose(g2, 0, 1), reshape(n.saved(0), Shape{-1, in}));
-             if (n.needs_input_grad(2)) gb = sum(g2, {0});
-             return {gx, gw, gb};
-           },
-           [](const TensorList& a) { return linear(a[0], a[1], a.size() > 2 ? a[2] : Tensor()); });
+    record(
+        "linear", {&x, &w, &b}, out, {Save{x}, Save{w}},
+        [](Node& n, const Tensor& g) -> TensorList {
+          Tensor gx, gw, gb;
+          if (n.needs_input_grad(0)) gx = matmul(g, n.saved(1));
+          Tensor g2 = as_rows(g);
+          if (n.needs_input_grad(1)) gw = matmul(transpose(g2, 0, 1), as_rows(n.saved(0)));
+          if (n.needs_input_grad(2)) gb = sum(g2, {0});
+          return {gx, gw, gb};
+        },
+        [](const TensorList& a) { return linear(a[0], a[1], a.size() > 2 ? a[2] : Tensor()); });
   return out;
 }
 

@@ -113,7 +113,8 @@ Tensor bernoulli(const Tensor& p, Generator* gen) {
   const double* q = probs.data<double>();
   for (int64_t i = 0; i < probs.numel(); ++i)
     if (!(q[i] >= 0 && q[i] <= 1))
-      fail<ValueError>("bernoulli: probability {} at flat index {} is outside [0, 1]", q[i], i);
+      fail<ValueError>("bernoulli: probability {} at flat index {} of shape {} is outside [0, 1]",
+                       q[i], i, p.shape());
   Tensor out = Tensor::empty(p.shape(), is_floating(p.dtype()) ? p.dtype() : float32);
   Generator& g = gen ? *gen : default_generator();
   std::lock_guard<std::mutex> lock(g.mutex());
@@ -125,12 +126,15 @@ Tensor bernoulli(const Tensor& p, Generator* gen) {
 }
 
 Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
-  if (!(p >= 0 && p <= 1)) fail<ValueError>("dropout: probability {} is outside [0, 1]", p);
+  if (!(p >= 0 && p <= 1))
+    fail<ValueError>("dropout: probability {} is outside [0, 1] (input {})", p, x.shape());
+  if (!is_floating(x.dtype()))
+    fail<DtypeError>("dropout: expected a float32 or float64 input, got {} of shape {}",
+                     dtype_name(x.dtype()), x.shape());
   if (!training || p == 0) return x;
   if (p == 1) return mul(x, 0.0);
-  Tensor keep = fill_random(x.shape(), x.dtype(), gen, "dropout", [p](Generator& g) {
-    return g.uniform() >= p ? 1.0 / (1.0 - p) : 0.0;
-  });
+  Tensor keep = fill_random(x.shape(), x.dtype(), gen, "dropout",
+                            [p](Generator& g) { return g.uniform() >= p ? 1.0 / (1.0 - p) : 0.0; });
   return mul(x, keep);  // the mask is a constant: d/dx = mask
 }
 
@@ -138,13 +142,16 @@ Tensor multinomial(const Tensor& probs, int64_t num_samples, bool replacement, G
   if (probs.dim() != 1 && probs.dim() != 2)
     fail<ShapeError>("multinomial: expected probabilities of shape [n] or [batch, n], got {}",
                      probs.shape());
-  Tensor p2 = probs.dim() == 1 ? probs.detach().reshape(Shape{1, probs.shape()[0]}) : probs.detach();
+  Tensor p2 =
+      probs.dim() == 1 ? probs.detach().reshape(Shape{1, probs.shape()[0]}) : probs.detach();
   Tensor q = p2.to(float64).contiguous();
   int64_t rows = q.shape()[0], n = q.shape()[1];
   if (!replacement && num_samples > n)
-    fail<ValueError>("multinomial: {} samples without replacement from {} categories", num_samples,
-                     n);
-  if (num_samples < 0) fail<ValueError>("multinomial: negative number of samples {}", num_samples);
+    fail<ValueError>("multinomial: {} samples without replacement from {} categories (shape {})",
+                     num_samples, n, probs.shape());
+  if (num_samples < 0)
+    fail<ValueError>("multinomial: negative number of samples {} (probabilities {})", num_samples,
+                     probs.shape());
   Tensor out = Tensor::empty(Shape{rows, num_samples}, int64);
   int64_t* o = out.data<int64_t>();
   Generator& g = gen ? *gen : default_generator();
@@ -152,31 +159,42 @@ Tensor multinomial(const Tensor& probs, int64_t num_samples, bool replacement, G
   std::vector<double> w(n);
   for (int64_t r = 0; r < rows; ++r) {
     const double* pr = q.data<double>() + r * n;
-    double total = 0;
+    int64_t positive = 0;
     for (int64_t i = 0; i < n; ++i) {
       if (!(pr[i] >= 0) || std::isinf(pr[i]))
-        fail<ValueError>("multinomial: row {} has an invalid probability {} at index {}", r, pr[i],
-                         i);
+        fail<ValueError>(
+            "multinomial: row {} of probabilities {} has an invalid value {} at index {}", r,
+            probs.shape(), pr[i], i);
       w[i] = pr[i];
-      total += pr[i];
+      positive += pr[i] > 0;
     }
+    if (positive == 0 && num_samples > 0)
+      fail<ValueError>("multinomial: row {} of probabilities {} has no positive entry", r,
+                       probs.shape());
+    if (!replacement && num_samples > positive)
+      fail<ValueError>(
+          "multinomial: {} samples without replacement, but row {} of probabilities {} has only {} "
+          "non-zero entries",
+          num_samples, r, probs.shape(), positive);
     for (int64_t s = 0; s < num_samples; ++s) {
-      if (!(total > 0)) fail<ValueError>("multinomial: row {} has no positive probability left", r);
+      // The total is summed afresh for each draw: subtracting the drawn weights instead would leave
+      // rounding residue, and a zero-weight category could then be drawn.
+      double total = 0;
+      for (int64_t i = 0; i < n; ++i) total += w[i];
       double u = g.uniform() * total, acc = 0;
-      int64_t pick = n - 1;
+      int64_t pick = -1, last_positive = -1;
       for (int64_t i = 0; i < n; ++i) {
+        if (w[i] <= 0) continue;
+        last_positive = i;
         acc += w[i];
-        if (u < acc && w[i] > 0) {
+        if (u < acc) {
           pick = i;
           break;
         }
       }
-      while (w[pick] <= 0 && pick > 0) --pick;
+      if (pick < 0) pick = last_positive;  // u landed past the rounded sum
       o[r * num_samples + s] = pick;
-      if (!replacement) {
-        total -= w[pick];
-        w[pick] = 0;
-      }
+      if (!replacement) w[pick] = 0;
     }
   }
   if (probs.dim() == 1) return out.reshape(Shape{num_samples});

@@ -50,6 +50,11 @@ Shape infer_shape(const char* op, const Shape& from, const Shape& req) {
   return s;
 }
 
+// Ops that work along an existing axis have nothing to work on in a 0-d tensor.
+void require_axes(const char* op, const Tensor& x) {
+  if (x.dim() == 0) fail<ShapeError>("{}: needs a tensor with at least one axis, got shape []", op);
+}
+
 }  // namespace
 
 namespace {
@@ -98,9 +103,10 @@ Tensor view(const Tensor& x, const Shape& shape) {
   Tensor out = make_view(x, s, st, x.offset());
   if (any_requires_grad({&x})) {
     Shape in = x.shape();
-    record("view", {&x}, out, {},
-           [in](Node&, const Tensor& g) -> TensorList { return {reshape(g, in)}; },
-           [s](const TensorList& a) { return reshape(a[0], s); });
+    record(
+        "view", {&x}, out, {},
+        [in](Node&, const Tensor& g) -> TensorList { return {reshape(g, in)}; },
+        [s](const TensorList& a) { return reshape(a[0], s); });
   }
   return out;
 }
@@ -148,9 +154,10 @@ Tensor permute(const Tensor& x, const std::vector<int64_t>& order) {
   }
   Tensor out = make_view(x, s, st, x.offset());
   if (any_requires_grad({&x}))
-    record("permute", {&x}, out, {},
-           [inverse](Node&, const Tensor& g) -> TensorList { return {permute(g, inverse)}; },
-           [ax](const TensorList& a) { return permute(a[0], ax); });
+    record(
+        "permute", {&x}, out, {},
+        [inverse](Node&, const Tensor& g) -> TensorList { return {permute(g, inverse)}; },
+        [ax](const TensorList& a) { return permute(a[0], ax); });
   return out;
 }
 
@@ -191,9 +198,10 @@ Tensor unsqueeze(const Tensor& x, int64_t axis) {
   st.insert(axis, 1);
   Tensor out = make_view(x, s, st, x.offset());
   if (any_requires_grad({&x}))
-    record("unsqueeze", {&x}, out, {},
-           [axis](Node&, const Tensor& g) -> TensorList { return {squeeze(g, axis)}; },
-           [axis](const TensorList& a) { return unsqueeze(a[0], axis); });
+    record(
+        "unsqueeze", {&x}, out, {},
+        [axis](Node&, const Tensor& g) -> TensorList { return {squeeze(g, axis)}; },
+        [axis](const TensorList& a) { return unsqueeze(a[0], axis); });
   return out;
 }
 
@@ -225,14 +233,16 @@ Tensor expand(const Tensor& x, const Shape& shape) {
   Tensor out = make_view(x, s, st, x.offset());
   // The engine sums the gradient back to the input's shape.
   if (any_requires_grad({&x}))
-    record("expand", {&x}, out, {}, [](Node&, const Tensor& g) -> TensorList { return {g}; },
-           [s](const TensorList& a) { return expand(a[0], s); });
+    record(
+        "expand", {&x}, out, {}, [](Node&, const Tensor& g) -> TensorList { return {g}; },
+        [s](const TensorList& a) { return expand(a[0], s); });
   return out;
 }
 
 Tensor broadcast_to(const Tensor& x, const Shape& shape) { return expand(x, shape); }
 
 Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t stop, int64_t step) {
+  require_axes("slice", x);
   axis = normalize_axis(axis, x.dim(), "slice");
   if (step <= 0) fail<ValueError>("slice: step must be positive, got {}", step);
   int64_t n = x.shape()[axis];
@@ -249,13 +259,14 @@ Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t stop, int64_t
   Tensor out = make_view(x, s, st, x.offset() + start * x.strides()[axis]);
   if (any_requires_grad({&x})) {
     Shape in = x.shape();
-    record("slice", {&x}, out, {},
-           [in, axis, start, step](Node&, const Tensor& g) -> TensorList {
-             return {slice_backward(g, in, axis, start, step)};
-           },
-           [axis, start, stop, step](const TensorList& a) {
-             return slice(a[0], axis, start, stop, step);
-           });
+    record(
+        "slice", {&x}, out, {},
+        [in, axis, start, step](Node&, const Tensor& g) -> TensorList {
+          return {slice_backward(g, in, axis, start, step)};
+        },
+        [axis, start, stop, step](const TensorList& a) {
+          return slice(a[0], axis, start, stop, step);
+        });
   }
   return out;
 }
@@ -273,18 +284,20 @@ Tensor slice_backward(const Tensor& g, const Shape& shape, int64_t axis, int64_t
   }
   out.impl()->storage->version = 0;
   if (any_requires_grad({&g}))
-    record("slice_backward", {&g}, out, {},
-           [axis, start, step](Node& n, const Tensor& gg) -> TensorList {
-             int64_t len = n.input_meta[0].shape[axis];
-             return {slice(gg, axis, start, start + len * step, step)};
-           },
-           [shape, axis, start, step](const TensorList& a) {
-             return slice_backward(a[0], shape, axis, start, step);
-           });
+    record(
+        "slice_backward", {&g}, out, {},
+        [axis, start, step](Node& n, const Tensor& gg) -> TensorList {
+          int64_t len = n.input_meta[0].shape[axis];
+          return {slice(gg, axis, start, start + len * step, step)};
+        },
+        [shape, axis, start, step](const TensorList& a) {
+          return slice_backward(a[0], shape, axis, start, step);
+        });
   return out;
 }
 
 Tensor select(const Tensor& x, int64_t axis, int64_t index) {
+  require_axes("select", x);
   axis = normalize_axis(axis, x.dim(), "select");
   int64_t n = x.shape()[axis];
   if (index < -n || index >= n)
@@ -297,6 +310,7 @@ Tensor select(const Tensor& x, int64_t axis, int64_t index) {
 Tensor cat(const std::vector<Tensor>& xs, int64_t axis) {
   if (xs.empty()) fail<ValueError>("cat: no tensors given");
   const Tensor& first = xs[0];
+  require_axes("cat", first);
   axis = normalize_axis(axis, first.dim(), "cat");
   Shape s = first.shape();
   int64_t total = 0;
@@ -373,14 +387,15 @@ Tensor stack(const std::vector<Tensor>& xs, int64_t axis) {
   std::vector<Tensor> u;
   for (size_t i = 0; i < xs.size(); ++i) {
     if (!(xs[i].shape() == xs[0].shape()))
-      fail<ShapeError>("stack: tensor {} has shape {} but tensor 0 has shape {}", i,
-                       xs[i].shape(), xs[0].shape());
+      fail<ShapeError>("stack: tensor {} has shape {} but tensor 0 has shape {}", i, xs[i].shape(),
+                       xs[0].shape());
     u.push_back(unsqueeze(xs[i], axis));
   }
   return cat(u, axis);
 }
 
 std::vector<Tensor> split(const Tensor& x, int64_t size, int64_t axis) {
+  require_axes("split", x);
   axis = normalize_axis(axis, x.dim(), "split");
   if (size <= 0) fail<ValueError>("split: piece size must be positive, got {}", size);
   std::vector<Tensor> r;
@@ -390,6 +405,7 @@ std::vector<Tensor> split(const Tensor& x, int64_t size, int64_t axis) {
 }
 
 std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t axis) {
+  require_axes("chunk", x);
   if (chunks <= 0) fail<ValueError>("chunk: number of chunks must be positive, got {}", chunks);
   axis = normalize_axis(axis, x.dim(), "chunk");
   int64_t n = x.shape()[axis];
