@@ -17,20 +17,28 @@ inline constexpr Dtype boolean = Dtype::boolean;
 
 inline size_t itemsize(Dtype t) {
   switch (t) {
-    case Dtype::float32: return 4;
-    case Dtype::float64: return 8;
-    case Dtype::int64: return 8;
-    case Dtype::boolean: return 1;
+    case Dtype::float32:
+      return 4;
+    case Dtype::float64:
+      return 8;
+    case Dtype::int64:
+      return 8;
+    case Dtype::boolean:
+      return 1;
   }
   return 0;
 }
 inline bool is_floating(Dtype t) { return t == Dtype::float32 || t == Dtype::float64; }
 inline std::string_view dtype_name(Dtype t) {
   switch (t) {
-    case Dtype::float32: return "float32";
-    case Dtype::float64: return "float64";
-    case Dtype::int64: return "int64";
-    case Dtype::boolean: return "bool";
+    case Dtype::float32:
+      return "float32";
+    case Dtype::float64:
+      return "float64";
+    case Dtype::int64:
+      return "int64";
+    case Dtype::boolean:
+      return "bool";
   }
   return "?";
 }

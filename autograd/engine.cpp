@@ -85,7 +85,9 @@ void accumulate_into_leaf(TensorImpl& leaf, Tensor g, bool create_graph) {
 }
 
 struct SeqLess {
-  bool operator()(const Node* a, const Node* b) const { return a->sequence_nr() < b->sequence_nr(); }
+  bool operator()(const Node* a, const Node* b) const {
+    return a->sequence_nr() < b->sequence_nr();
+  }
 };
 
 struct Target {
@@ -93,8 +95,9 @@ struct Target {
   uint32_t output_nr;
 };
 
-// grad(): the nodes from which some target can be reached. Children have lower sequence numbers than
-// their consumers, so one pass in increasing sequence order settles each node after its children.
+// grad(): the nodes from which some target can be reached. Children have lower sequence numbers
+// than their consumers, so one pass in increasing sequence order settles each node after its
+// children.
 std::unordered_set<Node*> nodes_leading_to(const TensorList& outputs,
                                            const std::unordered_multimap<Node*, Target>& targets) {
   std::vector<Node*> order, stack;
@@ -148,7 +151,8 @@ void run(const TensorList& outputs, const TensorList& grad_outputs, bool retain_
     if (!g.defined()) {
       if (out.numel() != 1)
         fail<AutogradError>(
-            "backward: a gradient can be created implicitly only for one-element outputs; output {} "
+            "backward: a gradient can be created implicitly only for one-element outputs; output "
+            "{} "
             "has shape {}: pass grad",
             i, out.shape());
       g = ones(out.shape(), out.dtype());
@@ -216,7 +220,8 @@ void run(const TensorList& outputs, const TensorList& grad_outputs, bool retain_
     }
     auto* acc = dynamic_cast<AccumulateGrad*>(node);
     if (acc) {
-      if (!targets && grads[0].defined()) accumulate_into_leaf(*acc->leaf(), std::move(grads[0]), create_graph);
+      if (!targets && grads[0].defined())
+        accumulate_into_leaf(*acc->leaf(), std::move(grads[0]), create_graph);
       continue;
     }
     if (needed && !needed->count(node)) continue;  // grad(): leads to no requested input
@@ -265,9 +270,8 @@ void backward(const TensorList& outputs, const TensorList& grad_outputs, bool re
   run(outputs, grad_outputs, retain_graph, create_graph, nullptr, nullptr);
 }
 
-TensorList grad(const TensorList& outputs, const TensorList& inputs,
-                const TensorList& grad_outputs, bool retain_graph, bool create_graph,
-                bool allow_unused) {
+TensorList grad(const TensorList& outputs, const TensorList& inputs, const TensorList& grad_outputs,
+                bool retain_graph, bool create_graph, bool allow_unused) {
   std::unordered_multimap<Node*, Target> targets;
   std::vector<std::shared_ptr<Node>> keep;
   for (size_t i = 0; i < inputs.size(); ++i) {

@@ -7,18 +7,18 @@
 
 namespace ag {
 
-// Back-propagates from `outputs` (seeded with `grad_outputs`, default 1 for one-element outputs) and
-// accumulates gradients into the .grad of every leaf that requires grad (and of non-leaves that
-// called retain_grad). With retain_graph = false the saved tensors are released as each node runs; a
-// second backward through such a node raises AutogradError naming it. With create_graph = true the
-// gradient computation is itself recorded, so gradients can be differentiated again (and the graph is
-// retained, as the new graph refers into it).
+// Back-propagates from `outputs` (seeded with `grad_outputs`, default 1 for one-element outputs)
+// and accumulates gradients into the .grad of every leaf that requires grad (and of non-leaves that
+// called retain_grad). With retain_graph = false the saved tensors are released as each node runs;
+// a second backward through such a node raises AutogradError naming it. With create_graph = true
+// the gradient computation is itself recorded, so gradients can be differentiated again (and the
+// graph is retained, as the new graph refers into it).
 void backward(const TensorList& outputs, const TensorList& grad_outputs = {},
               bool retain_graph = false, bool create_graph = false);
 
-// Gradients of `outputs` with respect to `inputs` (leaves or not), returned rather than accumulated:
-// no .grad is touched. An input the outputs do not depend on raises AutogradError unless
-// allow_unused, in which case its gradient is undefined.
+// Gradients of `outputs` with respect to `inputs` (leaves or not), returned rather than
+// accumulated: no .grad is touched. An input the outputs do not depend on raises AutogradError
+// unless allow_unused, in which case its gradient is undefined.
 TensorList grad(const TensorList& outputs, const TensorList& inputs,
                 const TensorList& grad_outputs = {}, bool retain_graph = false,
                 bool create_graph = false, bool allow_unused = false);

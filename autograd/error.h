@@ -1,6 +1,7 @@
-// The project's error hierarchy. Every failure a user can cause (bad shapes, bad dtypes, indices out of
-// range, misuse of autograd) is reported by throwing one of these, with a message that names the op
-// and the shapes involved, e.g. "matmul: [64, 784] @ [256, 10]: inner sizes 784 and 256 differ".
+// The project's error hierarchy. Every failure a user can cause (bad shapes, bad dtypes, indices
+// out of range, misuse of autograd) is reported by throwing one of these, with a message that names
+// the op and the shapes involved, e.g. "matmul: [64, 784] @ [256, 10]: inner sizes 784 and 256
+// differ".
 #pragma once
 
 #include <fmt/format.h>

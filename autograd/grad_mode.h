@@ -1,5 +1,5 @@
-// Grad mode: whether ops record onto the tape. Per thread: two threads can train two models at once,
-// and a NoGradGuard in one does not affect the other.
+// Grad mode: whether ops record onto the tape. Per thread: two threads can train two models at
+// once, and a NoGradGuard in one does not affect the other.
 #pragma once
 
 namespace ag {

@@ -1,12 +1,13 @@
-// Gradient checking as a library feature: compare the gradients autograd computes with central finite
-// differences, for built-in ops, your own ops (function.h) and whole models.
+// Gradient checking as a library feature: compare the gradients autograd computes with central
+// finite differences, for built-in ops, your own ops (function.h) and whole models.
 //
 //   auto report = ag::gradcheck([](const ag::TensorList& x) { return my_op(x[0], x[1]); },
 //                               {a.to(ag::float64).requires_grad_(), b.to(ag::float64)...});
-//   if (!report) fmt::print("{}\n", report);   // names the worst entry: input, output, index, values
+//   if (!report) fmt::print("{}\n", report);   // names the worst entry: input, output, index,
+//   values
 //
-// Checks run in float64 (float32 inputs are rejected: their rounding swamps any tolerance). An entry
-// passes when |analytic - numeric| <= atol + rtol * |numeric|.
+// Checks run in float64 (float32 inputs are rejected: their rounding swamps any tolerance). An
+// entry passes when |analytic - numeric| <= atol + rtol * |numeric|.
 #pragma once
 
 #include <functional>
@@ -18,11 +19,11 @@
 namespace ag {
 
 struct GradcheckOptions {
-  double eps = 1e-6;   // finite-difference step
+  double eps = 1e-6;  // finite-difference step
   double atol = 1e-5;
   double rtol = 1e-3;
-  // Fast mode: instead of the full Jacobian J, compare v^T J u for random u, v (one backward and two
-  // forward evaluations per check); `projections` such checks.
+  // Fast mode: instead of the full Jacobian J, compare v^T J u for random u, v (one backward and
+  // two forward evaluations per check); `projections` such checks.
   bool fast_mode = false;
   int projections = 2;
   uint64_t seed = 0;
@@ -75,8 +76,8 @@ struct TapeReport {
 
 // Walks the tape behind `loss` and checks each node's backward against finite differences of that
 // node alone, on the input values it saw (in float64). Nodes must have been recorded under a
-// TapeCheckGuard (custom ops from function.h always can be checked). The report names the first node
-// whose backward is wrong: its op, input shapes and where it was recorded.
+// TapeCheckGuard (custom ops from function.h always can be checked). The report names the first
+// node whose backward is wrong: its op, input shapes and where it was recorded.
 TapeReport check_tape(const Tensor& loss, const GradcheckOptions& options = {});
 // Records fn(inputs) under a TapeCheckGuard and checks the resulting tape.
 TapeReport check_tape(const std::function<Tensor(const TensorList&)>& fn, const TensorList& inputs,

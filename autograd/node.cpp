@@ -61,7 +61,8 @@ Node::~Node() {
 Tensor Node::saved(size_t i) const {
   if (released_)
     fail<AutogradError>(
-        "{}: trying to backward through the graph a second time, but its saved tensors were already "
+        "{}: trying to backward through the graph a second time, but its saved tensors were "
+        "already "
         "freed; call backward(retain_graph=true) the first time if you need to",
         name());
   if (i >= saved_tensors.size())

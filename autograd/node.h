@@ -1,13 +1,13 @@
-// The tape: every differentiable op that runs while grad mode is on records a Node. A Node knows the
-// edges to the nodes that produced its inputs, the tensors its backward needs (SavedTensor), and how
-// to turn the gradient of its output into gradients of its inputs.
+// The tape: every differentiable op that runs while grad mode is on records a Node. A Node knows
+// the edges to the nodes that produced its inputs, the tensors its backward needs (SavedTensor),
+// and how to turn the gradient of its output into gradients of its inputs.
 //
 // Nodes carry a sequence number taken from one counter at recording time, so recording order is a
 // topological order: backward (engine.h) replays the reachable nodes in decreasing sequence number,
 // with no graph search and no recursion.
 //
-// Ops define their backward with `record` (below) right next to their forward; custom ops written by
-// users go through autograd/function.h instead.
+// Ops define their backward with `record` (below) right next to their forward; custom ops written
+// by users go through autograd/function.h instead.
 #pragma once
 
 #include <atomic>
@@ -66,11 +66,11 @@ class Node : public std::enable_shared_from_this<Node> {
   // Op name as users know it ("matmul", "mul", a custom op's name).
   virtual std::string name() const = 0;
   // Gradients of the outputs (one per output; undefined means zero) -> gradients of the inputs (one
-  // per input; undefined means none). May return gradients of a broadcast shape: the engine sums them
-  // back to the recorded input shape.
+  // per input; undefined means none). May return gradients of a broadcast shape: the engine sums
+  // them back to the recorded input shape.
   virtual TensorList apply(TensorList&& grad_outputs) = 0;
-  // Recomputes the outputs from inputs (for check_tape); only nodes recorded under a TapeCheckGuard,
-  // and custom ops, can. Returns false if this node cannot.
+  // Recomputes the outputs from inputs (for check_tape); only nodes recorded under a
+  // TapeCheckGuard, and custom ops, can. Returns false if this node cannot.
   virtual bool can_replay() const { return static_cast<bool>(replay_fn); }
   virtual TensorList replay(const TensorList& inputs) const { return replay_fn(inputs); }
 
@@ -138,7 +138,8 @@ class FunctionNode final : public Node {
 Edge gradient_edge(const Tensor& t);
 // Whether recording is on and any of the tensors requires grad.
 bool any_requires_grad(std::initializer_list<const Tensor*> ts);
-// Tape checking (see gradcheck.h): while on, nodes also keep their input values and a replay function.
+// Tape checking (see gradcheck.h): while on, nodes also keep their input values and a replay
+// function.
 bool is_tape_checking();
 void set_tape_checking(bool on);
 class TapeCheckGuard {
@@ -156,14 +157,14 @@ struct Save {
   bool is_output = false;
 };
 
-// Wires `node` into the tape: takes a sequence number, connects edges to the inputs, saves tensors and
-// makes it grad_fn of `out` (which becomes a non-leaf requiring grad).
+// Wires `node` into the tape: takes a sequence number, connects edges to the inputs, saves tensors
+// and makes it grad_fn of `out` (which becomes a non-leaf requiring grad).
 void attach(const std::shared_ptr<Node>& node, std::initializer_list<const Tensor*> inputs,
             Tensor& out, std::initializer_list<Save> saved);
 
-// Records a single-output op. `backward(node, grad_out)` returns one gradient per input, written with
-// differentiable ops so that double backward works; `node.saved(i)` gives saved tensor i. `replay`
-// recomputes the output from the inputs (used only by check_tape).
+// Records a single-output op. `backward(node, grad_out)` returns one gradient per input, written
+// with differentiable ops so that double backward works; `node.saved(i)` gives saved tensor i.
+// `replay` recomputes the output from the inputs (used only by check_tape).
 template <class Backward, class Replay>
 void record(const char* name, std::initializer_list<const Tensor*> inputs, Tensor& out,
             std::initializer_list<Save> saved, Backward&& backward, Replay&& replay) {
@@ -179,8 +180,8 @@ void record(const char* name, std::initializer_list<const Tensor*> inputs, Tenso
   }
 }
 
-// Deferred destruction of graph pieces: never recursive, so a chain of a million nodes is freed in a
-// loop. Used by Node and TensorImpl destructors.
+// Deferred destruction of graph pieces: never recursive, so a chain of a million nodes is freed in
+// a loop. Used by Node and TensorImpl destructors.
 void release_node(std::shared_ptr<Node>&& node);
 
 }  // namespace ag

@@ -84,7 +84,8 @@ std::string to_string(const Shape& s);
 // Row-major (C-order) strides of a contiguous tensor of this shape, in elements.
 Shape contiguous_strides(const Shape& shape);
 
-// NumPy broadcasting of two shapes; throws ShapeError naming `op` and both shapes if they do not fit.
+// NumPy broadcasting of two shapes; throws ShapeError naming `op` and both shapes if they do not
+// fit.
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
 
 // Maps a possibly negative axis into [0, ndim); throws IndexError naming `op` otherwise.

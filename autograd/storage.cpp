@@ -67,7 +67,8 @@ Storage::~Storage() {
   int c = size_class(nbytes);
   size_t bytes = size_t(1) << c;
   Cache& cc = cache();
-  if (cc.alive && c < kClasses && bytes <= kMaxCachedBuffer && cc.stats.cached_bytes + bytes <= kMaxCached) {
+  if (cc.alive && c < kClasses && bytes <= kMaxCachedBuffer &&
+      cc.stats.cached_bytes + bytes <= kMaxCached) {
     cc.free[c].push_back(data);
     cc.stats.cached_bytes += bytes;
   } else {

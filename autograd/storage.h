@@ -1,6 +1,7 @@
-// Storage: a reference-counted, 64-byte aligned buffer shared by a tensor and its views. Buffers come
-// from a per-thread cache of size classes (powers of two), so a training loop that makes tensors of
-// the same sizes step after step stops calling the system allocator after its first step.
+// Storage: a reference-counted, 64-byte aligned buffer shared by a tensor and its views. Buffers
+// come from a per-thread cache of size classes (powers of two), so a training loop that makes
+// tensors of the same sizes step after step stops calling the system allocator after its first
+// step.
 #pragma once
 
 #include <cstddef>
@@ -26,7 +27,7 @@ struct Storage {
 
 // Statistics and control of the calling thread's buffer cache.
 struct BufferCacheStats {
-  size_t cached_bytes = 0;   // bytes held in free lists
+  size_t cached_bytes = 0;  // bytes held in free lists
   size_t hits = 0, misses = 0;
 };
 BufferCacheStats buffer_cache_stats();

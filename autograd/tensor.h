@@ -1,8 +1,9 @@
-// Tensor: an N-dimensional, row-major, strided view of a Storage, plus the autograd metadata that ties
-// it into the tape (requires_grad, grad, grad_fn).
+// Tensor: an N-dimensional, row-major, strided view of a Storage, plus the autograd metadata that
+// ties it into the tape (requires_grad, grad, grad_fn).
 //
-// A Tensor is a cheap handle (one shared pointer): copies alias the same tensor, like Python names for
-// a torch.Tensor. Ops are free functions in autograd/ops/*.h; the most used ones are also members.
+// A Tensor is a cheap handle (one shared pointer): copies alias the same tensor, like Python names
+// for a torch.Tensor. Ops are free functions in autograd/ops/*.h; the most used ones are also
+// members.
 #pragma once
 
 #include <cstdint>
@@ -26,13 +27,13 @@ class Tensor;
 struct TensorImpl {
   std::shared_ptr<Storage> storage;
   Shape shape;
-  Shape strides;  // in elements
+  Shape strides;       // in elements
   int64_t offset = 0;  // in elements
   Dtype dtype = Dtype::float32;
   bool requires_grad = false;
   bool retains_grad = false;
-  bool is_view = false;  // shares storage with another tensor made by a view op
-  uint32_t output_nr = 0;  // which output of grad_fn this tensor is
+  bool is_view = false;           // shares storage with another tensor made by a view op
+  uint32_t output_nr = 0;         // which output of grad_fn this tensor is
   std::shared_ptr<Node> grad_fn;  // null for leaves
   std::shared_ptr<TensorImpl> grad;
   std::weak_ptr<Node> grad_accumulator;  // leaves: the node that accumulates into .grad
@@ -118,8 +119,9 @@ class Tensor {
   void backward(const Tensor& grad = Tensor(), bool retain_graph = false,
                 bool create_graph = false) const;
 
-  // Replaces this tensor's data (storage, shape, dtype) with `src`'s, keeping its identity and autograd
-  // flags: every handle to this tensor sees the new data (Module::to, load_state_dict). Leaves only.
+  // Replaces this tensor's data (storage, shape, dtype) with `src`'s, keeping its identity and
+  // autograd flags: every handle to this tensor sees the new data (Module::to, load_state_dict).
+  // Leaves only.
   void set_data(const Tensor& src);
 
   // ---- conversion ----

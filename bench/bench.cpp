@@ -39,7 +39,8 @@ Timing time_steps(const std::function<void()>& step, int steps) {
   for (int i = 0; i < steps; ++i) {
     auto a = std::chrono::steady_clock::now();
     step();
-    t.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - a).count());
+    t.push_back(
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - a).count());
     if (i == 99) r.rss_after_100_kib = peak_rss_kib();
   }
   std::sort(t.begin(), t.end());
@@ -57,12 +58,12 @@ long peak_rss_kib() {
 Timing perop(int steps) {
   ag::Tensor x = ag::randn({4}).requires_grad_();
   Timing r = time_steps(
-             [&] {
-               ag::Tensor y = x;
-               for (int i = 0; i < 100; ++i) y = y * 1.0001 + 0.1;
-               y.sum().backward();
-             },
-             steps);
+      [&] {
+        ag::Tensor y = x;
+        for (int i = 0; i < 100; ++i) y = y * 1.0001 + 0.1;
+        y.sum().backward();
+      },
+      steps);
   r.median_us /= 200.0;
   return r;
 }

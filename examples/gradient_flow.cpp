@@ -156,8 +156,8 @@ int main(int argc, char** argv) {
         ++step;
       }
       if ((epoch + 1) % 5 == 0)
-        epoch_lines.push_back(
-            fmt::format("  epoch {:>2}: mean training loss {:.4f}", epoch + 1, epoch_loss / batches));
+        epoch_lines.push_back(fmt::format("  epoch {:>2}: mean training loss {:.4f}", epoch + 1,
+                                          epoch_loss / batches));
     }
     if (progress.interactive()) progress.end_epoch(act);
     for (const auto& line : epoch_lines) fmt::print("{}\n", line);

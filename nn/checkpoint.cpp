@@ -31,10 +31,14 @@ using Json = nlohmann::json;
 std::string npy_bytes(const Tensor& c) {
   std::vector<size_t> shape(c.shape().begin(), c.shape().end());
   switch (c.dtype()) {
-    case Dtype::float32: return xt::dump_npy(xt::adapt(c.data<float>(), c.numel(), xt::no_ownership(), shape));
-    case Dtype::float64: return xt::dump_npy(xt::adapt(c.data<double>(), c.numel(), xt::no_ownership(), shape));
-    case Dtype::int64: return xt::dump_npy(xt::adapt(c.data<int64_t>(), c.numel(), xt::no_ownership(), shape));
-    case Dtype::boolean: return xt::dump_npy(xt::adapt(c.data<bool>(), c.numel(), xt::no_ownership(), shape));
+    case Dtype::float32:
+      return xt::dump_npy(xt::adapt(c.data<float>(), c.numel(), xt::no_ownership(), shape));
+    case Dtype::float64:
+      return xt::dump_npy(xt::adapt(c.data<double>(), c.numel(), xt::no_ownership(), shape));
+    case Dtype::int64:
+      return xt::dump_npy(xt::adapt(c.data<int64_t>(), c.numel(), xt::no_ownership(), shape));
+    case Dtype::boolean:
+      return xt::dump_npy(xt::adapt(c.data<bool>(), c.numel(), xt::no_ownership(), shape));
   }
   return {};
 }
@@ -505,8 +509,8 @@ Tensor load_npy(const std::string& path) {
     fail<IOError>("load_npy: '{}' is truncated: the header announces {} bytes of data", path,
                   file.n_bytes());
   if (static_cast<int64_t>(file.m_shape.size()) > kMaxDims)
-    fail<IOError>("load_npy: '{}' has {} axes, at most {} are supported", path,
-                  file.m_shape.size(), kMaxDims);
+    fail<IOError>("load_npy: '{}' has {} axes, at most {} are supported", path, file.m_shape.size(),
+                  kMaxDims);
   const std::string& type = file.m_typestring;
   try {
     if (type == "<f4") return from_xarray<float>(std::move(file).cast<float>());

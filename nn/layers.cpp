@@ -32,8 +32,7 @@ LayerNorm::LayerNorm(const Shape& shape, double eps, bool affine)
 Tensor LayerNorm::forward(const Tensor& x) {
   int64_t n = normalized_shape.size();
   bool fits = x.dim() >= n;
-  for (int64_t i = 0; fits && i < n; ++i)
-    fits = x.shape()[x.dim() - n + i] == normalized_shape[i];
+  for (int64_t i = 0; fits && i < n; ++i) fits = x.shape()[x.dim() - n + i] == normalized_shape[i];
   if (!fits)
     fail<ShapeError>("LayerNorm: input {} does not end with the normalized shape {}", x.shape(),
                      normalized_shape);

@@ -25,8 +25,8 @@ class Dropout : public Module {
   Generator generator;
 };
 
-// LayerNorm over the last axes (normalized_shape): y = (x - mean) / sqrt(var + eps) * weight + bias,
-// with the biased variance. weight = 1, bias = 0 initially.
+// LayerNorm over the last axes (normalized_shape): y = (x - mean) / sqrt(var + eps) * weight +
+// bias, with the biased variance. weight = 1, bias = 0 initially.
 class LayerNorm : public Module {
  public:
   explicit LayerNorm(const Shape& normalized_shape, double eps = 1e-5,

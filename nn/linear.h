@@ -2,8 +2,9 @@
 // Initialised as PyTorch does: W ~ U(-1/sqrt(in), 1/sqrt(in)) (kaiming_uniform with a = sqrt(5)),
 // b ~ U(-1/sqrt(in), 1/sqrt(in)).
 //
-// A Linear can carry a LoRA adapter (low-rank adaptation): y = x W^T + b + (alpha / r) x A^T B^T with
-// A [r, in] random and B [out, r] zero, so an adapted layer starts out computing exactly what it did.
+// A Linear can carry a LoRA adapter (low-rank adaptation): y = x W^T + b + (alpha / r) x A^T B^T
+// with A [r, in] random and B [out, r] zero, so an adapted layer starts out computing exactly what
+// it did.
 #pragma once
 
 #include <memory>

@@ -1,6 +1,6 @@
 // Loss functions. Each takes predictions and targets and a reduction: "mean" (default), "sum" or
-// "none" (per-element / per-row losses). All are compositions of autograd ops, except cross_entropy,
-// which is the engine's fused, stable op (ops/loss.h).
+// "none" (per-element / per-row losses). All are compositions of autograd ops, except
+// cross_entropy, which is the engine's fused, stable op (ops/loss.h).
 #pragma once
 
 #include <string_view>
@@ -9,7 +9,8 @@
 
 namespace ag::nn {
 
-// Mean squared error: (pred - target)^2, reduced. Shapes must match (or broadcast). d/dpred = 2 (pred - target) / N
+// Mean squared error: (pred - target)^2, reduced. Shapes must match (or broadcast). d/dpred = 2
+// (pred - target) / N
 Tensor mse_loss(const Tensor& pred, const Tensor& target, std::string_view reduction = "mean");
 
 // Cross-entropy from logits [N, C] (or [C]) with int64 class indices [N] (ignore_index,
@@ -18,7 +19,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target,
                      std::string_view reduction = "mean", int64_t ignore_index = -100,
                      double label_smoothing = 0.0);
 
-// Negative log-likelihood of log-probabilities [N, C] at int64 targets [N]: -log_probs[i, target_i].
+// Negative log-likelihood of log-probabilities [N, C] at int64 targets [N]: -log_probs[i,
+// target_i].
 Tensor nll_loss(const Tensor& log_probs, const Tensor& target, std::string_view reduction = "mean",
                 int64_t ignore_index = -100);
 

@@ -213,9 +213,9 @@ LoadResult Module::load_state_dict(const StateDict& state, bool strict) {
 void Module::summary_lines(const std::string& name, int depth, std::string& out) const {
   int64_t own = 0;
   for (auto& [_, p] : params_) own += p.numel();
-  out += fmt::format("{:{}}{}{} ({}){}\n", "", depth * 2, name.empty() ? "" : name + ": ",
-                     type_name(), num_parameters(),
-                     own && !children_.empty() ? fmt::format(", own {}", own) : "");
+  out +=
+      fmt::format("{:{}}{}{} ({}){}\n", "", depth * 2, name.empty() ? "" : name + ": ", type_name(),
+                  num_parameters(), own && !children_.empty() ? fmt::format(", own {}", own) : "");
   for (auto& [n, m] : children_) m->summary_lines(n, depth + 1, out);
 }
 

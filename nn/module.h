@@ -2,8 +2,9 @@
 // grad), buffers (state that is saved but not trained) and submodules, and gives them hierarchical
 // names ("blocks.0.attn.qkv.weight") for optimizers, freezing and checkpoints.
 //
-// Modules are held by std::shared_ptr; a model is a tree of them. Everything here is written against
-// the public autograd API: backprop through a model is nothing but the engine's replay of its tape.
+// Modules are held by std::shared_ptr; a model is a tree of them. Everything here is written
+// against the public autograd API: backprop through a model is nothing but the engine's replay of
+// its tape.
 #pragma once
 
 #include <map>

@@ -1,5 +1,5 @@
-// Sequential: applies its modules in order (named "0", "1", ...). MLP: a Sequential of Linear layers
-// with an activation between them (none after the last).
+// Sequential: applies its modules in order (named "0", "1", ...). MLP: a Sequential of Linear
+// layers with an activation between them (none after the last).
 #pragma once
 
 #include <initializer_list>

@@ -11,9 +11,10 @@ namespace ag::nn {
 
 void GPTConfig::validate() const {
   if (vocab_size <= 0 || n_layer <= 0 || n_head <= 0 || d_model <= 0 || context <= 0)
-    fail<ValueError>("GPTConfig: sizes must be positive (vocab {}, layers {}, heads {}, d_model {}, "
-                     "context {})",
-                     vocab_size, n_layer, n_head, d_model, context);
+    fail<ValueError>(
+        "GPTConfig: sizes must be positive (vocab {}, layers {}, heads {}, d_model {}, "
+        "context {})",
+        vocab_size, n_layer, n_head, d_model, context);
   if (d_model % n_head != 0)
     fail<ValueError>("GPTConfig: d_model {} is not divisible by n_head {}", d_model, n_head);
   if (!(dropout >= 0 && dropout < 1))
@@ -35,30 +36,32 @@ std::shared_ptr<Linear> make_linear(int64_t in, int64_t out, Generator* gen, dou
 CausalSelfAttention::CausalSelfAttention(const GPTConfig& c, Generator* gen)
     : n_head_(c.n_head), dropout_(c.dropout), gen_(c.seed + 101) {
   qkv = register_module("qkv", make_linear(c.d_model, 3 * c.d_model, gen));
-  proj = register_module("proj", make_linear(c.d_model, c.d_model, gen,
-                                             0.02 / std::sqrt(2.0 * static_cast<double>(c.n_layer))));
+  proj =
+      register_module("proj", make_linear(c.d_model, c.d_model, gen,
+                                          0.02 / std::sqrt(2.0 * static_cast<double>(c.n_layer))));
 }
 
 Tensor CausalSelfAttention::forward(const Tensor& x) {
   int64_t B = x.size(0), T = x.size(1), C = x.size(2), H = n_head_, D = C / H;
-  Tensor qkv_out = qkv->forward(x);                       // [B, T, 3C]
-  auto parts = split(qkv_out, C, 2);                      // 3 x [B, T, C]
+  Tensor qkv_out = qkv->forward(x);   // [B, T, 3C]
+  auto parts = split(qkv_out, C, 2);  // 3 x [B, T, C]
   auto heads = [&](const Tensor& t) { return transpose(reshape(t, {B, T, H, D}), 1, 2); };
   Tensor q = heads(parts[0]), k = heads(parts[1]), v = heads(parts[2]);  // [B, H, T, D]
   Tensor att = mul(matmul(q, transpose(k, -2, -1)), 1.0 / std::sqrt(static_cast<double>(D)));
   Tensor future = triu(ones({T, T}, boolean), 1);          // true above the diagonal
-  att = softmax(masked_fill(att, future, -INFINITY), -1);   // [B, H, T, T]
+  att = softmax(masked_fill(att, future, -INFINITY), -1);  // [B, H, T, T]
   if (keep_attention) last_attention = att.detach();
   att = dropout(att, dropout_, is_training(), &gen_);
-  Tensor y = matmul(att, v);                                 // [B, H, T, D]
+  Tensor y = matmul(att, v);  // [B, H, T, D]
   y = reshape(transpose(y, 1, 2), {B, T, C});
   return proj->forward(y);
 }
 
 MLPBlock::MLPBlock(const GPTConfig& c, Generator* gen) : gelu_(c.gelu) {
   fc = register_module("fc", make_linear(c.d_model, 4 * c.d_model, gen));
-  proj = register_module("proj", make_linear(4 * c.d_model, c.d_model, gen,
-                                             0.02 / std::sqrt(2.0 * static_cast<double>(c.n_layer))));
+  proj =
+      register_module("proj", make_linear(4 * c.d_model, c.d_model, gen,
+                                          0.02 / std::sqrt(2.0 * static_cast<double>(c.n_layer))));
 }
 
 Tensor MLPBlock::forward(const Tensor& x) { return proj->forward(gelu(fc->forward(x), gelu_)); }

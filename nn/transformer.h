@@ -1,8 +1,9 @@
 // A byte-level GPT: token and learned position embeddings, pre-LayerNorm transformer blocks
-// (causal multi-head self-attention and a GELU MLP, each in a residual branch), a final LayerNorm and
-// an output projection tied to the token embedding.
+// (causal multi-head self-attention and a GELU MLP, each in a residual branch), a final LayerNorm
+// and an output projection tied to the token embedding.
 //
-// Shapes: B batch, T sequence length (<= context), C = d_model, H heads, D = C / H head size, V vocab.
+// Shapes: B batch, T sequence length (<= context), C = d_model, H heads, D = C / H head size, V
+// vocab.
 #pragma once
 
 #include <memory>
@@ -21,7 +22,7 @@ struct GPTConfig {
   int64_t n_head = 4;
   int64_t d_model = 128;
   int64_t context = 64;
-  double dropout = 0.0;  // on attention weights, and on the outputs of both residual branches
+  double dropout = 0.0;       // on attention weights, and on the outputs of both residual branches
   std::string gelu = "tanh";  // GELU form in the MLP: "tanh" or "none" (erf)
   uint64_t seed = 0;
   void validate() const;
@@ -36,7 +37,8 @@ class CausalSelfAttention : public Module {
   CausalSelfAttention(const GPTConfig& config, Generator* gen);
   Tensor forward(const Tensor& x) override;
   std::string type_name() const override { return "CausalSelfAttention"; }
-  // The attention probabilities of the last forward ([B, H, T, T]), kept when keep_attention is set.
+  // The attention probabilities of the last forward ([B, H, T, T]), kept when keep_attention is
+  // set.
   Tensor last_attention;
   bool keep_attention = false;
   std::shared_ptr<Linear> qkv, proj;

@@ -37,20 +37,20 @@ void check_gradients(F fn, const TensorList& inputs, bool second_order = true) {
 }
 
 // Expects `expr` to throw E with a message containing every one of `parts`.
-#define CHECK_THROWS_WITH_PARTS(expr, E, ...)                                     \
-  do {                                                                            \
-    bool thrown_ = false;                                                         \
-    try {                                                                         \
-      (void)(expr);                                                               \
-    } catch (const E& e_) {                                                       \
-      thrown_ = true;                                                             \
-      std::string msg_ = e_.what();                                               \
-      for (const char* part_ : {__VA_ARGS__}) {                                   \
-        INFO("message: " << msg_ << " | expected to contain: " << part_);          \
-        CHECK(msg_.find(part_) != std::string::npos);                             \
-      }                                                                           \
-    }                                                                             \
-    CHECK_MESSAGE(thrown_, "expected " #E " from " #expr);                        \
+#define CHECK_THROWS_WITH_PARTS(expr, E, ...)                             \
+  do {                                                                    \
+    bool thrown_ = false;                                                 \
+    try {                                                                 \
+      (void)(expr);                                                       \
+    } catch (const E& e_) {                                               \
+      thrown_ = true;                                                     \
+      std::string msg_ = e_.what();                                       \
+      for (const char* part_ : {__VA_ARGS__}) {                           \
+        INFO("message: " << msg_ << " | expected to contain: " << part_); \
+        CHECK(msg_.find(part_) != std::string::npos);                     \
+      }                                                                   \
+    }                                                                     \
+    CHECK_MESSAGE(thrown_, "expected " #E " from " #expr);                \
   } while (0)
 
 inline bool allclose(const Tensor& a, const Tensor& b, double atol = 1e-6, double rtol = 1e-5) {

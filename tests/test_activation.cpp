@@ -101,12 +101,11 @@ TEST_CASE("gelu_backward: the fused g * gelu'(x), itself differentiable in g and
     Tensor gt = test::leaf({5, 3}, -1.0, 1.0, 10).detach();
     CHECK(test::allclose(gelu_backward(gt, xt.t(), form),
                          gelu_backward(gt, xt.t().contiguous(), form), 1e-14, 0));
-    check_gradients(
-        [form](const TensorList& a) { return gelu_backward(a[0], a[1], form); },
-        {test::leaf({2, 3}, -1.0, 1.0, 11), test::leaf({2, 3}, -3.0, 3.0, 12)});
+    check_gradients([form](const TensorList& a) { return gelu_backward(a[0], a[1], form); },
+                    {test::leaf({2, 3}, -1.0, 1.0, 11), test::leaf({2, 3}, -3.0, 3.0, 12)});
   }
-  CHECK_THROWS_WITH_PARTS(gelu_backward(zeros({2, 3}), zeros({3, 2})), ShapeError,
-                          "gelu_backward", "[2, 3]", "[3, 2]");
+  CHECK_THROWS_WITH_PARTS(gelu_backward(zeros({2, 3}), zeros({3, 2})), ShapeError, "gelu_backward",
+                          "[2, 3]", "[3, 2]");
   CHECK_THROWS_WITH_PARTS(gelu(zeros({2}), "fast"), ValueError, "gelu", "fast");
 }
 

@@ -137,8 +137,7 @@ TEST_CASE("the full Hessian of a small function, row by row") {
   auto f = [](const Tensor& p) { return p[0] * p[0] * p[1] + exp(p[0] * p[1]); };
   Tensor g = grad({f(p)}, {p}, {}, false, true)[0];
   double x = 0.3, y = -0.7, e = std::exp(x * y);
-  double H[2][2] = {{2 * y + y * y * e, 2 * x + e + x * y * e},
-                    {2 * x + e + x * y * e, x * x * e}};
+  double H[2][2] = {{2 * y + y * y * e, 2 * x + e + x * y * e}, {2 * x + e + x * y * e, x * x * e}};
   for (int i = 0; i < 2; ++i) {
     Tensor row = grad({g[i]}, {p}, {}, /*retain_graph=*/true)[0];
     for (int j = 0; j < 2; ++j) CHECK(row.to_vector<double>()[j] == doctest::Approx(H[i][j]));

@@ -572,7 +572,8 @@ TEST_CASE(".npy round trip for every dtype, any shape, strided input written row
 TEST_CASE(".npy files written elsewhere: Fortran order is read row-major; bad files are rejected") {
   TempDir dir;
   std::string data;
-  for (double v : {1.0, 4.0, 2.0, 5.0, 3.0, 6.0}) append_le(data, v);  // [[1,2,3],[4,5,6]] in F order
+  for (double v : {1.0, 4.0, 2.0, 5.0, 3.0, 6.0})
+    append_le(data, v);  // [[1,2,3],[4,5,6]] in F order
   write_bytes(dir.file("f.npy"),
               npy_file("{'descr': '<f8', 'fortran_order': True, 'shape': (2, 3), }", data));
   Tensor r = nn::load_npy(dir.file("f.npy"));
@@ -591,6 +592,8 @@ TEST_CASE(".npy files written elsewhere: Fortran order is read row-major; bad fi
   CHECK_THROWS_WITH_PARTS(nn::load_npy(dir.file("i4.npy")), IOError, "load_npy", "i4.npy", "<i4");
   write_bytes(dir.file("junk.npy"), "not a numpy file at all");
   CHECK_THROWS_WITH_PARTS(nn::load_npy(dir.file("junk.npy")), IOError, "load_npy", "junk.npy");
-  CHECK_THROWS_WITH_PARTS(nn::load_npy(dir.file("missing.npy")), IOError, "load_npy", "missing.npy");
-  CHECK_THROWS_WITH_PARTS(nn::save_npy(dir.file("no/such/dir/x.npy"), ones({2})), IOError, "save_npy");
+  CHECK_THROWS_WITH_PARTS(nn::load_npy(dir.file("missing.npy")), IOError, "load_npy",
+                          "missing.npy");
+  CHECK_THROWS_WITH_PARTS(nn::save_npy(dir.file("no/such/dir/x.npy"), ones({2})), IOError,
+                          "save_npy");
 }

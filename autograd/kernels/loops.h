@@ -1,10 +1,10 @@
 // Internal: the strided loop under every elementwise op and reduction.
 //
-// N operands (operand 0 is the output) are viewed with the output's shape: an operand broadcast along
-// an axis gets stride 0 there. Axes that are contiguous for every operand are merged, so a contiguous
-// tensor of any rank is walked as one flat row. The body is called once per innermost row with the
-// row's pointers and byte strides; above a grain size rows (or pieces of one long row) are split over
-// OpenMP threads.
+// N operands (operand 0 is the output) are viewed with the output's shape: an operand broadcast
+// along an axis gets stride 0 there. Axes that are contiguous for every operand are merged, so a
+// contiguous tensor of any rank is walked as one flat row. The body is called once per innermost
+// row with the row's pointers and byte strides; above a grain size rows (or pieces of one long row)
+// are split over OpenMP threads.
 #pragma once
 
 #include <omp.h>
@@ -31,8 +31,8 @@ struct Loop {
   int64_t numel = 1;
 };
 
-// Strides of `t` seen with shape `shape` (NumPy broadcasting: missing leading axes and size-1 axes get
-// stride 0). The caller has checked that the shapes broadcast.
+// Strides of `t` seen with shape `shape` (NumPy broadcasting: missing leading axes and size-1 axes
+// get stride 0). The caller has checked that the shapes broadcast.
 inline void broadcast_strides(const TensorImpl& t, const Shape& shape, int64_t* out) {
   int64_t lead = shape.size() - t.shape.size();
   int64_t item = static_cast<int64_t>(itemsize(t.dtype));
@@ -60,8 +60,7 @@ Loop<N> make_loop(const Shape& shape, const std::array<const TensorImpl*, N>& op
     if (shape[i] == 1) continue;
     if (n > 0) {
       bool merge = true;
-      for (int k = 0; k < N && merge; ++k)
-        merge = L.stride[k][n - 1] == st[k][i] * shape[i];
+      for (int k = 0; k < N && merge; ++k) merge = L.stride[k][n - 1] == st[k][i] * shape[i];
       if (merge) {
         L.size[n - 1] *= shape[i];
         for (int k = 0; k < N; ++k) L.stride[k][n - 1] = st[k][i];
@@ -114,8 +113,8 @@ void run_rows(const Loop<N>& L, int64_t row_begin, int64_t row_end, Body& body) 
   }
 }
 
-// Runs body over every row; `parallel` allows OpenMP splitting (false when the output is reduced into,
-// so that two threads never write the same element).
+// Runs body over every row; `parallel` allows OpenMP splitting (false when the output is reduced
+// into, so that two threads never write the same element).
 template <int N, class Body>
 void for_each_row(const Loop<N>& L, Body body, bool parallel = true) {
   const int64_t inner = L.size[L.ndim - 1];
@@ -169,17 +168,18 @@ template <size_t K, class G>
 void with_mask(unsigned m, G&& g) {
   [&]<size_t... M>(std::index_sequence<M...>) {
     (void)((m == M ? (g.template operator()<M>(), true) : false) || ...);
-  }(std::make_index_sequence<(size_t{1} << K)>{});
+  }
+  (std::make_index_sequence<(size_t{1} << K)>{});
 }
 
-// How an operand is loaded in vectorised loops: bool masks as bytes (GCC does not vectorise loads of
-// bool, whose values it must assume are 0 or 1; a byte compared with zero it does).
+// How an operand is loaded in vectorised loops: bool masks as bytes (GCC does not vectorise loads
+// of bool, whose values it must assume are 0 or 1; a byte compared with zero it does).
 template <class T>
 using Load = std::conditional_t<std::is_same_v<T, bool>, uint8_t, T>;
 
-// out[i] = f(in0[i], in1[i], ...) for typed operands, `out` already allocated with the result shape.
-// Inputs broadcast against out's shape. Rows where every operand is either contiguous or a single
-// broadcast value (stride 0) take a loop the compiler vectorises; the broadcast pattern is a
+// out[i] = f(in0[i], in1[i], ...) for typed operands, `out` already allocated with the result
+// shape. Inputs broadcast against out's shape. Rows where every operand is either contiguous or a
+// single broadcast value (stride 0) take a loop the compiler vectorises; the broadcast pattern is a
 // compile-time mask, so `x * scalar` or `where(mask, g, 0)` vectorise like `x * y`.
 template <class Out, class... In, class F, class... Ts>
 void map(const Tensor& out, F f, const Ts&... in) {
@@ -194,7 +194,8 @@ void map(const Tensor& out, F f, const Ts&... in) {
       ((dense = dense && (s[I + 1] == static_cast<int64_t>(sizeof(In)) || s[I + 1] == 0),
         mask |= (s[I + 1] == 0 ? 1u : 0u) << I),
        ...);
-    }(std::index_sequence_for<In...>{});
+    }
+    (std::index_sequence_for<In...>{});
     Out* o = reinterpret_cast<Out*>(p[0]);
     if (dense && (K <= 3 || mask == 0)) {
       with_mask<(K <= 3 ? K : 0)>(mask, [&]<size_t M>() {
@@ -202,14 +203,16 @@ void map(const Tensor& out, F f, const Ts&... in) {
           std::tuple<const Load<In>*...> ins{reinterpret_cast<const Load<In>*>(p[I + 1])...};
           for (int64_t i = 0; i < n; ++i)
             o[i] = f(static_cast<In>(std::get<I>(ins)[((M >> I) & 1) ? 0 : i])...);
-        }(std::index_sequence_for<In...>{});
+        }
+        (std::index_sequence_for<In...>{});
       });
     } else {
       [&]<size_t... I>(std::index_sequence<I...>) {
         for (int64_t i = 0; i < n; ++i)
           *reinterpret_cast<Out*>(p[0] + i * s[0]) =
               f(*reinterpret_cast<const In*>(p[I + 1] + i * s[I + 1])...);
-      }(std::index_sequence_for<In...>{});
+      }
+      (std::index_sequence_for<In...>{});
     }
   });
 }

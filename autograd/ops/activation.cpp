@@ -89,7 +89,9 @@ template <class T>
 struct Gelu {
   static constexpr T c = T(kSqrt2OverPi), k = T(kGeluCubic), r = T(std::numbers::sqrt2 / 2);
   static constexpr T inv_sqrt_2pi = T(0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2);
-  static auto tanh_value(auto v) { return T(0.5) * v * (T(1) + xsimd::tanh(c * (v + k * v * v * v))); }
+  static auto tanh_value(auto v) {
+    return T(0.5) * v * (T(1) + xsimd::tanh(c * (v + k * v * v * v)));
+  }
   static auto erf_value(auto v) { return T(0.5) * v * (T(1) + xsimd::erf(v * r)); }
   // g * gelu'(x)
   static auto tanh_grad(auto g, auto v) {
@@ -99,7 +101,8 @@ struct Gelu {
     return g * (T(0.5) * (T(1) + t) + T(0.5) * v * (T(1) - t * t) * du);
   }
   static auto erf_grad(auto g, auto v) {
-    return g * (T(0.5) * (T(1) + xsimd::erf(v * r)) + v * inv_sqrt_2pi * xsimd::exp(T(-0.5) * v * v));
+    return g *
+           (T(0.5) * (T(1) + xsimd::erf(v * r)) + v * inv_sqrt_2pi * xsimd::exp(T(-0.5) * v * v));
   }
 };
 
@@ -123,8 +126,12 @@ Tensor gelu(const Tensor& x, std::string_view approximate) {
   const bool use_tanh = gelu_uses_tanh("gelu", approximate);
   Tensor out = Tensor::empty(x.shape(), x.dtype());
   kernels::dispatch_floating(x.dtype(), "gelu", [&]<class T>() {
-    if (use_tanh) kernels::map_simd<T>(out, [](auto v) { return Gelu<T>::tanh_value(v); }, x);
-    else kernels::map_simd<T>(out, [](auto v) { return Gelu<T>::erf_value(v); }, x);
+    if (use_tanh)
+      kernels::map_simd<T>(
+          out, [](auto v) { return Gelu<T>::tanh_value(v); }, x);
+    else
+      kernels::map_simd<T>(
+          out, [](auto v) { return Gelu<T>::erf_value(v); }, x);
   });
   if (any_requires_grad({&x}))
     record(
@@ -147,9 +154,11 @@ Tensor gelu_backward(const Tensor& g, const Tensor& x, std::string_view approxim
   Tensor out = Tensor::empty(x.shape(), x.dtype());
   kernels::dispatch_floating(x.dtype(), "gelu_backward", [&]<class T>() {
     if (use_tanh)
-      kernels::map_simd<T>(out, [](auto a, auto b) { return Gelu<T>::tanh_grad(a, b); }, g, x);
+      kernels::map_simd<T>(
+          out, [](auto a, auto b) { return Gelu<T>::tanh_grad(a, b); }, g, x);
     else
-      kernels::map_simd<T>(out, [](auto a, auto b) { return Gelu<T>::erf_grad(a, b); }, g, x);
+      kernels::map_simd<T>(
+          out, [](auto a, auto b) { return Gelu<T>::erf_grad(a, b); }, g, x);
   });
   if (any_requires_grad({&g, &x}))
     record(

@@ -22,7 +22,8 @@ Tensor elu(const Tensor& x, double alpha = 1.0);
 Tensor gelu(const Tensor& x, std::string_view approximate = "none");
 // g * gelu'(x) in one pass: GELU's backward, an op of its own so it runs as one fused kernel and is
 // itself differentiable (d/dg = gelu'(x), d/dx = g gelu''(x)), so second derivatives still work.
-//   "none": gelu''(x) = phi(x) (2 - x^2);   "tanh": gelu''(x) = (1 - t^2)(u' + x (u'' - 2 t u'^2) / 2)
+//   "none": gelu''(x) = phi(x) (2 - x^2);   "tanh": gelu''(x) = (1 - t^2)(u' + x (u'' - 2 t u'^2) /
+//   2)
 Tensor gelu_backward(const Tensor& g, const Tensor& x, std::string_view approximate = "none");
 // x sigmoid(x), s = sigmoid(x).      d = s (1 + x (1 - s))
 Tensor silu(const Tensor& x);

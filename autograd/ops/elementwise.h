@@ -1,8 +1,9 @@
 // Binary elementwise ops with NumPy broadcasting, comparisons, selection, and the C++ operators.
 //
-// Shapes: a [..] and b [..] broadcast to out [..] (NumPy rules; a ShapeError names both shapes when they
-// do not). Gradients are given for the broadcast shape; the engine sums them back to each input's shape.
-// float32 with float64 promotes to float64. Scalars on either side are 0-d constants.
+// Shapes: a [..] and b [..] broadcast to out [..] (NumPy rules; a ShapeError names both shapes when
+// they do not). Gradients are given for the broadcast shape; the engine sums them back to each
+// input's shape. float32 with float64 promotes to float64. Scalars on either side are 0-d
+// constants.
 #pragma once
 
 #include "autograd/tensor.h"

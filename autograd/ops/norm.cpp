@@ -45,11 +45,11 @@ Tensor layer_norm(const Tensor& x_in, const Shape& ns, const Tensor& weight, con
   bool fits = k > 0 && x_in.dim() >= k;
   for (int64_t i = 0; fits && i < k; ++i) fits = x_in.shape()[x_in.dim() - k + i] == ns[i];
   if (!fits)
-    fail<ShapeError>("layer_norm: input {} does not end with the normalized shape {}",
-                     x_in.shape(), ns);
+    fail<ShapeError>("layer_norm: input {} does not end with the normalized shape {}", x_in.shape(),
+                     ns);
   if (weight.defined() && !(weight.shape() == ns))
-    fail<ShapeError>("layer_norm: weight {} does not match the normalized shape {}",
-                     weight.shape(), ns);
+    fail<ShapeError>("layer_norm: weight {} does not match the normalized shape {}", weight.shape(),
+                     ns);
   if (bias.defined() && !(bias.shape() == ns))
     fail<ShapeError>("layer_norm: bias {} does not match the normalized shape {}", bias.shape(),
                      ns);
@@ -72,28 +72,29 @@ Tensor layer_norm(const Tensor& x_in, const Shape& ns, const Tensor& weight, con
     std::vector<int64_t> axes, lead;
     for (int64_t i = 0; i < k; ++i) axes.push_back(x.dim() - k + i);
     for (int64_t i = 0; i < x.dim() - k; ++i) lead.push_back(i);
-    record("layer_norm", {&x, &w, &b}, out, {Save{x}, Save{w}},
-           [axes, lead, eps](Node& node, const Tensor& g) -> TensorList {
-             // xhat and rstd recomputed with differentiable ops, so double backward is exact.
-             Tensor x = node.saved(0), w = node.saved(1);
-             Tensor mu = mean(x, axes, true);
-             Tensor xc = sub(x, mu);
-             Tensor rstd = rsqrt(add(mean(mul(xc, xc), axes, true), eps));
-             Tensor xhat = mul(xc, rstd);
-             Tensor gw = w.defined() ? mul(g, w) : g;
-             Tensor gx;
-             if (node.needs_input_grad(0))
-               gx = mul(rstd, sub(sub(gw, mean(gw, axes, true)),
-                                  mul(xhat, mean(mul(gw, xhat), axes, true))));
-             Tensor gwt, gb;
-             if (node.needs_input_grad(1)) gwt = lead.empty() ? mul(g, xhat) : sum(mul(g, xhat), lead);
-             if (node.needs_input_grad(2)) gb = lead.empty() ? g : sum(g, lead);
-             return {gx, gwt, gb};
-           },
-           [ns, eps](const TensorList& a) {
-             return layer_norm(a[0], ns, a.size() > 1 ? a[1] : Tensor(),
-                               a.size() > 2 ? a[2] : Tensor(), eps);
-           });
+    record(
+        "layer_norm", {&x, &w, &b}, out, {Save{x}, Save{w}},
+        [axes, lead, eps](Node& node, const Tensor& g) -> TensorList {
+          // xhat and rstd recomputed with differentiable ops, so double backward is exact.
+          Tensor x = node.saved(0), w = node.saved(1);
+          Tensor mu = mean(x, axes, true);
+          Tensor xc = sub(x, mu);
+          Tensor rstd = rsqrt(add(mean(mul(xc, xc), axes, true), eps));
+          Tensor xhat = mul(xc, rstd);
+          Tensor gw = w.defined() ? mul(g, w) : g;
+          Tensor gx;
+          if (node.needs_input_grad(0))
+            gx = mul(rstd, sub(sub(gw, mean(gw, axes, true)),
+                               mul(xhat, mean(mul(gw, xhat), axes, true))));
+          Tensor gwt, gb;
+          if (node.needs_input_grad(1)) gwt = lead.empty() ? mul(g, xhat) : sum(mul(g, xhat), lead);
+          if (node.needs_input_grad(2)) gb = lead.empty() ? g : sum(g, lead);
+          return {gx, gwt, gb};
+        },
+        [ns, eps](const TensorList& a) {
+          return layer_norm(a[0], ns, a.size() > 1 ? a[1] : Tensor(),
+                            a.size() > 2 ? a[2] : Tensor(), eps);
+        });
   }
   return out;
 }

@@ -1,6 +1,6 @@
-// Random numbers from a seeded generator (reproducible: the same seed gives the same tensors on every
-// run and machine). Each function takes a Generator; without one, the default generator (guarded by a
-// mutex, seeded with manual_seed) is used.
+// Random numbers from a seeded generator (reproducible: the same seed gives the same tensors on
+// every run and machine). Each function takes a Generator; without one, the default generator
+// (guarded by a mutex, seeded with manual_seed) is used.
 #pragma once
 
 #include <cstdint>

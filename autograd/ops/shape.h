@@ -27,15 +27,16 @@ Tensor unsqueeze(const Tensor& x, int64_t axis);
 // Broadcasts to a larger shape without copying (stride 0); -1 keeps a size. d/dx = g summed back.
 Tensor expand(const Tensor& x, const Shape& shape);
 Tensor broadcast_to(const Tensor& x, const Shape& shape);
-// x[start:stop:step] along one axis (a view). Negative start/stop count from the end and are clamped
-// like Python slices; step > 0.         d/dx = g placed back into zeros of x's shape
+// x[start:stop:step] along one axis (a view). Negative start/stop count from the end and are
+// clamped like Python slices; step > 0.         d/dx = g placed back into zeros of x's shape
 Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t stop, int64_t step = 1);
 // x[index] along an axis, removing it (a view).
 Tensor select(const Tensor& x, int64_t axis, int64_t index);
 // Joins tensors along an existing axis / a new axis.   d/dx_i = the matching slice of g
 Tensor cat(const std::vector<Tensor>& xs, int64_t axis = 0);
 Tensor stack(const std::vector<Tensor>& xs, int64_t axis = 0);
-// Splits into pieces of `size` along an axis (last may be smaller) / into `chunks` near-equal pieces.
+// Splits into pieces of `size` along an axis (last may be smaller) / into `chunks` near-equal
+// pieces.
 std::vector<Tensor> split(const Tensor& x, int64_t size, int64_t axis = 0);
 std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t axis = 0);
 // Inverse of slice: zeros of `shape` with x written at [start:...:step] along axis.

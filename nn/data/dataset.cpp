@@ -38,7 +38,8 @@ std::pair<TensorDataset, TensorDataset> TensorDataset::split(double fraction) co
 
 DataLoader::DataLoader(const TensorDataset& data, const LoaderOptions& o)
     : data_(data), options_(o), gen_(o.seed) {
-  if (o.batch_size <= 0) fail<ValueError>("DataLoader: batch_size must be positive, got {}", o.batch_size);
+  if (o.batch_size <= 0)
+    fail<ValueError>("DataLoader: batch_size must be positive, got {}", o.batch_size);
 }
 
 int64_t DataLoader::batches_per_epoch() const {

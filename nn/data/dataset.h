@@ -13,7 +13,8 @@ namespace ag::nn {
 class TensorDataset {
  public:
   explicit TensorDataset(std::vector<Tensor> tensors);
-  TensorDataset(Tensor inputs, Tensor targets) : TensorDataset(std::vector<Tensor>{inputs, targets}) {}
+  TensorDataset(Tensor inputs, Tensor targets)
+      : TensorDataset(std::vector<Tensor>{inputs, targets}) {}
   int64_t size() const { return size_; }
   const std::vector<Tensor>& tensors() const { return tensors_; }
   // The samples at the given int64 indices, one tensor per field.
@@ -47,7 +48,8 @@ class DataLoader {
 
   class Iterator {
    public:
-    Iterator(const DataLoader* loader, Tensor order, int64_t pos) : l_(loader), order_(order), pos_(pos) {}
+    Iterator(const DataLoader* loader, Tensor order, int64_t pos)
+        : l_(loader), order_(order), pos_(pos) {}
     std::vector<Tensor> operator*() const;
     Iterator& operator++();
     bool operator!=(const Iterator& o) const { return pos_ != o.pos_; }

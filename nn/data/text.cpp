@@ -54,7 +54,8 @@ std::pair<Tensor, Tensor> TextDataset::sample(int64_t batch, Generator& gen) con
   return {x, y};
 }
 
-std::vector<std::pair<Tensor, Tensor>> TextDataset::windows(int64_t batch, int64_t max_batches) const {
+std::vector<std::pair<Tensor, Tensor>> TextDataset::windows(int64_t batch,
+                                                            int64_t max_batches) const {
   std::vector<std::pair<Tensor, Tensor>> out;
   int64_t n = (tokens_.numel() - 1) / context_;
   const int64_t* t = tokens_.data<int64_t>();
@@ -79,7 +80,8 @@ std::pair<TextDataset, TextDataset> TextDataset::split(const Tensor& tokens, int
     fail<ValueError>("TextDataset::split: fraction {} is outside (0, 1)", val_fraction);
   int64_t n = tokens.numel();
   int64_t cut = n - static_cast<int64_t>(static_cast<double>(n) * val_fraction);
-  return {TextDataset(slice(tokens, 0, 0, cut), context), TextDataset(slice(tokens, 0, cut, n), context)};
+  return {TextDataset(slice(tokens, 0, 0, cut), context),
+          TextDataset(slice(tokens, 0, cut, n), context)};
 }
 
 }  // namespace ag::nn

@@ -1,5 +1,6 @@
-// Byte-level text for language models: the tokenizer is the identity on bytes (vocab 256), and a text
-// dataset samples random contiguous windows of context + 1 tokens (inputs and next-token targets).
+// Byte-level text for language models: the tokenizer is the identity on bytes (vocab 256), and a
+// text dataset samples random contiguous windows of context + 1 tokens (inputs and next-token
+// targets).
 #pragma once
 
 #include <string>

@@ -37,7 +37,8 @@ CosineWarmupLR::CosineWarmupLR(Optimizer& opt, int64_t warmup, int64_t total, do
 double CosineWarmupLR::factor(int64_t t) const {
   if (t < warmup) return static_cast<double>(t + 1) / static_cast<double>(warmup + 1);
   if (t >= total) return min_factor;
-  double progress = static_cast<double>(t - warmup) / static_cast<double>(std::max<int64_t>(1, total - warmup));
+  double progress =
+      static_cast<double>(t - warmup) / static_cast<double>(std::max<int64_t>(1, total - warmup));
   return min_factor + (1 - min_factor) * 0.5 * (1 + std::cos(std::numbers::pi * progress));
 }
 
@@ -51,7 +52,8 @@ LinearDecayLR::LinearDecayLR(Optimizer& opt, int64_t total, double end_factor, i
 double LinearDecayLR::factor(int64_t t) const {
   if (t < warmup) return static_cast<double>(t + 1) / static_cast<double>(warmup + 1);
   if (t >= total) return end_factor;
-  double progress = static_cast<double>(t - warmup) / static_cast<double>(std::max<int64_t>(1, total - warmup));
+  double progress =
+      static_cast<double>(t - warmup) / static_cast<double>(std::max<int64_t>(1, total - warmup));
   return 1 + (end_factor - 1) * progress;
 }
 
