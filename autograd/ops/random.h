@@ -17,7 +17,10 @@ class Generator {
   Generator(const Generator& other) { *this = other; }
   // Copies the state (not the lock): the copy continues the same sequence.
   Generator& operator=(const Generator& other);
-  void seed(uint64_t s) { engine_.seed(s); }
+  void seed(uint64_t s) {
+    engine_.seed(s);
+    has_spare_ = false;  // a cached second normal belongs to the old stream
+  }
   uint64_t next() { return engine_(); }
   // uniform in [0, 1)
   double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
