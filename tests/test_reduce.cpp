@@ -433,3 +433,21 @@ TEST_CASE("check_tape replays and checks every reduction node on its own") {
     CHECK(std::find(ops.begin(), ops.end(), op) != ops.end());
   }
 }
+
+TEST_CASE("reductions of tensors large enough to be split between threads are exact") {
+  // 200,000 elements: above the parallel grain, so a full reduction is shared between threads.
+  // Two threads once wrote the same output and one half of the sum was lost.
+  Tensor x = ones({200000}, float64);
+  for (int rep = 0; rep < 20; ++rep) CHECK(sum(x).item() == 200000.0);
+  Tensor r = arange(0, 200000, 1, float64);
+  CHECK(amax(r).item() == 199999.0);
+  CHECK(amin(r).item() == 0.0);
+  CHECK(mean(r).item() == doctest::Approx(99999.5));
+  // Strided (every other element of a transposed view) and a reduced inner axis with few rows.
+  Tensor m = ones({2, 300000}, float64);
+  CHECK(sum(slice(m, 1, 0, 300000, 2)).item() == 300000.0);
+  CHECK(sum(m, {1}).to_vector<double>() == std::vector<double>{300000.0, 300000.0});
+  CHECK(sum(m.t(), {0}).to_vector<double>() == std::vector<double>{300000.0, 300000.0});
+  Tensor f = ones({300000});
+  CHECK(sum(f).item() == 300000.0);
+}

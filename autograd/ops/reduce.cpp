@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <type_traits>
+#include <vector>
 
 #include <fmt/ranges.h>
 
@@ -103,6 +104,40 @@ void reduce_kernel(const Tensor& out_keep, const Tensor& x, Combine combine) {
   auto L = kernels::make_loop<2>(x.shape(), {out_keep.impl(), x.impl()});
   bool parallel = true;
   for (int64_t d = 0; d + 1 < L.ndim; ++d) parallel = parallel && L.stride[0][d] != 0;
+  const int64_t inner = L.size[L.ndim - 1];
+  if (L.numel > 0 && L.stride[0][L.ndim - 1] == 0) {
+    // The innermost axis is reduced. for_each_row splits long rows between threads when there are
+    // fewer rows than threads, and two threads would then read-modify-write the same output.
+    int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+    if (L.ndim == 1 && threads > 1 && inner >= 2 * kernels::kParallelGrain) {
+      // One long row into one value: per-thread partial results, combined in thread order (the
+      // same result on every run with the same thread count).
+      threads = static_cast<int>(std::min<int64_t>(threads, inner / kernels::kParallelGrain));
+      std::vector<Acc> part(threads);
+      std::vector<char> has(threads, 0);
+      const char* base = L.base[1];
+      const int64_t step = L.stride[1][0];
+#pragma omp parallel num_threads(threads)
+      {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int64_t b = inner * t / nt, e = inner * (t + 1) / nt;
+        if (b < e) {
+          Acc acc = static_cast<Acc>(*reinterpret_cast<const T*>(base + b * step));
+          for (int64_t i = b + 1; i < e; ++i)
+            acc = combine(acc, static_cast<Acc>(*reinterpret_cast<const T*>(base + i * step)));
+          part[t] = acc;
+          has[t] = 1;
+        }
+      }
+      T* o = reinterpret_cast<T*>(L.base[0]);
+      Acc acc = static_cast<Acc>(*o);
+      for (int t = 0; t < threads; ++t)
+        if (has[t]) acc = combine(acc, part[t]);
+      *o = static_cast<T>(acc);
+      return;
+    }
+    if (L.numel / inner < threads) parallel = false;
+  }
   kernels::for_each_row(
       L,
       [combine](char** p, const int64_t* s, int64_t n) {
