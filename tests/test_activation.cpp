@@ -186,3 +186,17 @@ TEST_CASE("check_tape replays and checks every activation node on its own") {
   CHECK(r.nodes_skipped == 0);
   CHECK(r.nodes_checked >= 7);
 }
+
+TEST_CASE("relu_backward: g where relu's output is positive, itself differentiable in g") {
+  Tensor out = relu(Tensor::from_vector(std::vector<double>{-1, 0, 2, 3}));
+  Tensor g = Tensor::from_vector(std::vector<double>{5, 6, 7, 8});
+  CHECK(relu_backward(g, out).to_vector<double>() == std::vector<double>{0, 0, 7, 8});
+  Tensor o2 = relu(test::leaf({2, 3}, -1, 1, 31).detach());
+  check_gradients([o2](const TensorList& a) { return relu_backward(a[0], o2); },
+                  {test::leaf({2, 3}, -1, 1, 32)});
+  // Second derivative of a function through relu (x away from 0).
+  Tensor x = Tensor::from_vector(std::vector<double>{-0.7, 0.4, 1.3}).requires_grad_();
+  check_gradients([](const TensorList& a) { return relu(a[0]) * a[0]; }, {x});
+  CHECK_THROWS_WITH_PARTS(relu_backward(zeros({2}), zeros({3})), ShapeError, "relu_backward", "[2]",
+                          "[3]");
+}

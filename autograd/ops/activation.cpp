@@ -38,11 +38,30 @@ Tensor relu(const Tensor& x) {
   if (any_requires_grad({&x}))
     record(
         "relu", {&x}, out, {Save{out, true}},
-        [](Node& n, const Tensor& g) -> TensorList {
-          return {where(positive(n.saved(0)), g, scalar_like(g, 0.0))};
-        },
+        [](Node& n, const Tensor& g) -> TensorList { return {relu_backward(g, n.saved(0))}; },
         [](const TensorList& a) { return relu(a[0]); });
   return out;
+}
+
+Tensor relu_backward(const Tensor& g, const Tensor& out) {
+  if (!(g.shape() == out.shape()))
+    fail<ShapeError>("relu_backward: gradient of shape {} for an output of shape {}", g.shape(),
+                     out.shape());
+  if (g.dtype() != out.dtype())
+    fail<DtypeError>("relu_backward: gradient dtype {} differs from the output's {}",
+                     dtype_name(g.dtype()), dtype_name(out.dtype()));
+  Tensor r = Tensor::empty(g.shape(), g.dtype());
+  kernels::dispatch_floating(g.dtype(), "relu_backward", [&]<class T>() {
+    kernels::map<T, T, T>(
+        r, [](T a, T o) { return o > T(0) ? a : T(0); }, g, out);
+  });
+  // Linear in g with a piecewise-constant factor: d/dg = [out > 0], d/dout = 0.
+  if (any_requires_grad({&g}))
+    record(
+        "relu_backward", {&g}, r, {Save{out}},
+        [](Node& n, const Tensor& gg) -> TensorList { return {relu_backward(gg, n.saved(0))}; },
+        [o = out.detach()](const TensorList& a) { return relu_backward(a[0], o); });
+  return r;
 }
 
 Tensor leaky_relu(const Tensor& x, double slope) {

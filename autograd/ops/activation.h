@@ -11,6 +11,9 @@ namespace ag {
 
 // max(x, 0).                         d = [x > 0]
 Tensor relu(const Tensor& x);
+// g * [out > 0] in one pass (relu's backward, given relu's output). Differentiable in g
+// (d/dg = [out > 0]); the factor is piecewise constant, so no gradient flows to `out`.
+Tensor relu_backward(const Tensor& g, const Tensor& out);
 // x > 0 ? x : slope x.               d = x > 0 ? 1 : slope
 Tensor leaky_relu(const Tensor& x, double slope = 0.01);
 // x > 0 ? x : alpha (e^x - 1).       d = x > 0 ? 1 : out + alpha
