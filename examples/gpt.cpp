@@ -7,7 +7,7 @@
 //   gpt finetune --from CKPT --data FILE [--steps N] [--out CKPT2] [--lora-rank R]
 //                [--lora-alpha A] [--batch B] [--accum K] [--lr LR] [--warmup W] [--eval-every E]
 //                [--seed S] [--log CSV]
-//   gpt plot     --out SVG CSV[=label]...
+//   gpt plot     --out SVG [--title T] CSV[=label]...
 //
 // train: AdamW (weight decay 0.1 on matrices, none on biases and LayerNorm gains), linear warmup
 // then cosine decay to a tenth of the peak learning rate, the gradient's global norm clipped
@@ -64,7 +64,7 @@ const char* kUsage =
     "  gpt finetune --from CKPT --data FILE [--steps N] [--out CKPT2] [--lora-rank R]\n"
     "               [--lora-alpha A] [--batch B] [--accum K] [--lr LR] [--warmup W]\n"
     "               [--eval-every E] [--seed S] [--log CSV]\n"
-    "  gpt plot     --out SVG CSV[=label]...\n";
+    "  gpt plot     --out SVG [--title T] CSV[=label]...\n";
 
 // "--name value" options of one subcommand. Every option must be known to the subcommand and given
 // once; values are checked when read.
