@@ -4,7 +4,15 @@
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <string>
+#include <vector>
 
 #include "autograd/autograd.h"
 
@@ -59,6 +67,74 @@ inline bool allclose(const Tensor& a, const Tensor& b, double atol = 1e-6, doubl
   for (size_t i = 0; i < x.size(); ++i)
     if (!(std::abs(x[i] - y[i]) <= atol + rtol * std::abs(y[i]))) return false;
   return true;
+}
+
+// ---- values ----
+
+// Exact float64 tensors (Tensor({...}) would round the values through float32 first).
+inline Tensor f64(std::vector<double> v) { return Tensor::from_vector(v); }
+inline Tensor f64(std::vector<double> v, const ag::Shape& shape) {
+  return Tensor::from_vector(v, shape);
+}
+
+// All elements, row-major, as double.
+inline std::vector<double> values(const Tensor& t) {
+  return t.detach().to(ag::float64).to_vector<double>();
+}
+
+// Checks every element against the expected values, to a relative tolerance.
+inline void check_values(const Tensor& got, const std::vector<double>& expected,
+                         double tol = 1e-12) {
+  auto v = values(got);
+  REQUIRE(v.size() == expected.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    INFO("element " << i);
+    CHECK(v[i] == doctest::Approx(expected[i]).epsilon(tol));
+  }
+}
+
+inline bool all_finite(const Tensor& t) {
+  for (double v : values(t))
+    if (!std::isfinite(v)) return false;
+  return true;
+}
+
+// ---- files ----
+
+// A fresh directory, removed with everything in it at the end of the test.
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    static std::atomic<int> counter{0};
+    path = std::filesystem::temp_directory_path() /
+           fmt::format("ag_test_{}_{}", ::getpid(), counter++);
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string file(const std::string& name) const { return (path / name).string(); }
+  // Names of the files in the directory, sorted.
+  std::vector<std::string> listing() const {
+    std::vector<std::string> names;
+    for (auto& e : std::filesystem::directory_iterator(path))
+      names.push_back(e.path().filename().string());
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+};
+
+inline std::string read_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+inline void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream f(path, std::ios::binary);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
 }  // namespace test

@@ -5,24 +5,16 @@
 #include "support.h"
 
 using namespace ag;
+using test::all_finite;
 using test::check_gradients;
+using test::check_values;
+using test::f64;
 
 namespace {
 
-// Exact float64 values (Tensor({...}) would round them through float32 first).
-Tensor f64(std::initializer_list<double> v) { return Tensor::from_vector(std::vector<double>(v)); }
 // Inputs away from 0 (the kink of relu, leaky_relu and elu).
 Tensor away_from_zero() {
   return f64({-1.5, -0.3, 0.4, 0.9, -2.0, 1.7}).reshape({2, 3}).detach().requires_grad_();
-}
-
-void check_values(const Tensor& got, const std::vector<double>& expected, double tol = 1e-12) {
-  auto v = got.to(float64).to_vector<double>();
-  REQUIRE(v.size() == expected.size());
-  for (size_t i = 0; i < v.size(); ++i) {
-    INFO("element " << i);
-    CHECK(v[i] == doctest::Approx(expected[i]).epsilon(tol));
-  }
 }
 
 // d activation / dx at each element of x, via backward.
@@ -30,12 +22,6 @@ Tensor derivative(Tensor (*f)(const Tensor&), const Tensor& x) {
   Tensor xl = x.detach().requires_grad_();
   f(xl).sum().backward();
   return xl.grad();
-}
-
-bool all_finite(const Tensor& t) {
-  for (double v : t.to(float64).to_vector<double>())
-    if (!std::isfinite(v)) return false;
-  return true;
 }
 
 double sigmoid_of(double x) { return 1 / (1 + std::exp(-x)); }

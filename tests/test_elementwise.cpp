@@ -12,6 +12,8 @@
 
 using namespace ag;
 using test::check_gradients;
+using test::check_values;
+using test::f64;
 using test::leaf;
 
 namespace {
@@ -21,18 +23,7 @@ const double kInf = std::numeric_limits<double>::infinity();
 
 using BinaryFn = std::function<Tensor(const Tensor&, const Tensor&)>;
 
-Tensor f64(std::vector<double> v, const Shape& shape) { return Tensor::from_vector(v, shape); }
-Tensor f64(std::vector<double> v) { return Tensor::from_vector(v); }
 Tensor i64(std::vector<int64_t> v) { return Tensor::from_vector(v); }
-
-void check_values(const Tensor& got, const std::vector<double>& expected, double tol = 1e-12) {
-  auto v = got.to(float64).to_vector<double>();
-  REQUIRE(v.size() == expected.size());
-  for (size_t i = 0; i < v.size(); ++i) {
-    INFO("element " << i);
-    CHECK(v[i] == doctest::Approx(expected[i]).epsilon(tol));
-  }
-}
 
 std::vector<bool> mask_values(const Tensor& m) {
   REQUIRE(m.dtype() == boolean);

@@ -6,6 +6,7 @@
 using namespace ag;
 using test::check_gradients;
 using test::leaf;
+using test::values;
 
 namespace {
 
@@ -14,7 +15,6 @@ Tensor iota(const Shape& s) {
 }
 Tensor idx(std::vector<int64_t> v) { return Tensor::from_vector(v); }
 Tensor idx(std::vector<int64_t> v, const Shape& s) { return Tensor::from_vector(v, s); }
-std::vector<double> values(const Tensor& t) { return t.to(float64).to_vector<double>(); }
 
 }  // namespace
 

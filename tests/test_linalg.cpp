@@ -6,6 +6,7 @@
 using namespace ag;
 using test::check_gradients;
 using test::leaf;
+using test::values;
 
 namespace {
 
@@ -26,8 +27,6 @@ void check_close(const std::vector<double>& got, const std::vector<double>& want
     CHECK(got[i] == doctest::Approx(want[i]).epsilon(tol).scale(1.0));
   }
 }
-
-std::vector<double> values(const Tensor& t) { return t.to(float64).to_vector<double>(); }
 
 }  // namespace
 

@@ -7,13 +7,14 @@
 #include "support.h"
 
 using namespace ag;
+using test::all_finite;
 using test::check_gradients;
+using test::check_values;
+using test::f64;
 using test::leaf;
 
 namespace {
 
-// Exact float64 values (Tensor({...}) would round them through float32 first).
-Tensor f64(std::vector<double> v, const Shape& shape) { return Tensor::from_vector(v, shape); }
 Tensor labels(std::vector<int64_t> v) { return Tensor::from_vector(v); }
 Tensor label(int64_t v) { return Tensor::from_vector(std::vector<int64_t>{v}).reshape({}); }
 
@@ -21,21 +22,6 @@ double lse(const std::vector<double>& row) {
   double s = 0;
   for (double v : row) s += std::exp(v);
   return std::log(s);
-}
-
-void check_values(const Tensor& got, const std::vector<double>& expected, double tol = 1e-12) {
-  auto v = got.to(float64).to_vector<double>();
-  REQUIRE(v.size() == expected.size());
-  for (size_t i = 0; i < v.size(); ++i) {
-    INFO("element " << i);
-    CHECK(v[i] == doctest::Approx(expected[i]).epsilon(tol));
-  }
-}
-
-bool all_finite(const Tensor& t) {
-  for (double v : t.to(float64).to_vector<double>())
-    if (!std::isfinite(v)) return false;
-  return true;
 }
 
 // logits [[1, 2, 3], [1, 0, -1]]

@@ -6,6 +6,7 @@
 #include "support.h"
 
 using namespace ag;
+using test::all_finite;
 using test::check_gradients;
 using test::leaf;
 
@@ -24,12 +25,6 @@ double logsumexp_of(const std::vector<double>& row) {
 }
 
 double sigmoid_of(double x) { return 1 / (1 + std::exp(-x)); }
-
-bool all_finite(const Tensor& t) {
-  for (double v : t.to(float64).to_vector<double>())
-    if (!std::isfinite(v)) return false;
-  return true;
-}
 
 }  // namespace
 

@@ -8,29 +8,13 @@
 #include "support.h"
 
 using namespace ag;
+using test::all_finite;
 using test::check_gradients;
+using test::check_values;
+using test::f64;
 using test::leaf;
 
 namespace {
-
-// Exact float64 values (Tensor({...}) would round them through float32 first).
-Tensor f64(std::vector<double> v, const Shape& shape) { return Tensor::from_vector(v, shape); }
-Tensor f64(std::vector<double> v) { return Tensor::from_vector(v); }
-
-void check_values(const Tensor& got, const std::vector<double>& expected, double tol = 1e-12) {
-  auto v = got.to(float64).to_vector<double>();
-  REQUIRE(v.size() == expected.size());
-  for (size_t i = 0; i < v.size(); ++i) {
-    INFO("element " << i);
-    CHECK(v[i] == doctest::Approx(expected[i]).epsilon(tol));
-  }
-}
-
-bool all_finite(const Tensor& t) {
-  for (double v : t.to(float64).to_vector<double>())
-    if (!std::isfinite(v)) return false;
-  return true;
-}
 
 // x [2, 3] = {{1, 2, 3}, {4, 6, 8}}
 Tensor small() { return f64({1, 2, 3, 4, 6, 8}, {2, 3}); }

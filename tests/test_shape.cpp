@@ -6,14 +6,13 @@
 using namespace ag;
 using test::check_gradients;
 using test::leaf;
+using test::values;
 
 namespace {
 
 Tensor iota(const Shape& s) {
   return arange(0, static_cast<double>(s.numel()), 1, float64).reshape(s);
 }
-
-std::vector<double> values(const Tensor& t) { return t.to(float64).to_vector<double>(); }
 
 bool shares_storage(const Tensor& a, const Tensor& b) {
   return a.impl()->storage == b.impl()->storage;

@@ -12,14 +12,11 @@
 
 using namespace ag;
 using test::check_gradients;
+using test::f64;
 using test::leaf;
+using test::values;
 
 namespace {
-
-std::vector<double> values(const Tensor& t) { return t.detach().to(float64).to_vector<double>(); }
-
-Tensor f64(std::vector<double> v) { return Tensor::from_vector(v); }
-Tensor f64(std::vector<double> v, const Shape& s) { return Tensor::from_vector(v, s); }
 
 void check_values(const Tensor& got, const std::vector<double>& expected, double tol = 1e-12) {
   auto v = values(got);

@@ -12,6 +12,7 @@
 using namespace ag;
 using test::check_gradients;
 using test::leaf;
+using test::values;
 
 namespace {
 
@@ -79,8 +80,6 @@ int64_t mismatches(const Case& c, const Tensor& x) {
   }
   return bad;
 }
-
-std::vector<double> values(const Tensor& t) { return t.to(float64).to_vector<double>(); }
 
 }  // namespace
 
