@@ -136,6 +136,12 @@ void for_each_row(const Loop<N>& L, Body body, bool parallel = true) {
     }
     return;
   }
+  // Few long rows: split each row into pieces, unless the output is reduced along the row (stride
+  // 0): then every piece would read-modify-write the same output element.
+  if (L.stride[0][L.ndim - 1] == 0) {
+    run_rows(L, 0, rows, body);
+    return;
+  }
   // Few long rows: split each row into pieces.
   for (int64_t row = 0; row < rows; ++row) {
 #pragma omp parallel num_threads(threads)

@@ -106,8 +106,8 @@ void reduce_kernel(const Tensor& out_keep, const Tensor& x, Combine combine) {
   for (int64_t d = 0; d + 1 < L.ndim; ++d) parallel = parallel && L.stride[0][d] != 0;
   const int64_t inner = L.size[L.ndim - 1];
   if (L.numel > 0 && L.stride[0][L.ndim - 1] == 0) {
-    // The innermost axis is reduced. for_each_row splits long rows between threads when there are
-    // fewer rows than threads, and two threads would then read-modify-write the same output.
+    // The innermost axis is reduced: for_each_row shares out whole rows only, so a single long row
+    // would run on one thread.
     int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
     if (L.ndim == 1 && threads > 1 && inner >= 2 * kernels::kParallelGrain) {
       // One long row into one value: per-thread partial results, combined in thread order (the
@@ -136,7 +136,6 @@ void reduce_kernel(const Tensor& out_keep, const Tensor& x, Combine combine) {
       *o = static_cast<T>(acc);
       return;
     }
-    if (L.numel / inner < threads) parallel = false;
   }
   kernels::for_each_row(
       L,
