@@ -51,6 +51,33 @@ TEST_CASE("2-D matmul against a naive loop, float64 and float32, with strided op
   CHECK(matmul(a.to(float32), b).dtype() == float64);
 }
 
+TEST_CASE("large GEMMs cut into per-thread blocks give the naive loop's values") {
+  // Above ~1M multiply-adds the GEMM is split into blocks of rows or columns, one per thread;
+  // sizes not a multiple of the block, every transpose combination and column slices (leading
+  // dimension wider than the block) must all land in the right place.
+  struct Case {
+    int64_t m, k, n;
+  };
+  for (Case c : {Case{70, 300, 130}, Case{300, 40, 257}, Case{64, 784, 256}, Case{256, 64, 784}}) {
+    CAPTURE(c.m);
+    CAPTURE(c.k);
+    CAPTURE(c.n);
+    Tensor a = leaf({c.m, c.k}, -1, 1, 11).detach(), b = leaf({c.k, c.n}, -1, 1, 12).detach();
+    auto want = naive(values(a), values(b), c.m, c.k, c.n);
+    Tensor at = a.t().contiguous().t(), bt = b.t().contiguous().t();
+    for (auto [x, y] : {std::pair{a, b}, std::pair{at, b}, std::pair{a, bt}, std::pair{at, bt}}) {
+      check_close(values(matmul(x, y)), want, 1e-12);
+      check_close(values(matmul(x.to(float32), y.to(float32))), want, 1e-4);
+    }
+    // A column slice of a wider matrix as the right operand, and linear's x W^T form.
+    Tensor wide = leaf({c.k, c.n + 5}, -1, 1, 13).detach();
+    Tensor cols = slice(wide, 1, 2, c.n + 2);
+    check_close(values(matmul(a, cols)), naive(values(a), values(cols.contiguous()), c.m, c.k, c.n),
+                1e-12);
+    check_close(values(linear(a, bt.t())), want, 1e-12);
+  }
+}
+
 TEST_CASE("1-D operands: dot, vector-matrix, matrix-vector; outer") {
   Tensor v = Tensor::from_vector(std::vector<double>{1, 2, 3});
   Tensor w = Tensor::from_vector(std::vector<double>{4, 5, 6});
