@@ -12,6 +12,9 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <xsimd/xsimd.hpp>
 
+#include <algorithm>
+#include <cmath>
+
 #include "autograd/kernels/loops.h"
 
 namespace ag::kernels {
@@ -40,6 +43,39 @@ void map_simd(const Tensor& out, F f, const In&... in) {
     }
     (std::make_index_sequence<sizeof...(In)>{});
   });
+}
+
+}  // namespace ag::kernels
+
+namespace ag::kernels {
+
+// Row helper for softmax-like ops: y[k] = exp(x[k] - shift) for a contiguous row of n values
+// (y may be null when only the sum is wanted), returning sum_k y[k]. The exponentials are taken in
+// T, a SIMD register at a time; the sum is kept in double, adding float partials of at most 16
+// values per lane, so long rows (a 50k vocabulary) lose no accuracy to the running total.
+template <class T>
+double exp_shifted_sum(const T* x, T* y, int64_t n, T shift) {
+  using B = xsimd::batch<T>;
+  constexpr int64_t W = B::size;
+  constexpr int64_t kChunk = 16 * W;
+  const B vs(shift);
+  double total = 0;
+  int64_t k = 0;
+  for (; k + W <= n;) {
+    B part(T(0));
+    for (int64_t end = std::min(n - W, k + kChunk - W); k <= end; k += W) {
+      B e = xsimd::exp(B::load_unaligned(x + k) - vs);
+      if (y) e.store_unaligned(y + k);
+      part += e;
+    }
+    total += static_cast<double>(xsimd::hadd(part));
+  }
+  for (; k < n; ++k) {
+    T e = std::exp(x[k] - shift);
+    if (y) y[k] = e;
+    total += static_cast<double>(e);
+  }
+  return total;
 }
 
 }  // namespace ag::kernels

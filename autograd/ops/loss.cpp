@@ -5,6 +5,7 @@
 #include <string>
 
 #include "autograd/kernels/dispatch.h"
+#include "autograd/kernels/simd.h"
 #include "autograd/node.h"
 #include "autograd/ops/elementwise.h"
 #include "autograd/ops/reduce.h"
@@ -47,12 +48,45 @@ void check_smoothing(double eps, const char* op) {
 // log(sum(exp(row))) of a contiguous row, shifted by its max.
 template <class T>
 double row_logsumexp(const T* row, int64_t c) {
-  double m = -std::numeric_limits<double>::infinity();
-  for (int64_t j = 0; j < c; ++j) m = std::max(m, static_cast<double>(row[j]));
+  T m = -std::numeric_limits<T>::infinity();
+  for (int64_t j = 0; j < c; ++j) m = std::max(m, row[j]);
   if (!std::isfinite(m)) m = 0;  // a row of -inf / +inf / NaN: the unshifted sum says so
-  double s = 0;
-  for (int64_t j = 0; j < c; ++j) s += std::exp(static_cast<double>(row[j]) - m);
-  return m + std::log(s);
+  return static_cast<double>(m) + std::log(kernels::exp_shifted_sum(row, (T*)nullptr, c, m));
+}
+
+// cross_entropy's gradient in one pass over the logits x [rows, c]:
+//   dx[i, j] = (softmax(x[i])[j] - q[i, j]) * g[i] * w[i],  q = (1 - eps) onehot(t) + eps / c
+// (the composite formula of the backward below, without its five temporaries). g is 0-d or
+// [rows]; w is zero on ignored rows. Not recorded: used when no graph of the backward is built.
+Tensor cross_entropy_grad(const Tensor& logits, const Tensor& target, const Tensor& weight,
+                          const Tensor& g, double eps, int64_t ignore_index) {
+  const Dtype d = logits.dtype();
+  Tensor x = logits.contiguous(), w = weight.contiguous(), gc = g.to(d).contiguous();
+  Tensor out = Tensor::empty(x.shape(), d);
+  const int64_t c = x.shape().back(), rows = x.numel() / c;
+  const int64_t* tv = target.data<int64_t>();
+  kernels::dispatch_floating(d, "cross_entropy", [&]<class T>() {
+    const T* px = x.data<T>();
+    const T* pw = w.data<T>();
+    const T* pg = gc.data<T>();
+    const bool g_scalar = gc.numel() == 1;
+    T* po = out.data<T>();
+    const T spread = static_cast<T>(eps / static_cast<double>(c));
+#pragma omp parallel for if (rows * c > (1 << 16))
+    for (int64_t i = 0; i < rows; ++i) {
+      const T* row = px + i * c;
+      T* o = po + i * c;
+      T m = -std::numeric_limits<T>::infinity();
+      for (int64_t j = 0; j < c; ++j) m = std::max(m, row[j]);
+      const T inv = static_cast<T>(1.0 / kernels::exp_shifted_sum(row, o, c, m));
+      const T scale = (g_scalar ? pg[0] : pg[i]) * pw[i];
+      const bool ignored = tv[i] == ignore_index;
+      const T q = ignored ? T(0) : spread;
+      for (int64_t j = 0; j < c; ++j) o[j] = (o[j] * inv - q) * scale;
+      if (!ignored) o[tv[i]] -= static_cast<T>(1 - eps) * scale;
+    }
+  });
+  return out;
 }
 
 // The (smoothed) one-hot target rows q = (1 - eps) onehot(t) + eps / C; ignored rows are zero.
@@ -145,8 +179,11 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, std::string_vie
     record(
         op, {&logits}, out, {Save{logits}, Save{t}, Save{weight}},
         [c, eps, ignore_index, batched](Node& n, const Tensor& g) -> TensorList {
-          // d/dx = (softmax(x) - q) * g * weight, per row.
+          // d/dx = (softmax(x) - q) * g * weight, per row. Fused unless the backward itself is
+          // being recorded (create_graph), which needs the differentiable composite.
           Tensor xs = n.saved(0);
+          if (!is_grad_enabled())
+            return {cross_entropy_grad(xs, n.saved(1), n.saved(2), g, eps, ignore_index)};
           Tensor q = smoothed_one_hot(n.saved(1), c, eps, ignore_index, xs.dtype(), xs.shape());
           Tensor scale = mul(g, n.saved(2));
           if (batched) scale = unsqueeze(scale, 1);

@@ -10,6 +10,7 @@
 
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/loops.h"
+#include "autograd/kernels/simd.h"
 #include "autograd/node.h"
 #include "autograd/ops/elementwise.h"
 #include "autograd/ops/shape.h"
@@ -420,30 +421,33 @@ Tensor norm(const Tensor& x, double p, const Axes& axes_in, bool keepdim) {
 namespace {
 
 // Softmax (or log-softmax) of every lane of x [outer, n, inner] along n, shifted by the lane's max.
+// Exponentials in T (vectorised on contiguous lanes), their sum in double.
 template <class T>
 void softmax_kernel(const T* x, T* y, AxisSplit v, bool log) {
-  using Acc = typename acc_type<T>::type;
 #pragma omp parallel for if (v.outer * v.n * v.inner > kernels::kParallelGrain)
   for (int64_t o = 0; o < v.outer; ++o) {
     for (int64_t i = 0; i < v.inner; ++i) {
       const T* xr = x + o * v.n * v.inner + i;
       T* yr = y + o * v.n * v.inner + i;
+      const int64_t step = v.inner;
       T m = -std::numeric_limits<T>::infinity();
-      for (int64_t k = 0; k < v.n; ++k) m = std::max(m, xr[k * v.inner]);
-      Acc total = 0;
-      for (int64_t k = 0; k < v.n; ++k) {
-        Acc e = std::exp(static_cast<Acc>(xr[k * v.inner]) - static_cast<Acc>(m));
-        total += e;
-        if (!log) yr[k * v.inner] = static_cast<T>(e);
+      for (int64_t k = 0; k < v.n; ++k) m = std::max(m, xr[k * step]);
+      double total = 0;
+      if (step == 1) {
+        total = kernels::exp_shifted_sum(xr, log ? nullptr : yr, v.n, m);
+      } else {
+        for (int64_t k = 0; k < v.n; ++k) {
+          T e = std::exp(xr[k * step] - m);
+          total += static_cast<double>(e);
+          if (!log) yr[k * step] = e;
+        }
       }
       if (log) {
-        Acc lt = std::log(total);
-        for (int64_t k = 0; k < v.n; ++k)
-          yr[k * v.inner] = static_cast<T>(static_cast<Acc>(xr[k * v.inner]) - m - lt);
+        T lt = static_cast<T>(std::log(total));
+        for (int64_t k = 0; k < v.n; ++k) yr[k * step] = (xr[k * step] - m) - lt;
       } else {
-        Acc inv = Acc(1) / total;
-        for (int64_t k = 0; k < v.n; ++k)
-          yr[k * v.inner] = static_cast<T>(static_cast<Acc>(yr[k * v.inner]) * inv);
+        T inv = static_cast<T>(1.0 / total);
+        for (int64_t k = 0; k < v.n; ++k) yr[k * step] *= inv;
       }
     }
   }
