@@ -139,6 +139,28 @@ TEST_CASE("layer_norm backward matches the documented formulas") {
   CHECK(test::allclose(x.grad().sum({1}), zeros({3}, float64), 1e-12));
 }
 
+TEST_CASE("layer_norm: the one-pass backward equals the recorded composite one") {
+  // Plain backward uses the saved mean and rstd in one pass; create_graph takes the composite.
+  // Large enough (rows * n > 65536) that the rows are shared between threads.
+  for (Dtype d : {float64, float32}) {
+    for (bool affine : {true, false}) {
+      CAPTURE(affine);
+      Tensor x = leaf({300, 2, 128}, -2, 2, 31).detach().to(d).requires_grad_();
+      Tensor w = leaf({2, 128}, 0.5, 1.5, 32).detach().to(d).requires_grad_();
+      Tensor b = leaf({2, 128}, -1, 1, 33).detach().to(d).requires_grad_();
+      Tensor y = affine ? layer_norm(x, {2, 128}, w, b) : layer_norm(x, {2, 128});
+      Tensor g = leaf({300, 2, 128}, -1, 1, 34).detach().to(d);
+      TensorList in = affine ? TensorList{x, w, b} : TensorList{x};
+      TensorList fused = grad({y}, in, {g}, /*retain_graph=*/true);
+      TensorList composite = grad({y}, in, {g}, false, /*create_graph=*/true);
+      for (size_t i = 0; i < in.size(); ++i) {
+        CAPTURE(i);
+        check_values(fused[i], composite[i].to_vector<double>(), d == float64 ? 1e-9 : 1e-4);
+      }
+    }
+  }
+}
+
 TEST_CASE("layer_norm errors name the op and the shapes") {
   Tensor x = zeros({2, 3}, float64);
   CHECK_THROWS_WITH_PARTS(layer_norm(x, {4}), ShapeError, "layer_norm", "[2, 3]", "[4]");
