@@ -232,6 +232,42 @@ TEST_CASE("cat, stack, split, chunk") {
   CHECK_THROWS_WITH_PARTS(cat({a, iota({6})}, 0), ShapeError, "cat", "[6]", "[2, 3]");
 }
 
+TEST_CASE("split records one node for all its pieces; their gradients are joined back") {
+  Tensor x = leaf({2, 7});
+  auto p = split(x, 3, 1);  // widths 3, 3, 1
+  REQUIRE(p.size() == 3);
+  CHECK(p[0].grad_fn() == p[2].grad_fn());
+  CHECK(p[1].impl()->output_nr == 1);
+  CHECK(p[0].grad_fn()->name() == "split");
+  // Piece 1 unused: its part of x.grad is zero; piece 2 used twice; retain_grad on a piece.
+  p[2].retain_grad();
+  Tensor y = sum(p[0] * 2.0) + sum(p[2] * p[2]);
+  y.backward();
+  std::vector<double> xv = values(x), want(14, 0.0);
+  for (int64_t r = 0; r < 2; ++r) {
+    for (int64_t c = 0; c < 3; ++c) want[r * 7 + c] = 2.0;
+    want[r * 7 + 6] = 2.0 * xv[r * 7 + 6];
+  }
+  CHECK(values(x.grad()) == want);
+  CHECK(values(p[2].grad()) == std::vector<double>{2.0 * xv[6], 2.0 * xv[13]});
+  // Pieces are views, like slices: writing into one in place while recording is refused.
+  Tensor z = leaf({6});
+  auto q = split(z * 1.0, 2);
+  CHECK_THROWS_WITH_PARTS(q[1].mul_(3.0), AutogradError, "mul_", "view", "[2]");
+  // check_tape replays the split node (all pieces) on its own.
+  TapeReport r = check_tape(
+      [](const TensorList& v) {
+        auto s = split(v[0], 2, 0);
+        return sum(s[0] * s[2]) + sum(s[1]);
+      },
+      {leaf({6, 2})});
+  CHECK(r.ok);
+  CHECK(r.nodes_checked >= 2);
+  bool saw_split = false;
+  for (const auto& n : r.nodes) saw_split = saw_split || n.op == "split";
+  CHECK(saw_split);
+}
+
 TEST_CASE("tril and triu, with offsets; a bool mask stays bool (the causal mask)") {
   Tensor x = iota({3, 3}) + 1.0;
   CHECK(values(tril(x)) == std::vector<double>{1, 0, 0, 4, 5, 0, 7, 8, 9});

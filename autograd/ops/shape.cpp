@@ -394,13 +394,48 @@ Tensor stack(const std::vector<Tensor>& xs, int64_t axis) {
   return cat(u, axis);
 }
 
+namespace {
+// split's node: one output per piece, one input. The pieces' gradients (the engine fills in zeros
+// for a piece that got none) are concatenated back in one copy, instead of each piece scattering
+// into a zero tensor of the whole input's size and the engine summing those.
+class SplitNode final : public Node {
+ public:
+  SplitNode(int64_t axis, size_t pieces) : axis_(axis) { num_outputs_ = uint32_t(pieces); }
+  std::string name() const override { return "split"; }
+  TensorList apply(TensorList&& grads) override { return {cat(grads, axis_)}; }
+
+ private:
+  int64_t axis_;
+};
+}  // namespace
+
 std::vector<Tensor> split(const Tensor& x, int64_t size, int64_t axis) {
   require_axes("split", x);
   axis = normalize_axis(axis, x.dim(), "split");
   if (size <= 0) fail<ValueError>("split: piece size must be positive, got {}", size);
   std::vector<Tensor> r;
   int64_t n = x.shape()[axis];
-  for (int64_t at = 0; at < n; at += size) r.push_back(slice(x, axis, at, std::min(n, at + size)));
+  const bool grad = any_requires_grad({&x});
+  {
+    NoGradGuard ng;
+    for (int64_t at = 0; at < n; at += size)
+      r.push_back(slice(x, axis, at, std::min(n, at + size)));
+  }
+  if (!grad || r.empty()) return r;
+  auto node = std::make_shared<SplitNode>(axis, r.size());
+  node->next_edges.push_back(gradient_edge(x));
+  node->input_meta.push_back(InputMeta{x.shape(), x.dtype()});
+  for (size_t i = 0; i < r.size(); ++i) {
+    node->output_meta.push_back(InputMeta{r[i].shape(), r[i].dtype()});
+    TensorImpl* o = r[i].impl();
+    o->grad_fn = node;
+    o->output_nr = uint32_t(i);
+    o->requires_grad = true;
+  }
+  if (is_tape_checking()) {
+    node->replay_fn = [size, axis](const TensorList& in) { return split(in[0], size, axis); };
+    node->replay_inputs.push_back(x.detach().clone());
+  }
   return r;
 }
 
