@@ -26,23 +26,33 @@ void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, 
               int(n), int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
 }
 
-// C[m, n] = alpha * op(A)[m, k] @ op(B)[k, n] + beta * C, row-major.
+// Below this many multiply-adds a GEMM runs on one thread.
+constexpr int64_t kSplitWork = int64_t(1) << 20;
+
+// C[m, n] = op(A)[m, k] @ op(B)[k, n] (+ bias[n] on every row), row-major, k > 0.
 // Medium GEMMs (the sizes of a training step: batch 64..1024, widths 128..1024) scale poorly when
 // OpenBLAS threads them itself: measured on 2 cores, [256, 64] @ [64, 784] took 142 us threaded
 // and 94 us as two single-threaded halves. So the output is cut into one block per OpenMP thread
 // and each block is one single-threaded GEMM (OpenBLAS runs single-threaded inside a parallel
 // region). Rows are cut when op(A) is the narrow operand (k small next to m, as in weight
-// gradients), columns otherwise; blocks are multiples of 16 so no vector lane is split.
+// gradients), columns otherwise; blocks are multiples of 16 so no vector lane is split. A bias is
+// written into each block by the thread that then accumulates the block's product onto it.
 template <class T>
-void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
-          const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
+          int64_t ldb, T* c, int64_t ldc, const T* bias = nullptr) {
+  auto block = [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    if (bias)
+      for (int64_t r = r0; r < r1; ++r) std::copy(bias + c0, bias + c1, c + r * ldc + c0);
+    blas_gemm(ta, tb, r1 - r0, c1 - c0, k, T(1), ta ? a + r0 : a + r0 * lda, lda,
+              tb ? b + c0 * ldb : b + c0, ldb, bias ? T(1) : T(0), c + r0 * ldc + c0, ldc);
+  };
   constexpr int64_t kBlock = 16;
   int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
   bool by_rows = m >= n || k < m;
   int64_t split = by_rows ? m : n;
   int64_t blocks = std::min<int64_t>(threads, split / (2 * kBlock));
-  if (blocks < 2 || m * n * k < (int64_t(1) << 20)) {
-    blas_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  if (blocks < 2 || m * n * k < kSplitWork) {
+    block(0, m, 0, n);
     return;
   }
 #pragma omp parallel num_threads(int(blocks))
@@ -51,14 +61,7 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a
     int64_t units = (split + kBlock - 1) / kBlock;
     int64_t lo = std::min(split, units * t / nt * kBlock);
     int64_t hi = std::min(split, units * (t + 1) / nt * kBlock);
-    if (hi > lo) {
-      if (by_rows)
-        blas_gemm(ta, tb, hi - lo, n, k, alpha, ta ? a + lo : a + lo * lda, lda, b, ldb, beta,
-                  c + lo * ldc, ldc);
-      else
-        blas_gemm(ta, tb, m, hi - lo, k, alpha, a, lda, tb ? b + lo * ldb : b + lo, ldb, beta,
-                  c + lo, ldc);
-    }
+    if (hi > lo) by_rows ? block(lo, hi, 0, n) : block(0, m, lo, hi);
   }
 }
 
@@ -115,7 +118,7 @@ Tensor matmul_kernel(const Tensor& a_in, const Tensor& b_in) {
       b_shared = b_shared && (bb[i] == 1 || b.strides()[i] == 0);
     bool a_stacked = !la.trans && a.is_contiguous() && ba == batch;
     if (nbatch > 1 && b_shared && a_stacked) {
-      gemm(false, lb.trans, m * nbatch, n, k, T(1), pa, la.ld, pb, lb.ld, T(0), po, n);
+      gemm(false, lb.trans, m * nbatch, n, k, pa, la.ld, pb, lb.ld, po, n);
       return;
     }
     // Broadcast batch strides of each operand.
@@ -129,8 +132,7 @@ Tensor matmul_kernel(const Tensor& a_in, const Tensor& b_in) {
     std::vector<int64_t> idx(nd, 0);
     int64_t oa = 0, ob = 0;
     for (int64_t t = 0; t < nbatch; ++t) {
-      gemm(la.trans, lb.trans, m, n, k, T(1), pa + oa, la.ld, pb + ob, lb.ld, T(0), po + t * m * n,
-           n);
+      gemm(la.trans, lb.trans, m, n, k, pa + oa, la.ld, pb + ob, lb.ld, po + t * m * n, n);
       for (int64_t d = nd - 1; d >= 0; --d) {
         oa += sa[d];
         ob += sb[d];
@@ -234,22 +236,17 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
     MatrixLayout lx = layout(x2), lw = layout(wr);
     kernels::dispatch_floating(d, "linear", [&]<class T>() {
       T* po = out.data<T>();
-      T beta = T(0);
-      if (b.defined()) {
-        Tensor bc = b.contiguous();
-        const T* pb = bc.data<T>();
-        for (int64_t r = 0; r < rows; ++r)
-          for (int64_t j = 0; j < outf; ++j) po[r * outf + j] = pb[j];
-        beta = T(1);
-      }
+      Tensor bc = b.defined() ? b.contiguous() : Tensor();
+      const T* pb = b.defined() ? bc.data<T>() : nullptr;
       if (in == 0) {
-        if (!b.defined()) std::fill(po, po + out.numel(), T(0));
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t j = 0; j < outf; ++j) po[r * outf + j] = pb ? pb[j] : T(0);
         return;
       }
       const T* px = static_cast<const T*>(x2.impl()->storage->data) + x2.offset();
       const T* pw = static_cast<const T*>(wr.impl()->storage->data) + wr.offset();
-      // out[rows, outf] = x2[rows, in] @ W[outf, in]^T
-      gemm(lx.trans, !lw.trans, rows, outf, in, T(1), px, lx.ld, pw, lw.ld, beta, po, outf);
+      // out[rows, outf] = x2[rows, in] @ W[outf, in]^T (+ b)
+      gemm(lx.trans, !lw.trans, rows, outf, in, px, lx.ld, pw, lw.ld, po, outf, pb);
     });
   }
   if (any_requires_grad({&x, &w, &b}))
