@@ -40,7 +40,6 @@ void layer_norm_rows(const T* x, const T* w, const T* b, T* out, T* mean, T* rst
   }
 }
 
-
 // LayerNorm's backward in one pass over the rows of x [rows, n], from the mean and rstd the forward
 // saved (xhat = (x - mean) * rstd, gy = g * w, or g without a weight):
 //   gx = rstd * (gy - mean(gy) - xhat * mean(gy * xhat))   per row
@@ -144,9 +143,9 @@ Tensor layer_norm(const Tensor& x_in, const Shape& ns, const Tensor& weight, con
             int64_t n = ns.numel(), rows = n ? x.numel() / n : 0;
             kernels::dispatch_floating(d, "layer_norm", [&]<class T>() {
               auto ptr = [](const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
-              layer_norm_backward_rows<T>(x.data<T>(), gc.data<T>(), ptr(w), node.saved(2).data<T>(),
-                                          node.saved(3).data<T>(), ptr(gx), ptr(gwt), ptr(gb),
-                                          rows, n);
+              layer_norm_backward_rows<T>(x.data<T>(), gc.data<T>(), ptr(w),
+                                          node.saved(2).data<T>(), node.saved(3).data<T>(), ptr(gx),
+                                          ptr(gwt), ptr(gb), rows, n);
             });
             return {gx, gwt, gb};
           }
