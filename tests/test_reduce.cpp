@@ -13,6 +13,7 @@ using test::check_gradients;
 using test::check_values;
 using test::f64;
 using test::leaf;
+using test::values;
 
 namespace {
 
@@ -292,6 +293,45 @@ TEST_CASE("softmax: values, rows sum to 1, any axis") {
   CHECK(test::allclose(softmax(add(x, 100.0), 1), softmax(x, 1), 1e-12));
   CHECK(test::allclose(softmax(x.to(float32), 2).to(float64), softmax(x, 2), 1e-6));
   check_values(softmax(f64({-inf, 0.0, 0.0})), {0, 0.5, 0.5});
+}
+
+TEST_CASE("softmax and log_softmax rows of every length match a double computation") {
+  // Contiguous rows run a SIMD register at a time with a scalar tail; lanes along a non-last axis
+  // take the strided loop. Both against the same formula in double, in float32 and float64.
+  for (int64_t n : {1, 7, 15, 16, 17, 33, 300}) {
+    CAPTURE(n);
+    Tensor x = leaf({3, n}, -6, 6, 40 + n).detach();
+    auto xv = values(x);
+    std::vector<double> sm(xv.size()), lsm(xv.size());
+    for (int64_t r = 0; r < 3; ++r) {
+      double m = -INFINITY, s = 0;
+      for (int64_t k = 0; k < n; ++k) m = std::max(m, xv[r * n + k]);
+      for (int64_t k = 0; k < n; ++k) s += std::exp(xv[r * n + k] - m);
+      for (int64_t k = 0; k < n; ++k) {
+        sm[r * n + k] = std::exp(xv[r * n + k] - m) / s;
+        lsm[r * n + k] = xv[r * n + k] - m - std::log(s);
+      }
+    }
+    check_values(softmax(x, -1), sm, 1e-12);
+    check_values(log_softmax(x, -1), lsm, 1e-12);
+    check_values(softmax(x.to(float32), -1), sm, 1e-5);
+    check_values(log_softmax(x.to(float32), -1), lsm, 1e-5);
+    // The same rows as columns: strided lanes.
+    check_values(softmax(x.t().contiguous(), 0).t().contiguous(), sm, 1e-12);
+  }
+  // A masked (-inf) entry gets exactly 0 (log: -inf); a NaN anywhere in a row makes the row NaN.
+  Tensor masked = Tensor::from_vector(std::vector<float>(20, 1.0f), {20});
+  masked.data<float>()[17] = -INFINITY;
+  auto mv = softmax(masked, -1).to_vector<double>();
+  CHECK(mv[17] == 0.0);
+  CHECK(mv[0] == doctest::Approx(1.0 / 19));
+  CHECK(std::isinf(log_softmax(masked, -1).to_vector<double>()[17]));
+  for (int64_t at : {3, 18}) {
+    Tensor bad = Tensor::from_vector(std::vector<float>(20, 1.0f), {20});
+    bad.data<float>()[at] = NAN;
+    for (double v : softmax(bad, -1).to_vector<double>()) CHECK(std::isnan(v));
+    for (double v : log_softmax(bad, -1).to_vector<double>()) CHECK(std::isnan(v));
+  }
 }
 
 TEST_CASE("softmax and log_softmax are finite for logits of +-1e4") {

@@ -14,6 +14,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <type_traits>
 
 #include "autograd/kernels/loops.h"
 
@@ -49,33 +51,79 @@ void map_simd(const Tensor& out, F f, const In&... in) {
 
 namespace ag::kernels {
 
-// Row helper for softmax-like ops: y[k] = exp(x[k] - shift) for a contiguous row of n values
-// (y may be null when only the sum is wanted), returning sum_k y[k]. The exponentials are taken in
-// T, a SIMD register at a time; the sum is kept in double, adding float partials of at most 16
-// values per lane, so long rows (a 50k vocabulary) lose no accuracy to the running total.
-template <class T>
-double exp_shifted_sum(const T* x, T* y, int64_t n, T shift) {
+// Reads W values from p as xsimd::batch<T> (V = the batch type) or one value (V = T).
+template <class V, class T>
+V load(const T* p) {
+  if constexpr (std::is_same_v<V, T>)
+    return *p;
+  else
+    return V::load_unaligned(p);
+}
+
+// sum over k in [0, n) of f(k), where f(k, V{}) returns either a SIMD batch of the terms k .. k+W-1
+// (V = xsimd::batch<T>) or the single term k (V = T); f is a generic lambda written once for both,
+// usually with load<V>. Terms are added in T, a register at a time, and the running total is kept
+// in double, adding T partials of at most 16 terms per lane, so long rows (a 50k vocabulary) lose
+// no accuracy to it.
+template <class T, class F>
+double row_sum(int64_t n, F f) {
   using B = xsimd::batch<T>;
   constexpr int64_t W = B::size;
   constexpr int64_t kChunk = 16 * W;
-  const B vs(shift);
   double total = 0;
   int64_t k = 0;
-  for (; k + W <= n;) {
+  while (k + W <= n) {
     B part(T(0));
-    for (int64_t end = std::min(n - W, k + kChunk - W); k <= end; k += W) {
-      B e = xsimd::exp(B::load_unaligned(x + k) - vs);
-      if (y) e.store_unaligned(y + k);
-      part += e;
-    }
+    for (int64_t end = std::min(n - W, k + kChunk - W); k <= end; k += W) part += f(k, B{});
     total += static_cast<double>(xsimd::hadd(part));
   }
-  for (; k < n; ++k) {
-    T e = std::exp(x[k] - shift);
-    if (y) y[k] = e;
-    total += static_cast<double>(e);
-  }
+  for (; k < n; ++k) total += static_cast<double>(f(k, T{}));
   return total;
+}
+
+// y[k] = f(k) for k in [0, n), f written once for batches and scalars as in row_sum.
+template <class T, class F>
+void map_row(T* y, int64_t n, F f) {
+  using B = xsimd::batch<T>;
+  constexpr int64_t W = B::size;
+  int64_t k = 0;
+  for (; k + W <= n; k += W) f(k, B{}).store_unaligned(y + k);
+  for (; k < n; ++k) y[k] = f(k, T{});
+}
+
+// The largest of a contiguous row's n values (-inf for n = 0). A NaN may or may not be returned
+// when the row holds one; softmax-like callers get NaN rows either way.
+template <class T>
+T row_max(const T* x, int64_t n) {
+  using B = xsimd::batch<T>;
+  constexpr int64_t W = B::size;
+  T m = -std::numeric_limits<T>::infinity();
+  int64_t k = 0;
+  if (n >= W) {
+    B vm = B::load_unaligned(x);
+    for (k = W; k + W <= n; k += W) vm = xsimd::max(vm, B::load_unaligned(x + k));
+    alignas(64) T lanes[W];
+    vm.store_aligned(lanes);
+    for (T v : lanes) m = std::max(m, v);
+  }
+  for (; k < n; ++k) m = std::max(m, x[k]);
+  return m;
+}
+
+// Row helper for softmax-like ops: y[k] = exp(x[k] - shift) for a contiguous row of n values
+// (y may be null when only the sum is wanted), returning sum_k y[k] (in double, as row_sum).
+template <class T>
+double exp_shifted_sum(const T* x, T* y, int64_t n, T shift) {
+  return row_sum<T>(n, [&]<class V>(int64_t k, V) {
+    V e = xsimd::exp(load<V>(x + k) - V(shift));
+    if (y) {
+      if constexpr (std::is_same_v<V, T>)
+        y[k] = e;
+      else
+        e.store_unaligned(y + k);
+    }
+    return e;
+  });
 }
 
 }  // namespace ag::kernels

@@ -19,10 +19,14 @@ namespace {
 // Type promotion: bool < int64 < float32 < float64.
 int rank(Dtype d) {
   switch (d) {
-    case Dtype::boolean: return 0;
-    case Dtype::int64: return 1;
-    case Dtype::float32: return 2;
-    case Dtype::float64: return 3;
+    case Dtype::boolean:
+      return 0;
+    case Dtype::int64:
+      return 1;
+    case Dtype::float32:
+      return 2;
+    case Dtype::float64:
+      return 3;
   }
   return 0;
 }
@@ -74,15 +78,16 @@ Tensor extremum(const char* op, const Tensor& a, const Tensor& b, bool smaller) 
     return (smaller ? y < x : y > x) || y != y ? y : x;
   });
   if (any_requires_grad({&a, &b}))
-    record(op, {&a, &b}, out, {Save{a}, Save{b}},
-           [smaller](Node& n, const Tensor& g) -> TensorList {
-             Tensor a = n.saved(0), b = n.saved(1);
-             Tensor wa = choice_weight(a, b, smaller);
-             return {mul(g, wa), mul(g, rsub(wa, 1.0))};
-           },
-           [smaller](const TensorList& x) {
-             return smaller ? minimum(x[0], x[1]) : maximum(x[0], x[1]);
-           });
+    record(
+        op, {&a, &b}, out, {Save{a}, Save{b}},
+        [smaller](Node& n, const Tensor& g) -> TensorList {
+          Tensor a = n.saved(0), b = n.saved(1);
+          Tensor wa = choice_weight(a, b, smaller);
+          return {mul(g, wa), mul(g, rsub(wa, 1.0))};
+        },
+        [smaller](const TensorList& x) {
+          return smaller ? minimum(x[0], x[1]) : maximum(x[0], x[1]);
+        });
   return out;
 }
 
@@ -103,17 +108,17 @@ Tensor add_scaled(const char* op, const Tensor& a, const Tensor& b, double alpha
     fail<ValueError>("{}: alpha {} must be a whole number for int64 inputs (shapes {} and {})", op,
                      alpha, a.shape(), b.shape());
   if (negate) alpha = -alpha;
-  Tensor out = alpha == 1.0
-                   ? binary_kernel(op, a, b, d, [](auto x, auto y) { return x + y; })
-                   : binary_kernel(op, a, b, d, [alpha](auto x, auto y) {
-                       return x + static_cast<decltype(x)>(alpha) * y;
-                     });
+  Tensor out = alpha == 1.0 ? binary_kernel(op, a, b, d, [](auto x, auto y) { return x + y; })
+                            : binary_kernel(op, a, b, d, [alpha](auto x, auto y) {
+                                return x + static_cast<decltype(x)>(alpha) * y;
+                              });
   if (any_requires_grad({&a, &b}))
-    record(op, {&a, &b}, out, {},
-           [alpha](Node& n, const Tensor& g) -> TensorList {
-             return {g, n.needs_input_grad(1) ? (alpha == 1.0 ? g : mul(g, alpha)) : Tensor()};
-           },
-           [alpha](const TensorList& x) { return add(x[0], x[1], alpha); });
+    record(
+        op, {&a, &b}, out, {},
+        [alpha](Node& n, const Tensor& g) -> TensorList {
+          return {g, n.needs_input_grad(1) ? (alpha == 1.0 ? g : mul(g, alpha)) : Tensor()};
+        },
+        [alpha](const TensorList& x) { return add(x[0], x[1], alpha); });
   return out;
 }
 }  // namespace
@@ -128,48 +133,51 @@ Tensor sub(const Tensor& a, const Tensor& b, double alpha) {
 Tensor mul(const Tensor& a, const Tensor& b) {
   Tensor out = binary_kernel("mul", a, b, arith_dtype(a, b), [](auto x, auto y) { return x * y; });
   if (any_requires_grad({&a, &b}))
-    record("mul", {&a, &b}, out, {Save{a}, Save{b}},
-           [](Node& n, const Tensor& g) -> TensorList {
-             return {n.needs_input_grad(0) ? mul(g, n.saved(1)) : Tensor(),
-                     n.needs_input_grad(1) ? mul(g, n.saved(0)) : Tensor()};
-           },
-           [](const TensorList& x) { return mul(x[0], x[1]); });
+    record(
+        "mul", {&a, &b}, out, {Save{a}, Save{b}},
+        [](Node& n, const Tensor& g) -> TensorList {
+          return {n.needs_input_grad(0) ? mul(g, n.saved(1)) : Tensor(),
+                  n.needs_input_grad(1) ? mul(g, n.saved(0)) : Tensor()};
+        },
+        [](const TensorList& x) { return mul(x[0], x[1]); });
   return out;
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
   Tensor out = binary_kernel("div", a, b, float_dtype(a, b), [](auto x, auto y) { return x / y; });
   if (any_requires_grad({&a, &b}))
-    record("div", {&a, &b}, out, {Save{a}, Save{b}},
-           [](Node& n, const Tensor& g) -> TensorList {
-             Tensor b = n.saved(1);
-             Tensor ga = div(g, b);
-             Tensor gb = n.needs_input_grad(1) ? neg(div(mul(ga, n.saved(0)), b)) : Tensor();
-             return {n.needs_input_grad(0) ? ga : Tensor(), gb};
-           },
-           [](const TensorList& x) { return div(x[0], x[1]); });
+    record(
+        "div", {&a, &b}, out, {Save{a}, Save{b}},
+        [](Node& n, const Tensor& g) -> TensorList {
+          Tensor b = n.saved(1);
+          Tensor ga = div(g, b);
+          Tensor gb = n.needs_input_grad(1) ? neg(div(mul(ga, n.saved(0)), b)) : Tensor();
+          return {n.needs_input_grad(0) ? ga : Tensor(), gb};
+        },
+        [](const TensorList& x) { return div(x[0], x[1]); });
   return out;
 }
 
 Tensor pow(const Tensor& a, const Tensor& b) {
-  Tensor out = binary_kernel("pow", a, b, float_dtype(a, b),
-                             [](auto x, auto y) { return std::pow(x, y); });
+  Tensor out =
+      binary_kernel("pow", a, b, float_dtype(a, b), [](auto x, auto y) { return std::pow(x, y); });
   if (any_requires_grad({&a, &b}))
-    record("pow", {&a, &b}, out, {Save{a}, Save{b}, Save{out, true}},
-           [](Node& n, const Tensor& g) -> TensorList {
-             // As in PyTorch, d/da is 0 where b = 0 and d/db is 0 where a = 0 (0^b is constant
-             // there), instead of the 0 * inf the formulas would give.
-             Tensor a = n.saved(0), b = n.saved(1);
-             Tensor zero = zeros(Shape{}, g.dtype());
-             Tensor ga = n.needs_input_grad(0)
-                             ? mul(g, where(eq(b, zero), zero, mul(b, pow(a, add(b, -1.0)))))
-                             : Tensor();
-             Tensor gb = n.needs_input_grad(1)
-                             ? mul(g, where(eq(a, zero), zero, mul(n.saved(2), log(a))))
-                             : Tensor();
-             return {ga, gb};
-           },
-           [](const TensorList& x) { return pow(x[0], x[1]); });
+    record(
+        "pow", {&a, &b}, out, {Save{a}, Save{b}, Save{out, true}},
+        [](Node& n, const Tensor& g) -> TensorList {
+          // As in PyTorch, d/da is 0 where b = 0 and d/db is 0 where a = 0 (0^b is constant
+          // there), instead of the 0 * inf the formulas would give.
+          Tensor a = n.saved(0), b = n.saved(1);
+          Tensor zero = zeros(Shape{}, g.dtype());
+          Tensor ga = n.needs_input_grad(0)
+                          ? mul(g, where(eq(b, zero), zero, mul(b, pow(a, add(b, -1.0)))))
+                          : Tensor();
+          Tensor gb = n.needs_input_grad(1)
+                          ? mul(g, where(eq(a, zero), zero, mul(n.saved(2), log(a))))
+                          : Tensor();
+          return {ga, gb};
+        },
+        [](const TensorList& x) { return pow(x[0], x[1]); });
   return out;
 }
 
@@ -191,36 +199,39 @@ Tensor scalar_kernel(const char* op, const Tensor& a, F f) {
 Tensor add(const Tensor& a, double s) {
   Tensor out = scalar_kernel("add", a, [s](auto x) { return x + static_cast<decltype(x)>(s); });
   if (any_requires_grad({&a}))
-    record("add", {&a}, out, {}, [](Node&, const Tensor& g) -> TensorList { return {g}; },
-           [s](const TensorList& x) { return add(x[0], s); });
+    record(
+        "add", {&a}, out, {}, [](Node&, const Tensor& g) -> TensorList { return {g}; },
+        [s](const TensorList& x) { return add(x[0], s); });
   return out;
 }
 
 Tensor mul(const Tensor& a, double s) {
   Tensor out = scalar_kernel("mul", a, [s](auto x) { return x * static_cast<decltype(x)>(s); });
   if (any_requires_grad({&a}))
-    record("mul", {&a}, out, {},
-           [s](Node&, const Tensor& g) -> TensorList { return {mul(g, s)}; },
-           [s](const TensorList& x) { return mul(x[0], s); });
+    record(
+        "mul", {&a}, out, {}, [s](Node&, const Tensor& g) -> TensorList { return {mul(g, s)}; },
+        [s](const TensorList& x) { return mul(x[0], s); });
   return out;
 }
 
 Tensor rsub(const Tensor& a, double s) {
   Tensor out = scalar_kernel("rsub", a, [s](auto x) { return static_cast<decltype(x)>(s) - x; });
   if (any_requires_grad({&a}))
-    record("rsub", {&a}, out, {}, [](Node&, const Tensor& g) -> TensorList { return {neg(g)}; },
-           [s](const TensorList& x) { return rsub(x[0], s); });
+    record(
+        "rsub", {&a}, out, {}, [](Node&, const Tensor& g) -> TensorList { return {neg(g)}; },
+        [s](const TensorList& x) { return rsub(x[0], s); });
   return out;
 }
 
 Tensor rdiv(const Tensor& a, double s) {
   Tensor out = scalar_kernel("rdiv", a, [s](auto x) { return static_cast<decltype(x)>(s) / x; });
   if (any_requires_grad({&a}))
-    record("rdiv", {&a}, out, {Save{a}, Save{out, true}},
-           [](Node& n, const Tensor& g) -> TensorList {
-             return {neg(div(mul(g, n.saved(1)), n.saved(0)))};  // -s/a^2 = -out/a
-           },
-           [s](const TensorList& x) { return rdiv(x[0], s); });
+    record(
+        "rdiv", {&a}, out, {Save{a}, Save{out, true}},
+        [](Node& n, const Tensor& g) -> TensorList {
+          return {neg(div(mul(g, n.saved(1)), n.saved(0)))};  // -s/a^2 = -out/a
+        },
+        [s](const TensorList& x) { return rdiv(x[0], s); });
   return out;
 }
 
@@ -230,44 +241,59 @@ Tensor pow(const Tensor& a, double p) {
                             return std::pow(x, static_cast<decltype(x)>(p));
                           });
   if (any_requires_grad({&a}))
-    record("pow", {&a}, out, {Save{a}},
-           [p](Node& n, const Tensor& g) -> TensorList {
-             Tensor a = n.saved(0);
-             if (p == 0.0) return {mul(g, 0.0)};  // a^0 = 1, also at a = 0
-             if (p == 2.0) return {mul(g, mul(a, 2.0))};
-             if (p == 1.0) return {g};
-             return {mul(g, mul(pow(a, p - 1.0), p))};
-           },
-           [p](const TensorList& x) { return pow(x[0], p); });
+    record(
+        "pow", {&a}, out, {Save{a}},
+        [p](Node& n, const Tensor& g) -> TensorList {
+          Tensor a = n.saved(0);
+          if (p == 0.0) return {mul(g, 0.0)};  // a^0 = 1, also at a = 0
+          if (p == 2.0) return {mul(g, mul(a, 2.0))};
+          if (p == 1.0) return {g};
+          return {mul(g, mul(pow(a, p - 1.0), p))};
+        },
+        [p](const TensorList& x) { return pow(x[0], p); });
   return out;
 }
 
 Tensor pow(double s, const Tensor& a) {
-  Tensor out = scalar_kernel("pow", a, [s](auto x) {
-    return std::pow(static_cast<decltype(x)>(s), x);
-  });
+  Tensor out =
+      scalar_kernel("pow", a, [s](auto x) { return std::pow(static_cast<decltype(x)>(s), x); });
   if (any_requires_grad({&a}))
-    record("pow", {&a}, out, {Save{out, true}},
-           [s](Node& n, const Tensor& g) -> TensorList {
-             return {mul(mul(g, n.saved(0)), std::log(s))};
-           },
-           [s](const TensorList& x) { return pow(s, x[0]); });
+    record(
+        "pow", {&a}, out, {Save{out, true}},
+        [s](Node& n, const Tensor& g) -> TensorList {
+          return {mul(mul(g, n.saved(0)), std::log(s))};
+        },
+        [s](const TensorList& x) { return pow(s, x[0]); });
   return out;
 }
 
-// ---- comparisons and masks -------------------------------------------------------------------------
+// ---- comparisons and masks
+// -------------------------------------------------------------------------
 
-Tensor eq(const Tensor& a, const Tensor& b) { return compare("eq", a, b, [](auto x, auto y) { return x == y; }); }
-Tensor ne(const Tensor& a, const Tensor& b) { return compare("ne", a, b, [](auto x, auto y) { return x != y; }); }
-Tensor lt(const Tensor& a, const Tensor& b) { return compare("lt", a, b, [](auto x, auto y) { return x < y; }); }
-Tensor le(const Tensor& a, const Tensor& b) { return compare("le", a, b, [](auto x, auto y) { return x <= y; }); }
-Tensor gt(const Tensor& a, const Tensor& b) { return compare("gt", a, b, [](auto x, auto y) { return x > y; }); }
-Tensor ge(const Tensor& a, const Tensor& b) { return compare("ge", a, b, [](auto x, auto y) { return x >= y; }); }
+Tensor eq(const Tensor& a, const Tensor& b) {
+  return compare("eq", a, b, [](auto x, auto y) { return x == y; });
+}
+Tensor ne(const Tensor& a, const Tensor& b) {
+  return compare("ne", a, b, [](auto x, auto y) { return x != y; });
+}
+Tensor lt(const Tensor& a, const Tensor& b) {
+  return compare("lt", a, b, [](auto x, auto y) { return x < y; });
+}
+Tensor le(const Tensor& a, const Tensor& b) {
+  return compare("le", a, b, [](auto x, auto y) { return x <= y; });
+}
+Tensor gt(const Tensor& a, const Tensor& b) {
+  return compare("gt", a, b, [](auto x, auto y) { return x > y; });
+}
+Tensor ge(const Tensor& a, const Tensor& b) {
+  return compare("ge", a, b, [](auto x, auto y) { return x >= y; });
+}
 
 Tensor logical_not(const Tensor& m) {
   Tensor x = as_dtype(m.detach(), boolean);
   Tensor out = Tensor::empty(x.shape(), boolean);
-  map<bool, bool>(out, [](bool v) { return !v; }, x);
+  map<bool, bool>(
+      out, [](bool v) { return !v; }, x);
   return out;
 }
 Tensor logical_and(const Tensor& a, const Tensor& b) {
@@ -284,21 +310,24 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
     fail<DtypeError>("where: condition must be a bool mask, got {}", dtype_name(cond.dtype()));
   Dtype d = arith_dtype(a, b);
   Tensor x = as_dtype(a, d), y = as_dtype(b, d);
-  Shape s = broadcast_shapes(broadcast_shapes(cond.shape(), x.shape(), "where"), y.shape(), "where");
+  Shape s =
+      broadcast_shapes(broadcast_shapes(cond.shape(), x.shape(), "where"), y.shape(), "where");
   Tensor out = Tensor::empty(s, d);
   dispatch_numeric(d, "where", [&]<class T>() {
-    map<T, bool, T, T>(out, [](bool c, T p, T q) { return c ? p : q; }, cond, x, y);
+    map<T, bool, T, T>(
+        out, [](bool c, T p, T q) { return c ? p : q; }, cond, x, y);
   });
   if (any_requires_grad({&a, &b})) {
     Tensor c = cond.detach();
-    record("where", {&a, &b}, out, {Save{c}},
-           [](Node& n, const Tensor& g) -> TensorList {
-             Tensor c = n.saved(0);
-             Tensor zero = zeros(Shape{}, g.dtype());
-             return {n.needs_input_grad(0) ? where(c, g, zero) : Tensor(),
-                     n.needs_input_grad(1) ? where(c, zero, g) : Tensor()};
-           },
-           [c](const TensorList& x) { return where(c, x[0], x[1]); });
+    record(
+        "where", {&a, &b}, out, {Save{c}},
+        [](Node& n, const Tensor& g) -> TensorList {
+          Tensor c = n.saved(0);
+          Tensor zero = zeros(Shape{}, g.dtype());
+          return {n.needs_input_grad(0) ? where(c, g, zero) : Tensor(),
+                  n.needs_input_grad(1) ? where(c, zero, g) : Tensor()};
+        },
+        [c](const TensorList& x) { return where(c, x[0], x[1]); });
   }
   return out;
 }
@@ -332,9 +361,17 @@ Tensor operator<(const Tensor& a, const Tensor& b) { return lt(a, b); }
 Tensor operator<=(const Tensor& a, const Tensor& b) { return le(a, b); }
 Tensor operator>(const Tensor& a, const Tensor& b) { return gt(a, b); }
 Tensor operator>=(const Tensor& a, const Tensor& b) { return ge(a, b); }
-Tensor operator<(const Tensor& a, double s) { return lt(a, scalar_tensor(s, is_floating(a.dtype()) ? a.dtype() : float64)); }
-Tensor operator<=(const Tensor& a, double s) { return le(a, scalar_tensor(s, is_floating(a.dtype()) ? a.dtype() : float64)); }
-Tensor operator>(const Tensor& a, double s) { return gt(a, scalar_tensor(s, is_floating(a.dtype()) ? a.dtype() : float64)); }
-Tensor operator>=(const Tensor& a, double s) { return ge(a, scalar_tensor(s, is_floating(a.dtype()) ? a.dtype() : float64)); }
+Tensor operator<(const Tensor& a, double s) {
+  return lt(a, scalar_tensor(s, is_floating(a.dtype()) ? a.dtype() : float64));
+}
+Tensor operator<=(const Tensor& a, double s) {
+  return le(a, scalar_tensor(s, is_floating(a.dtype()) ? a.dtype() : float64));
+}
+Tensor operator>(const Tensor& a, double s) {
+  return gt(a, scalar_tensor(s, is_floating(a.dtype()) ? a.dtype() : float64));
+}
+Tensor operator>=(const Tensor& a, double s) {
+  return ge(a, scalar_tensor(s, is_floating(a.dtype()) ? a.dtype() : float64));
+}
 
 }  // namespace ag

@@ -48,8 +48,7 @@ void check_smoothing(double eps, const char* op) {
 // log(sum(exp(row))) of a contiguous row, shifted by its max.
 template <class T>
 double row_logsumexp(const T* row, int64_t c) {
-  T m = -std::numeric_limits<T>::infinity();
-  for (int64_t j = 0; j < c; ++j) m = std::max(m, row[j]);
+  T m = kernels::row_max(row, c);
   if (!std::isfinite(m)) m = 0;  // a row of -inf / +inf / NaN: the unshifted sum says so
   return static_cast<double>(m) + std::log(kernels::exp_shifted_sum(row, (T*)nullptr, c, m));
 }
@@ -76,8 +75,7 @@ Tensor cross_entropy_grad(const Tensor& logits, const Tensor& target, const Tens
     for (int64_t i = 0; i < rows; ++i) {
       const T* row = px + i * c;
       T* o = po + i * c;
-      T m = -std::numeric_limits<T>::infinity();
-      for (int64_t j = 0; j < c; ++j) m = std::max(m, row[j]);
+      const T m = kernels::row_max(row, c);
       const T inv = static_cast<T>(1.0 / kernels::exp_shifted_sum(row, o, c, m));
       const T scale = (g_scalar ? pg[0] : pg[i]) * pw[i];
       const bool ignored = tv[i] == ignore_index;

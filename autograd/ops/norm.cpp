@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "autograd/kernels/dispatch.h"
+#include "autograd/kernels/simd.h"
 #include "autograd/node.h"
 #include "autograd/ops/elementwise.h"
 #include "autograd/ops/reduce.h"
@@ -17,24 +18,29 @@ namespace ag {
 namespace {
 
 // x viewed as [rows, n]: out = (x - mean) * rstd * w + b; mean and rstd ([rows]) are returned too.
+// Sums run a SIMD register at a time with a double total (kernels::row_sum).
 template <class T>
 void layer_norm_rows(const T* x, const T* w, const T* b, T* out, T* mean, T* rstd, int64_t rows,
                      int64_t n, double eps) {
+  using kernels::load;
 #pragma omp parallel for if (rows * n > (1 << 16))
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * n;
-    double s = 0;
-    for (int64_t i = 0; i < n; ++i) s += xr[i];
-    double m = s / static_cast<double>(n);
-    double v = 0;
-    for (int64_t i = 0; i < n; ++i) v += (xr[i] - m) * (xr[i] - m);
-    double rs = 1.0 / std::sqrt(v / static_cast<double>(n) + eps);
-    T tm = static_cast<T>(m), trs = static_cast<T>(rs);
-    T* o = out + r * n;
-    for (int64_t i = 0; i < n; ++i) {
-      T h = (xr[i] - tm) * trs;
-      o[i] = w ? h * w[i] + (b ? b[i] : T(0)) : h + (b ? b[i] : T(0));
-    }
+    const double m =
+        kernels::row_sum<T>(n, [&]<class V>(int64_t k, V) { return load<V>(xr + k); }) /
+        static_cast<double>(n);
+    const T tm = static_cast<T>(m);
+    const double v = kernels::row_sum<T>(n, [&]<class V>(int64_t k, V) {
+      V d = load<V>(xr + k) - V(tm);
+      return d * d;
+    });
+    const T trs = static_cast<T>(1.0 / std::sqrt(v / static_cast<double>(n) + eps));
+    kernels::map_row(out + r * n, n, [&]<class V>(int64_t k, V) {
+      V h = (load<V>(xr + k) - V(tm)) * V(trs);
+      if (w) h = h * load<V>(w + k);
+      if (b) h = h + load<V>(b + k);
+      return h;
+    });
     mean[r] = tm;
     rstd[r] = trs;
   }
@@ -44,55 +50,77 @@ void layer_norm_rows(const T* x, const T* w, const T* b, T* out, T* mean, T* rst
 // saved (xhat = (x - mean) * rstd, gy = g * w, or g without a weight):
 //   gx = rstd * (gy - mean(gy) - xhat * mean(gy * xhat))   per row
 //   gw = sum over rows of g * xhat,  gb = sum over rows of g
-// Any of gx, gw, gb may be null. The column sums are kept per thread in double and added in thread
-// order, so the result does not depend on timing.
+// Any of gx, gw, gb may be null. The column sums are kept per thread, in T over at most 64 rows at
+// a time and in double beyond, and added in thread order, so the result does not depend on timing.
 template <class T>
 void layer_norm_backward_rows(const T* x, const T* g, const T* w, const T* mean, const T* rstd,
                               T* gx, T* gw, T* gb, int64_t rows, int64_t n) {
+  using kernels::load;
+  using B = xsimd::batch<T>;
+  constexpr int64_t W = B::size;
   const int threads = rows * n > (1 << 16) && !omp_in_parallel() ? omp_get_max_threads() : 1;
   const bool cols = gw || gb;
-  std::vector<double> part(cols ? size_t(threads) * 2 * n : 0, 0.0);
+  // Per thread: column sums of g * xhat and g over the last < 64 rows in T (SIMD), and over the
+  // rows before in double.
+  constexpr int64_t kFlush = 64;
+  std::vector<T> part(cols ? size_t(threads) * 2 * n : 0, T(0));
+  std::vector<double> total(cols ? size_t(threads) * 2 * n : 0, 0.0);
 #pragma omp parallel num_threads(threads)
   {
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    double* pw = cols ? part.data() + size_t(t) * 2 * n : nullptr;
-    double* pb = cols ? pw + n : nullptr;
-    for (int64_t r = rows * t / nt; r < rows * (t + 1) / nt; ++r) {
+    T* pw = cols ? part.data() + size_t(t) * 2 * n : nullptr;
+    T* pb = cols ? pw + n : nullptr;
+    double* tw = cols ? total.data() + size_t(t) * 2 * n : nullptr;
+    auto flush = [&] {
+      for (int64_t i = 0; i < 2 * n; ++i) {
+        tw[i] += static_cast<double>(pw[i]);
+        pw[i] = T(0);
+      }
+    };
+    const int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
+    for (int64_t r = r0; r < r1; ++r) {
       const T* xr = x + r * n;
       const T* gr = g + r * n;
       const T m = mean[r], rs = rstd[r];
-      if (cols)
-        for (int64_t i = 0; i < n; ++i) {
-          pw[i] += static_cast<double>(gr[i] * ((xr[i] - m) * rs));
-          pb[i] += static_cast<double>(gr[i]);
+      auto xhat = [&]<class V>(int64_t k, V) { return (load<V>(xr + k) - V(m)) * V(rs); };
+      auto gy = [&]<class V>(int64_t k, V) {
+        return w ? load<V>(gr + k) * load<V>(w + k) : load<V>(gr + k);
+      };
+      if (cols) {
+        int64_t k = 0;
+        for (; k + W <= n; k += W) {
+          B gk = B::load_unaligned(gr + k);
+          (B::load_unaligned(pw + k) + gk * xhat(k, B{})).store_unaligned(pw + k);
+          (B::load_unaligned(pb + k) + gk).store_unaligned(pb + k);
         }
-      if (!gx) continue;
-      double sy = 0, syh = 0;
-      for (int64_t i = 0; i < n; ++i) {
-        T gy = w ? gr[i] * w[i] : gr[i];
-        sy += static_cast<double>(gy);
-        syh += static_cast<double>(gy * ((xr[i] - m) * rs));
+        for (; k < n; ++k) {
+          pw[k] += gr[k] * xhat(k, T{});
+          pb[k] += gr[k];
+        }
+        if ((r - r0) % kFlush == kFlush - 1) flush();
       }
+      if (!gx) continue;
+      const double sy = kernels::row_sum<T>(n, [&]<class V>(int64_t k, V) { return gy(k, V{}); });
+      const double syh =
+          kernels::row_sum<T>(n, [&]<class V>(int64_t k, V) { return gy(k, V{}) * xhat(k, V{}); });
       const T my = static_cast<T>(sy / static_cast<double>(n));
       const T myh = static_cast<T>(syh / static_cast<double>(n));
-      T* o = gx + r * n;
-      for (int64_t i = 0; i < n; ++i) {
-        T gy = w ? gr[i] * w[i] : gr[i];
-        o[i] = rs * (gy - my - ((xr[i] - m) * rs) * myh);
-      }
+      kernels::map_row(gx + r * n, n, [&]<class V>(int64_t k, V) {
+        return V(rs) * (gy(k, V{}) - V(my) - xhat(k, V{}) * V(myh));
+      });
     }
+    if (cols) flush();
   }
   for (int64_t i = 0; cols && i < n; ++i) {
     double sw = 0, sb = 0;
     for (int t = 0; t < threads; ++t) {
-      sw += part[size_t(t) * 2 * n + i];
-      sb += part[size_t(t) * 2 * n + n + i];
+      sw += total[size_t(t) * 2 * n + i];
+      sb += total[size_t(t) * 2 * n + n + i];
     }
     if (gw) gw[i] = static_cast<T>(sw);
     if (gb) gb[i] = static_cast<T>(sb);
   }
 }
-
 }  // namespace
 
 Tensor layer_norm(const Tensor& x_in, const Shape& ns, const Tensor& weight, const Tensor& bias,

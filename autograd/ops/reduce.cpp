@@ -421,26 +421,37 @@ Tensor norm(const Tensor& x, double p, const Axes& axes_in, bool keepdim) {
 namespace {
 
 // Softmax (or log-softmax) of every lane of x [outer, n, inner] along n, shifted by the lane's max.
-// Exponentials in T (vectorised on contiguous lanes), their sum in double.
+// Exponentials in T, their sum in double; contiguous lanes (inner = 1) a SIMD register at a time.
 template <class T>
 void softmax_kernel(const T* x, T* y, AxisSplit v, bool log) {
+  using kernels::load;
 #pragma omp parallel for if (v.outer * v.n * v.inner > kernels::kParallelGrain)
   for (int64_t o = 0; o < v.outer; ++o) {
     for (int64_t i = 0; i < v.inner; ++i) {
       const T* xr = x + o * v.n * v.inner + i;
       T* yr = y + o * v.n * v.inner + i;
       const int64_t step = v.inner;
+      if (step == 1) {
+        const T m = kernels::row_max(xr, v.n);
+        const double total = kernels::exp_shifted_sum(xr, log ? nullptr : yr, v.n, m);
+        if (log) {
+          const T lt = static_cast<T>(std::log(total));
+          kernels::map_row(yr, v.n,
+                           [&]<class V>(int64_t k, V) { return (load<V>(xr + k) - V(m)) - V(lt); });
+        } else {
+          const T inv = static_cast<T>(1.0 / total);
+          kernels::map_row(yr, v.n,
+                           [&]<class V>(int64_t k, V) { return load<V>(yr + k) * V(inv); });
+        }
+        continue;
+      }
       T m = -std::numeric_limits<T>::infinity();
       for (int64_t k = 0; k < v.n; ++k) m = std::max(m, xr[k * step]);
       double total = 0;
-      if (step == 1) {
-        total = kernels::exp_shifted_sum(xr, log ? nullptr : yr, v.n, m);
-      } else {
-        for (int64_t k = 0; k < v.n; ++k) {
-          T e = std::exp(xr[k * step] - m);
-          total += static_cast<double>(e);
-          if (!log) yr[k * step] = e;
-        }
+      for (int64_t k = 0; k < v.n; ++k) {
+        T e = std::exp(xr[k * step] - m);
+        total += static_cast<double>(e);
+        if (!log) yr[k * step] = e;
       }
       if (log) {
         T lt = static_cast<T>(std::log(total));
