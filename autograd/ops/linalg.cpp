@@ -36,10 +36,12 @@ constexpr int64_t kSplitWork = int64_t(1) << 20;
 // Medium GEMMs (the sizes of a training step: batch 64..1024, widths 128..1024) scale poorly when
 // OpenBLAS threads them itself: measured on 2 cores, [256, 64] @ [64, 784] took 142 us threaded
 // and 94 us as two single-threaded halves. So the output is cut into one block per OpenMP thread
-// and each block is one single-threaded GEMM (OpenBLAS runs single-threaded inside a parallel
-// region). Rows are cut when op(A) is the narrow operand (k small next to m, as in weight
-// gradients), columns otherwise; blocks are multiples of 16 so no vector lane is split. A bias is
-// written into each block by the thread that then accumulates the block's product onto it.
+// and each block is one single-threaded GEMM. That relies on OpenBLAS's OpenMP build, which runs
+// single-threaded inside a parallel region; with any other build (its pthread build would start
+// its own threads in every block) a GEMM is one call and OpenBLAS threads it. Rows are cut when
+// m >= n or the inner size k is below m (weight gradients: k is the batch), columns otherwise;
+// block edges fall on multiples of 16 rows or columns. A bias is written into each block by the
+// thread that then accumulates the block's product onto it.
 template <class T>
 struct Gemm {
   bool ta, tb;
@@ -74,7 +76,12 @@ struct Gemm {
   static constexpr int64_t kBlock = 16;
 };
 
-int available_threads() { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
+// Threads a GEMM may cut itself into: 1 inside a parallel region or without OpenBLAS's OpenMP
+// build.
+int available_threads() {
+  static const bool openmp_blas = openblas_get_parallel() == 2;  // 0 serial, 1 pthreads, 2 OpenMP
+  return !openmp_blas || omp_in_parallel() ? 1 : omp_get_max_threads();
+}
 
 template <class T>
 void gemm(const Gemm<T>& g) {
@@ -198,8 +205,8 @@ Tensor matmul_kernel(const Tensor& a_in, const Tensor& b_in) {
 
 // linear's input and weight gradients together, when no graph of them is recorded:
 //   gx [..., in] = g @ W,   gw [out, in] = g2^T @ x2   (g2, x2: g and x as matrices of rows)
-// as one paired GEMM run (gemm_pair). Undefined results if a size is zero (the caller then takes
-// the matmul path).
+// as one paired GEMM run (gemm_pair). Returns two undefined tensors if a size is zero (the caller
+// then takes the matmul path).
 std::pair<Tensor, Tensor> linear_input_weight_grads(const Tensor& g_in, const Tensor& x,
                                                     const Tensor& w) {
   const Dtype d = x.dtype();

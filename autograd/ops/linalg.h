@@ -18,9 +18,10 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 Tensor outer(const Tensor& a, const Tensor& b);
 // Fully connected layer, fused: x [..., in] @ W[out, in]^T + b[out] -> [..., out].
 //   d/dx = g @ W, d/dW = g^T @ x (over all leading axes), d/db = sum of g over leading axes.
-// The bias is written into the output and the GEMM accumulates onto it. Without create_graph, d/dx
-// and d/dW are computed together, the threads shared between the two GEMMs; with it, as matmuls.
-// Large GEMMs run as one single-threaded BLAS call per block of rows or columns, one per thread.
+// The bias is written into the output and the GEMM accumulates onto it. When both d/dx and d/dW
+// are needed without create_graph they are computed together, the threads shared between the two
+// GEMMs; otherwise as matmuls. With OpenBLAS's OpenMP build, large GEMMs (here and in matmul) run
+// as one single-threaded BLAS call per block of rows or columns, one block per thread.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 
 // Number of threads BLAS uses (OpenBLAS); 0 = its default.

@@ -51,7 +51,8 @@ void layer_norm_rows(const T* x, const T* w, const T* b, T* out, T* mean, T* rst
 //   gx = rstd * (gy - mean(gy) - xhat * mean(gy * xhat))   per row
 //   gw = sum over rows of g * xhat,  gb = sum over rows of g
 // Any of gx, gw, gb may be null. The column sums are kept per thread, in T over at most 64 rows at
-// a time and in double beyond, and added in thread order, so the result does not depend on timing.
+// a time and in double beyond, and added in thread order: the same result every run for a given
+// number of threads.
 template <class T>
 void layer_norm_backward_rows(const T* x, const T* g, const T* w, const T* mean, const T* rstd,
                               T* gx, T* gw, T* gb, int64_t rows, int64_t n) {
