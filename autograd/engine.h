@@ -12,7 +12,9 @@ namespace ag {
 // called retain_grad). With retain_graph = false the saved tensors are released as each node runs;
 // a second backward through such a node raises AutogradError naming it. With create_graph = true
 // the gradient computation is itself recorded, so gradients can be differentiated again (and the
-// graph is retained, as the new graph refers into it).
+// graph is retained, as the new graph refers into it). As in PyTorch, a leaf's .grad made that way
+// refers to a graph that saved the leaf: a reference cycle that keeps both alive until the grad is
+// reset (x.zero_grad() or set_grad(Tensor())). grad(..., create_graph = true) forms no cycle.
 void backward(const TensorList& outputs, const TensorList& grad_outputs = {},
               bool retain_graph = false, bool create_graph = false);
 

@@ -152,6 +152,12 @@ TEST_CASE("backward with create_graph accumulates a differentiable .grad") {
   CHECK(g.requires_grad());
   Tensor gg = grad({g.sum()}, {x})[0];  // 6 x = 12
   CHECK(gg.item() == doctest::Approx(12.0));
+  // x.grad's graph saved x: a cycle (as in PyTorch) that resetting the grad breaks.
+  std::weak_ptr<Node> graph = g.grad_fn();
+  g = Tensor();
+  CHECK_FALSE(graph.expired());
+  x.zero_grad();
+  CHECK(graph.expired());
 }
 
 TEST_CASE("a chain of 1,000,000 ops back-propagates and is freed without recursion") {
