@@ -38,26 +38,19 @@ void Adam::step() {
       Tensor& step_t = buffer(gi, i, "step", scalar_tensor(0.0, float64));
       step_t.add_(1.0);
       double t = step_t.item();
-      if (wd != 0) {
-        if (decoupled_)
-          p.mul_(1 - lr * wd);
-        else
-          grad = add(grad, p, wd);
-      }
       Tensor& m = buffer(gi, i, "exp_avg", p);
       Tensor& v = buffer(gi, i, "exp_avg_sq", p);
-      m.lerp_(grad, 1 - b1);
-      v.mul_(b2).addcmul_(grad, grad, 1 - b2);
-      double bc1 = 1 - std::pow(b1, t), bc2 = 1 - std::pow(b2, t);
-      Tensor denom_src = v;
-      if (amsgrad) {
-        Tensor& vmax = buffer(gi, i, "max_exp_avg_sq", p);
-        vmax.copy_(maximum(vmax, v));
-        denom_src = vmax;
-      }
-      Tensor denom = sqrt(denom_src);
-      denom.div_(std::sqrt(bc2)).add_(eps);
-      p.addcdiv_(m, denom, -lr / bc1);
+      Tensor none;
+      Tensor& vmax = amsgrad ? buffer(gi, i, "max_exp_avg_sq", p) : none;
+      AdamStep s{.lr = lr,
+                 .beta1 = b1,
+                 .beta2 = b2,
+                 .eps = eps,
+                 .weight_decay = wd,
+                 .decoupled = decoupled_,
+                 .bias_correction1 = 1 - std::pow(b1, t),
+                 .bias_correction2 = 1 - std::pow(b2, t)};
+      adam_step_(p, grad, m, v, vmax, s);
     }
   }
 }

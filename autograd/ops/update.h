@@ -1,0 +1,31 @@
+// Fused in-place parameter updates, the optimizers' inner loops (nn/optim): one pass over a
+// parameter and its state instead of one elementwise op per term. They write tensors in place and
+// are not recorded: call them under NoGradGuard, on leaves.
+#pragma once
+
+#include "autograd/tensor.h"
+
+namespace ag {
+
+// Hyper-parameters of one Adam step; bias_correction1/2 are 1 - beta1^t and 1 - beta2^t.
+struct AdamStep {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  bool decoupled = false;  // AdamW: decay the weights directly instead of through the gradient
+  double bias_correction1 = 1.0;
+  double bias_correction2 = 1.0;
+};
+
+// One Adam / AdamW step on parameter p with gradient g, first moment m, second moment v and, for
+// amsgrad, the running maximum vmax of v (undefined otherwise), elementwise:
+//   decoupled:  p <- p (1 - lr wd)            else  g <- g + wd p
+//   m <- m + (1 - beta1) (g - m) ;  v <- beta2 v + (1 - beta2) g^2 ;  vmax <- max(vmax, v)
+//   p <- p - lr / bias_correction1 * m / (sqrt(vmax or v) / sqrt(bias_correction2) + eps)
+// p, m, v (and vmax) are written in place; all have p's shape and float dtype (g may be of another
+// float dtype or layout; it is converted). ShapeError / DtypeError name the tensor that differs.
+void adam_step_(Tensor& p, const Tensor& g, Tensor& m, Tensor& v, Tensor& vmax, const AdamStep& s);
+
+}  // namespace ag

@@ -1,0 +1,109 @@
+// Fused in-place parameter updates (adam_step_): every variant against the update written out
+// element by element in double, over lengths that exercise SIMD registers, tails and threads, on
+// strided tensors, and the errors.
+#include <cmath>
+
+#include "support.h"
+
+using namespace ag;
+using test::leaf;
+using test::values;
+
+namespace {
+
+struct Reference {
+  std::vector<double> p, m, v, vmax;
+};
+
+// The same step in double, the way the header writes it.
+void adam_by_hand(Reference& r, const std::vector<double>& g, const AdamStep& s, bool ams) {
+  for (size_t i = 0; i < r.p.size(); ++i) {
+    double gi = g[i];
+    if (!s.decoupled) gi += s.weight_decay * r.p[i];
+    if (s.decoupled) r.p[i] *= 1 - s.lr * s.weight_decay;
+    r.m[i] += (1 - s.beta1) * (gi - r.m[i]);
+    r.v[i] = s.beta2 * r.v[i] + (1 - s.beta2) * gi * gi;
+    double use = r.v[i];
+    if (ams) use = r.vmax[i] = std::max(r.vmax[i], r.v[i]);
+    r.p[i] -= s.lr / s.bias_correction1 * r.m[i] /
+              (std::sqrt(use) / std::sqrt(s.bias_correction2) + s.eps);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("adam_step_ equals the step written out, for every variant, size and dtype") {
+  NoGradGuard ng;
+  for (Dtype d : {float64, float32}) {
+    for (int64_t n : {1, 15, 16, 33, 70001}) {  // 70001: split between threads, with a tail
+      for (int variant = 0; variant < 4; ++variant) {
+        CAPTURE(n);
+        CAPTURE(variant);
+        const bool ams = variant == 3;
+        AdamStep s{.lr = 0.05, .beta1 = 0.8, .beta2 = 0.9, .eps = 1e-3};
+        s.weight_decay = variant == 0 ? 0.0 : 0.3;
+        s.decoupled = variant == 2;
+        Tensor p = leaf({n}, -1, 1, 1).detach().to(d);
+        Tensor m = zeros({n}, d), v = zeros({n}, d), vmax = ams ? zeros({n}, d) : Tensor();
+        Reference r{values(p), values(m), values(v), ams ? values(vmax) : std::vector<double>(n)};
+        for (int t = 1; t <= 3; ++t) {
+          Tensor g = leaf({n}, -2, 2, 10 + t).detach().to(d);
+          s.bias_correction1 = 1 - std::pow(s.beta1, t);
+          s.bias_correction2 = 1 - std::pow(s.beta2, t);
+          adam_step_(p, g, m, v, vmax, s);
+          adam_by_hand(r, values(g), s, ams);
+        }
+        double tol = d == float64 ? 1e-12 : 2e-5;
+        CHECK(test::allclose(p, Tensor::from_vector(r.p), tol, tol));
+        CHECK(test::allclose(m, Tensor::from_vector(r.m), tol, tol));
+        CHECK(test::allclose(v, Tensor::from_vector(r.v), tol, tol));
+        if (ams) CHECK(test::allclose(vmax, Tensor::from_vector(r.vmax), tol, tol));
+      }
+    }
+  }
+}
+
+TEST_CASE("adam_step_ on strided tensors and with a gradient of another dtype and layout") {
+  NoGradGuard ng;
+  AdamStep s{.lr = 0.1, .weight_decay = 0.1, .decoupled = true};
+  Tensor base = leaf({6, 40}, -1, 1, 3).detach();
+  Tensor p = base.t();  // [40, 6], column-major view into base
+  Tensor m = zeros({6, 40}, float64).t(), v = zeros({6, 40}, float64).t(), none;
+  Tensor g = leaf({40, 6}, -1, 1, 4).detach().to(float32);
+  Reference r{values(p), values(m), values(v), {}};
+  adam_step_(p, g, m, v, none, s);
+  adam_by_hand(r, values(g.to(float64)), s, false);
+  CHECK(test::allclose(p, Tensor::from_vector(r.p, {40, 6}), 1e-12, 1e-12));
+  CHECK(test::allclose(v, Tensor::from_vector(r.v, {40, 6}), 1e-12, 1e-12));
+}
+
+TEST_CASE("adam_step_ with amsgrad keeps a NaN second moment") {
+  NoGradGuard ng;
+  AdamStep s;
+  Tensor p = zeros({20}, float32), m = zeros({20}, float32), v = zeros({20}, float32);
+  Tensor vmax = zeros({20}, float32);
+  Tensor g = ones({20}, float32);
+  g.data<float>()[17] = NAN;
+  adam_step_(p, g, m, v, vmax, s);
+  CHECK(std::isnan(vmax.to_vector<double>()[17]));
+  CHECK(std::isnan(p.to_vector<double>()[17]));
+  CHECK(std::isfinite(p.to_vector<double>()[3]));
+}
+
+TEST_CASE("adam_step_ errors name the op and what differs") {
+  Tensor p = zeros({4}), m = zeros({4}), v = zeros({4}), none;
+  {
+    NoGradGuard ng;
+    Tensor wrong = zeros({5});
+    CHECK_THROWS_WITH_PARTS(adam_step_(p, ones({4}), wrong, v, none, {}), ShapeError, "adam_step_",
+                            "exp_avg", "[5]", "[4]");
+    Tensor f64v = zeros({4}, float64);
+    CHECK_THROWS_WITH_PARTS(adam_step_(p, ones({4}), m, f64v, none, {}), DtypeError, "adam_step_",
+                            "exp_avg_sq", "float64");
+    CHECK_THROWS_WITH_PARTS(adam_step_(p, ones({3}), m, v, none, {}), ShapeError, "adam_step_",
+                            "[3]");
+  }
+  Tensor q = zeros({4}).requires_grad_();
+  CHECK_THROWS_WITH_PARTS(adam_step_(q, ones({4}), m, v, none, {}), AutogradError, "adam_step_",
+                          "NoGradGuard");
+}
