@@ -58,7 +58,8 @@ TEST_CASE("large GEMMs cut into per-thread blocks give the naive loop's values")
   struct Case {
     int64_t m, k, n;
   };
-  for (Case c : {Case{70, 300, 130}, Case{300, 40, 257}, Case{64, 784, 256}, Case{256, 64, 784}}) {
+  for (Case c : {Case{70, 300, 130}, Case{300, 40, 257}, Case{64, 784, 256}, Case{256, 64, 784},
+                 Case{33, 500, 300}}) {
     CAPTURE(c.m);
     CAPTURE(c.k);
     CAPTURE(c.n);
@@ -75,6 +76,14 @@ TEST_CASE("large GEMMs cut into per-thread blocks give the naive loop's values")
     check_close(values(matmul(a, cols)), naive(values(a), values(cols.contiguous()), c.m, c.k, c.n),
                 1e-12);
     check_close(values(linear(a, bt.t())), want, 1e-12);
+    // With a bias (added while short, wide blocks are copied back from their transposed product).
+    Tensor bias = leaf({c.n}, -1, 1, 14).detach();
+    std::vector<double> with_bias = want, bv = values(bias);
+    for (int64_t i = 0; i < c.m; ++i)
+      for (int64_t j = 0; j < c.n; ++j) with_bias[i * c.n + j] += bv[j];
+    check_close(values(linear(a, bt.t(), bias)), with_bias, 1e-12);
+    check_close(values(linear(a.to(float32), bt.t().to(float32), bias.to(float32))), with_bias,
+                1e-4);
   }
 }
 
