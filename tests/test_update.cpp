@@ -1,6 +1,6 @@
-// Fused in-place parameter updates (adam_step_): every variant against the update written out
-// element by element in double, over lengths that exercise SIMD registers, tails and threads, on
-// strided tensors, and the errors.
+// Fused in-place parameter updates (adam_step_, sgd_step_): every variant against the update
+// written out element by element in double, over lengths that exercise SIMD registers, tails and
+// threads, on strided tensors, and the errors.
 #include <cmath>
 
 #include "support.h"
@@ -30,7 +30,54 @@ void adam_by_hand(Reference& r, const std::vector<double>& g, const AdamStep& s,
   }
 }
 
+// SGD's step in double, the way the header writes it.
+void sgd_by_hand(std::vector<double>& p, std::vector<double>& buf, const std::vector<double>& g,
+                 const SgdStep& s) {
+  for (size_t i = 0; i < p.size(); ++i) {
+    double d = g[i] + s.weight_decay * p[i];
+    if (s.momentum != 0) {
+      buf[i] = s.first_step ? d : s.momentum * buf[i] + (1 - s.dampening) * d;
+      d = s.nesterov ? d + s.momentum * buf[i] : buf[i];
+    }
+    p[i] -= s.lr * d;
+  }
+}
+
 }  // namespace
+
+TEST_CASE("sgd_step_ equals the step written out: plain, decay, momentum, dampening, nesterov") {
+  NoGradGuard ng;
+  for (Dtype d : {float64, float32}) {
+    for (int64_t n : {1, 17, 70001}) {
+      for (int variant = 0; variant < 4; ++variant) {
+        CAPTURE(n);
+        CAPTURE(variant);
+        SgdStep s{.lr = 0.1};
+        if (variant >= 1) s.weight_decay = 0.2;
+        if (variant >= 2) s.momentum = 0.9, s.dampening = 0.25;
+        if (variant == 3) s.nesterov = true, s.dampening = 0;
+        Tensor p = leaf({n}, -1, 1, 5).detach().to(d);
+        Tensor buf = s.momentum != 0 ? zeros({n}, d) : Tensor();
+        std::vector<double> pr = values(p), br(n, 0.0);
+        for (int t = 1; t <= 3; ++t) {
+          Tensor g = leaf({n}, -2, 2, 20 + t).detach().to(d);
+          s.first_step = t == 1;
+          sgd_step_(p, g, buf, s);
+          sgd_by_hand(pr, br, values(g), s);
+        }
+        double tol = d == float64 ? 1e-12 : 1e-5;
+        CHECK(test::allclose(p, Tensor::from_vector(pr), tol, tol));
+        if (s.momentum != 0) CHECK(test::allclose(buf, Tensor::from_vector(br), tol, tol));
+      }
+    }
+  }
+  // Errors as adam_step_'s.
+  Tensor p = zeros({4}), wrong = zeros({3});
+  SgdStep with_momentum{.momentum = 0.9};
+  NoGradGuard again;
+  CHECK_THROWS_WITH_PARTS(sgd_step_(p, ones({4}), wrong, with_momentum), ShapeError, "sgd_step_",
+                          "momentum_buffer", "[3]");
+}
 
 TEST_CASE("adam_step_ equals the step written out, for every variant, size and dtype") {
   NoGradGuard ng;

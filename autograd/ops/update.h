@@ -28,4 +28,24 @@ struct AdamStep {
 // float dtype or layout; it is converted). ShapeError / DtypeError name the tensor that differs.
 void adam_step_(Tensor& p, const Tensor& g, Tensor& m, Tensor& v, Tensor& vmax, const AdamStep& s);
 
+// Hyper-parameters of one SGD step; first_step: the momentum buffer is set to the gradient rather
+// than blended into.
+struct SgdStep {
+  double lr = 0.01;
+  double momentum = 0.0;
+  double dampening = 0.0;
+  double weight_decay = 0.0;
+  bool nesterov = false;
+  bool first_step = false;
+};
+
+// One SGD step on parameter p with gradient g and momentum buffer buf (unused, may be undefined,
+// without momentum), elementwise:
+//   d <- g + wd p
+//   momentum:  buf <- d (first step)  or  buf <- momentum buf + (1 - dampening) d
+//              d <- d + momentum buf (nesterov)  or  d <- buf
+//   p <- p - lr d
+// Same requirements and errors as adam_step_.
+void sgd_step_(Tensor& p, const Tensor& g, Tensor& buf, const SgdStep& s);
+
 }  // namespace ag

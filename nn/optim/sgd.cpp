@@ -26,18 +26,16 @@ void SGD::step() {
       Tensor p = g.params[i];
       Tensor grad = p.grad();
       if (!grad.defined()) continue;
-      if (wd != 0) grad = add(grad, p, wd);
-      if (mom != 0) {
-        bool first = !has_buffer(gi, i, "momentum");
-        Tensor& b = buffer(gi, i, "momentum", p);
-        if (first) {
-          b.copy_(grad);
-        } else {
-          b.mul_(mom).add_(grad, 1 - damp);
-        }
-        grad = nesterov ? add(grad, b, mom) : b;
-      }
-      p.add_(grad, -lr);
+      const bool first = mom != 0 && !has_buffer(gi, i, "momentum");
+      Tensor none;
+      Tensor& b = mom != 0 ? buffer(gi, i, "momentum", p) : none;
+      sgd_step_(p, grad, b,
+                {.lr = lr,
+                 .momentum = mom,
+                 .dampening = damp,
+                 .weight_decay = wd,
+                 .nesterov = nesterov,
+                 .first_step = first});
     }
   }
 }
