@@ -141,6 +141,12 @@ MatrixLayout layout(const Tensor& t) {
   return {};
 }
 
+// First element of a (possibly non-contiguous) tensor, as BLAS reads it with the layout above.
+template <class T>
+const T* first_element(const Tensor& t) {
+  return static_cast<const T*>(t.impl()->storage->data) + t.offset();
+}
+
 Tensor blas_ready(const Tensor& t) { return layout(t).ok ? t : t.contiguous(); }
 
 // t as a matrix [rows, last], rows = product of the leading axes. Unlike reshape(t, {-1, last}),
@@ -165,8 +171,8 @@ Tensor matmul_kernel(const Tensor& a_in, const Tensor& b_in) {
   if (k == 0) return zeros(os, a.dtype());
   MatrixLayout la = layout(a), lb = layout(b);
   kernels::dispatch_floating(a.dtype(), "matmul", [&]<class T>() {
-    const T* pa = static_cast<const T*>(a.impl()->storage->data) + a.offset();
-    const T* pb = static_cast<const T*>(b.impl()->storage->data) + b.offset();
+    const T* pa = first_element<T>(a);
+    const T* pb = first_element<T>(b);
     T* po = out.data<T>();
     int64_t nbatch = batch.numel();
     // b shared by every batch entry and a's rows stacked evenly: one GEMM with m * batch rows.
@@ -216,9 +222,7 @@ std::pair<Tensor, Tensor> linear_input_weight_grads(const Tensor& g_in, const Te
   Tensor gx = Tensor::empty(x.shape(), d), gw = Tensor::empty(w.shape(), d);
   MatrixLayout lg = layout(g2), lx = layout(x2), lw = layout(wr);
   kernels::dispatch_floating(d, "linear", [&]<class T>() {
-    auto ptr = [](const Tensor& t) {
-      return static_cast<const T*>(t.impl()->storage->data) + t.offset();
-    };
+    auto ptr = [](const Tensor& t) { return first_element<T>(t); };
     Gemm<T> input{lg.trans, lw.trans, rows,  in,           outf, ptr(g2),
                   lg.ld,    ptr(wr),  lw.ld, gx.data<T>(), in};
     Gemm<T> weight{!lg.trans, lx.trans, outf,  in,           rows, ptr(g2),
@@ -325,8 +329,8 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
           for (int64_t j = 0; j < outf; ++j) po[r * outf + j] = pb ? pb[j] : T(0);
         return;
       }
-      const T* px = static_cast<const T*>(x2.impl()->storage->data) + x2.offset();
-      const T* pw = static_cast<const T*>(wr.impl()->storage->data) + wr.offset();
+      const T* px = first_element<T>(x2);
+      const T* pw = first_element<T>(wr);
       // out[rows, outf] = x2[rows, in] @ W[outf, in]^T (+ b)
       gemm(lx.trans, !lw.trans, rows, outf, in, px, lx.ld, pw, lw.ld, po, outf, pb);
     });
