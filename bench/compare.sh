@@ -2,8 +2,15 @@
 # Measures the engine against the peers of ../shared/WORKLOADS.md, alternately (A B A B ...), and
 # prints the ratio of medians for each workload.
 #
-#   bench/compare.sh [workload...] [--rounds N]     (default: all four workloads, 3 rounds)
+#   bench/compare.sh [workload...] [--rounds N]     (default: all five workloads, 3 rounds, then
+#                                                   the portability rows)
 #   bench/compare.sh --memory                      peak RSS over 5,000 mlp784 steps, ours and PyTorch's
+#   bench/compare.sh --no-portability ...          without the portability rows
+#
+# Portability rows: our command runs with OPENBLAS_CORETYPE=Prescott, which makes OpenBLAS pick its
+# SSE3 kernels as it does by itself on CPUs it does not know; the peers run as usual. Our float32
+# GEMMs go to oneDNN, so these rows show whether anything on the hot path still depends on
+# OpenBLAS's CPU detection. The header names the CPU and the kernel OpenBLAS picks on it.
 #
 # Peers are built once into $PEERS (default /tmp/tapegrad-peers) from ../shared/peers; none of them
 # is part of the project. Needs Debian's python3-torch, python3-numpy and libtorch-dev (installed
@@ -16,18 +23,20 @@ peers_src=${PEERS_SRC:-$root/../shared/peers}
 peers=${PEERS:-/tmp/tapegrad-peers}
 rounds=3
 memory=0
+portability=1
 workloads=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds=$2; shift 2 ;;
     --memory) memory=1; shift ;;
+    --no-portability) portability=0; shift ;;
     *) workloads+=("$1"); shift ;;
   esac
 done
-[ ${#workloads[@]} -eq 0 ] && workloads=(perop tiny mlp784 gpt-mini)
+[ ${#workloads[@]} -eq 0 ] && workloads=(perop tiny mlp784 cnn gpt-mini)
 
 need=()
-for p in python3-torch python3-numpy libtorch-dev libopenblas-dev; do
+for p in python3-torch python3-numpy libtorch-dev libopenblas-dev libdnnl-dev; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then apt-get update -qq && apt-get install -y -qq "${need[@]}"; fi
@@ -35,12 +44,14 @@ scripts/build >/dev/null
 
 mkdir -p "$peers"
 cp -u "$peers_src"/* "$peers"/
-[ -x "$peers/gemm_probe" ] || g++ -O2 "$peers/gemm_probe.cpp" -o "$peers/gemm_probe" -lopenblas
+[ -x "$peers/gemm_probe" ] || g++ -O2 "$peers/gemm_probe.cpp" -o "$peers/gemm_probe" -lopenblas -ldnnl
+[ -x "$peers/peak_probe" ] || g++ -O2 -march=native -fopenmp "$peers/peak_probe.cpp" -o "$peers/peak_probe"
 [ -x "$peers/train_libtorch" ] || g++ -O2 -std=c++17 "$peers/train_libtorch.cpp" -o "$peers/train_libtorch" \
   -I/usr/include/torch/csrc/api/include -ltorch -ltorch_cpu -lc10
 
 run() { env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$@" 2>/dev/null | tail -1 | awk '{print $3}'; }
 ours() { run "$root/build/bench/bench" "$1" --steps "$2"; }
+ours_prescott() { run OPENBLAS_CORETYPE=Prescott "$root/build/bench/bench" "$1" --steps "$2"; }
 
 # peer commands per workload: "label|command"
 peer_list() {
@@ -49,10 +60,11 @@ peer_list() {
     tiny) echo "pytorch|/usr/bin/python3 $peers/train_torch.py tiny" ;;
     mlp784) echo "pytorch|/usr/bin/python3 $peers/train_torch.py mlp784"
             echo "gemm floor|$peers/gemm_probe" ;;
+    cnn) echo "pytorch|/usr/bin/python3 $peers/train_torch.py cnn" ;;
     gpt-mini) echo "pytorch|/usr/bin/python3 $peers/gpt_torch.py" ;;
   esac
 }
-steps_for() { case "$1" in perop) echo 2000 ;; tiny) echo 2000 ;; mlp784) echo 300 ;; gpt-mini) echo 30 ;; esac; }
+steps_for() { case "$1" in perop) echo 2000 ;; tiny) echo 2000 ;; mlp784) echo 300 ;; cnn) echo 100 ;; gpt-mini) echo 30 ;; esac; }
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
@@ -70,18 +82,39 @@ PY
   exit 0
 fi
 
-printf '%-9s %-11s %12s %12s %8s\n' workload peer "ours (us)" "peer (us)" ratio
-for w in "${workloads[@]}"; do
+cpu=$(lscpu | sed -n 's/^Model name: *//p')
+fms=$(awk -F': ' '/^cpu family/ {f=$2} /^model\t/ {m=$2} /^stepping/ {s=$2} END {print "family " f " model " m " stepping " s}' /proc/cpuinfo)
+kernel=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_VERBOSE=2 "$root/build/bench/bench" tiny --steps 1 2>&1 |
+  sed -n 's/^Core: //p' | head -1)
+peak=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$peers/peak_probe" | tail -1 | awk '{print $2}')
+echo "CPU: $cpu ($fms), $(nproc) cores; OpenBLAS picks its ${kernel:-unknown} kernels; fp32 peak $peak GFLOP/s"
+
+# compare LABEL OURS_FN WORKLOAD: one table row per peer of the workload.
+compare() {
+  local label=$1 ours_fn=$2 w=$3 n peer cmd a b ma mb
   n=$(steps_for "$w")
-  while IFS='|' read -r label cmd; do
+  while IFS='|' read -r peer cmd; do
+    [ "$label" = portable ] && [ "$w" = mlp784 ] && [ "$peer" != "gemm floor" ] && continue
     a=(); b=()
     for ((i = 0; i < rounds; i++)); do
-      a+=("$(ours "$w" "$n")")
+      a+=("$($ours_fn "$w" "$n")")
       # shellcheck disable=SC2086
       b+=("$(run $cmd $n)")
     done
     ma=$(printf '%s\n' "${a[@]}" | median)
     mb=$(printf '%s\n' "${b[@]}" | median)
-    printf '%-9s %-11s %12.3f %12.3f %8.3f\n' "$w" "$label" "$ma" "$mb" "$(awk -v a="$ma" -v b="$mb" 'BEGIN {print a / b}')"
+    printf '%-9s %-9s %-11s %12.3f %12.3f %8.3f\n' "$w" "$label" "$peer" "$ma" "$mb" \
+      "$(awk -v a="$ma" -v b="$mb" 'BEGIN {print a / b}')"
   done < <(peer_list "$w")
+}
+
+printf '%-9s %-9s %-11s %12s %12s %8s\n' workload run peer "ours (us)" "peer (us)" ratio
+for w in "${workloads[@]}"; do
+  [ "$w" = cnn ] && ! "$root/build/bench/bench" cnn --steps 1 >/dev/null 2>&1 && continue
+  compare default ours "$w"
 done
+if [ "$portability" = 1 ]; then
+  for w in mlp784 gpt-mini; do
+    printf '%s\n' "${workloads[@]}" | grep -qx "$w" && compare portable ours_prescott "$w"
+  done
+fi

@@ -1,6 +1,8 @@
 // matmul (1-D, 2-D, batched with broadcast batch axes, strided operands), outer and the fused
 // linear: values against a naive triple loop in float64 and float32, first and second derivatives
 // (float64 gradcheck and gradgradcheck), and errors naming both shapes.
+#include <omp.h>
+
 #include "support.h"
 
 using namespace ag;
@@ -51,15 +53,18 @@ TEST_CASE("2-D matmul against a naive loop, float64 and float32, with strided op
   CHECK(matmul(a.to(float32), b).dtype() == float64);
 }
 
-TEST_CASE("large GEMMs cut into per-thread blocks give the naive loop's values") {
-  // Above ~1M multiply-adds the GEMM is split into blocks of rows or columns, one per thread;
-  // sizes not a multiple of the block, every transpose combination and column slices (leading
-  // dimension wider than the block) must all land in the right place.
+TEST_CASE("GEMMs of every size class give the naive loop's values") {
+  // Up to 4096 multiply-adds a GEMM runs in the engine's own loop, above that in oneDNN (float32)
+  // or OpenBLAS (float64); above ~1M multiply-adds it is split into blocks of rows or columns, one
+  // per thread. Sizes on both sides of each limit, sizes not a multiple of the block, every
+  // transpose combination and column slices (leading dimension wider than the block) must all
+  // land in the right place.
   struct Case {
     int64_t m, k, n;
   };
-  for (Case c : {Case{70, 300, 130}, Case{300, 40, 257}, Case{64, 784, 256}, Case{256, 64, 784},
-                 Case{33, 500, 300}}) {
+  for (Case c : {Case{1, 1, 1}, Case{8, 2, 16}, Case{3, 7, 2}, Case{16, 16, 16}, Case{16, 17, 16},
+                 Case{1, 4097, 1}, Case{70, 300, 130}, Case{300, 40, 257}, Case{64, 784, 256},
+                 Case{256, 64, 784}, Case{33, 500, 300}}) {
     CAPTURE(c.m);
     CAPTURE(c.k);
     CAPTURE(c.n);
@@ -315,4 +320,32 @@ TEST_CASE("errors name the op and both shapes") {
   CHECK_THROWS_WITH_PARTS(linear(zeros({2, 3}), zeros({4, 3}), zeros({5})), ShapeError, "linear",
                           "[5]", "[4, 3]");
   CHECK_THROWS_WITH_PARTS(linear(zeros({2, 3}), zeros({3})), ShapeError, "linear", "[3]");
+}
+
+namespace {
+// Threads of this process, from /proc/self/task (Linux).
+int64_t process_threads() {
+  int64_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/task")) ++n;
+  return n;
+}
+}  // namespace
+
+TEST_CASE("GEMMs run on the engine's OpenMP threads: no second thread pool") {
+  // float32 GEMMs go to oneDNN (OpenMP build), float64 ones to OpenBLAS: neither may start threads
+  // of its own next to the OpenMP team, whatever OMP_NUM_THREADS is (meson runs this case with 1, 2
+  // and 4). A pthread BLAS or a oneDNN with its own pool would show up as extra threads here.
+  const int64_t team = omp_get_max_threads();
+  Tensor a = leaf({300, 500}, -1, 1, 3).detach(), b = leaf({500, 400}, -1, 1, 4).detach();
+  Tensor expect = matmul(a, b);
+  for (Dtype d : {float32, float64}) {
+    Tensor x = a.to(d).requires_grad_(), w = b.to(d).requires_grad_();
+    Tensor y = matmul(x, w);
+    y.sum().backward();
+    const double tol = d == float32 ? 1e-4 : 1e-12;
+    check_close(values(y), values(expect), tol);
+    check_close(values(linear(x, w.t().contiguous())), values(expect), tol);
+  }
+  INFO("OpenMP team " << team);
+  CHECK(process_threads() <= std::max<int64_t>(team, 1));
 }

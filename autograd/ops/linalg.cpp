@@ -1,10 +1,12 @@
 #include "autograd/ops/linalg.h"
 
 #include <cblas.h>
+#include <dnnl.h>
 #include <omp.h>
 
 #include <algorithm>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 
 #include "autograd/kernels/dispatch.h"
@@ -17,10 +19,16 @@ namespace ag {
 
 namespace {
 
+// float32 GEMMs go to oneDNN, which picks its kernels by the CPU's instruction set at run time
+// (AVX2 / AVX-512 / AMX) and runs single-threaded when called inside an OpenMP parallel region.
+// float64 GEMMs (gradchecks, exact references: never the training hot path) go to OpenBLAS, whose
+// kernel choice affects only their speed.
 void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m),
-              int(n), int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
+  const dnnl_status_t status =
+      dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  if (status != dnnl_success)
+    fail("matmul: oneDNN sgemm [{}, {}] @ [{}, {}] failed with status {}", m, k, k, n, int(status));
 }
 void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
                int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
@@ -28,20 +36,46 @@ void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, 
               int(n), int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
 }
 
+// GEMMs of at most this many multiply-adds (the 2-16-16-2 network of the `tiny` workload, small
+// attention heads) run in the loop below: a library call costs about 0.3-1 us of dispatch here,
+// more than the arithmetic.
+constexpr int64_t kSmallWork = 4096;
+
+// C[m, n] = op(A) @ op(B) (+ C when accumulate), a plain loop that GCC vectorises along C's rows.
+// A transposed B is first copied into row order so the innermost loop reads it contiguously.
+template <class T>
+void small_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda,
+                const T* b, int64_t ldb, bool accumulate, T* c, int64_t ldc) {
+  T b_rows[kSmallWork];
+  if (tb) {
+    for (int64_t p = 0; p < k; ++p)
+      for (int64_t j = 0; j < n; ++j) b_rows[p * n + j] = b[j * ldb + p];
+    b = b_rows;
+    ldb = n;
+  }
+  for (int64_t i = 0; i < m; ++i) {
+    T* __restrict row = c + i * ldc;
+    if (!accumulate) std::fill(row, row + n, T(0));
+    for (int64_t p = 0; p < k; ++p) {
+      const T aip = ta ? a[p * lda + i] : a[i * lda + p];
+      const T* __restrict bp = b + p * ldb;
+      for (int64_t j = 0; j < n; ++j) row[j] += aip * bp[j];
+    }
+  }
+}
+
 // Below this many multiply-adds a GEMM runs on one thread.
 constexpr int64_t kSplitWork = int64_t(1) << 20;
 
 // One GEMM: C[m, n] = op(A)[m, k] @ op(B)[k, n] (+ bias[n] on every row), row-major, k > 0.
 //
-// Medium GEMMs (the sizes of a training step: batch 64..1024, widths 128..1024) scale poorly when
-// OpenBLAS threads them itself: measured on 2 cores, [256, 64] @ [64, 784] took 142 us threaded
-// and 94 us as two single-threaded halves. So the output is cut into one block per OpenMP thread
-// and each block is one single-threaded GEMM. That relies on OpenBLAS's OpenMP build, which runs
-// single-threaded inside a parallel region; with any other build (its pthread build would start
-// its own threads in every block) a GEMM is one call and OpenBLAS threads it. Rows are cut when
-// m >= n or the inner size k is below m (weight gradients: k is the batch), columns otherwise;
-// block edges fall on multiples of 16 rows or columns. A bias is written into each block by the
-// thread that then accumulates the block's product onto it.
+// Medium float32 GEMMs (the sizes of a training step: batch 64..1024, widths 128..1024) are cut
+// into one block of rows or columns per OpenMP thread, each block one single-threaded oneDNN call
+// (oneDNN runs single-threaded inside a parallel region); this lets linear's two backward GEMMs
+// share the threads (gemm_pair). Rows are cut when m >= n or the inner size k is below m (weight
+// gradients: k is the batch), columns otherwise; block edges fall on multiples of 16 rows or
+// columns. A bias is written into each block by the thread that then accumulates the block's
+// product onto it.
 template <class T>
 struct Gemm {
   bool ta, tb;
@@ -70,22 +104,27 @@ struct Gemm {
   void run(int64_t r0, int64_t r1, int64_t c0, int64_t c1) const {
     if (bias)
       for (int64_t r = r0; r < r1; ++r) std::copy(bias + c0, bias + c1, c + r * ldc + c0);
+    if ((r1 - r0) * (c1 - c0) * k <= kSmallWork)
+      return small_gemm(ta, tb, r1 - r0, c1 - c0, k, ta ? a + r0 : a + r0 * lda, lda,
+                        tb ? b + c0 * ldb : b + c0, ldb, bias != nullptr, c + r0 * ldc + c0, ldc);
     blas_gemm(ta, tb, r1 - r0, c1 - c0, k, T(1), ta ? a + r0 : a + r0 * lda, lda,
               tb ? b + c0 * ldb : b + c0, ldb, bias ? T(1) : T(0), c + r0 * ldc + c0, ldc);
   }
   static constexpr int64_t kBlock = 16;
 };
 
-// Threads a GEMM may cut itself into: 1 inside a parallel region or without OpenBLAS's OpenMP
-// build.
+// Threads a GEMM may cut itself into: 1 inside a parallel region. float64 GEMMs are never cut:
+// OpenBLAS threads them itself, and with its pthread build a call per block would start threads of
+// its own inside each block.
+template <class T>
 int available_threads() {
-  static const bool openmp_blas = openblas_get_parallel() == 2;  // 0 serial, 1 pthreads, 2 OpenMP
-  return !openmp_blas || omp_in_parallel() ? 1 : omp_get_max_threads();
+  if constexpr (std::is_same_v<T, double>) return 1;
+  return omp_in_parallel() ? 1 : omp_get_max_threads();
 }
 
 template <class T>
 void gemm(const Gemm<T>& g) {
-  const int blocks = g.blocks(available_threads());
+  const int blocks = g.blocks(available_threads<T>());
   if (blocks < 2) return g.run(0, g.m, 0, g.n);
 #pragma omp parallel num_threads(blocks)
   g.run_block(omp_get_thread_num(), omp_get_num_threads());
@@ -102,7 +141,7 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t
 // mlp784 step than splitting each in turn. Small pairs run one after the other.
 template <class T>
 void gemm_pair(const Gemm<T>& x, const Gemm<T>& y) {
-  const int threads = available_threads();
+  const int threads = available_threads<T>();
   if (threads < 2 || x.blocks(threads) < 2 || y.blocks(threads) < 2) {
     gemm(x);
     gemm(y);

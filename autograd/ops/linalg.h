@@ -1,5 +1,7 @@
-// Linear algebra through BLAS (OpenBLAS sgemm/dgemm). Transposed operands are passed to GEMM with a
-// transpose flag on the original buffer; no transpose is materialised, forward or backward.
+// Linear algebra. float32 GEMMs go to oneDNN (kernels chosen by the CPU's instruction set at run
+// time, on the engine's OpenMP threads), float64 GEMMs to OpenBLAS, and GEMMs of at most 4096
+// multiply-adds to a loop of the engine's own. Transposed operands are passed with a transpose flag
+// on the original buffer; no transpose is materialised, forward or backward.
 #pragma once
 
 #include "autograd/tensor.h"
@@ -20,11 +22,12 @@ Tensor outer(const Tensor& a, const Tensor& b);
 //   d/dx = g @ W, d/dW = g^T @ x (over all leading axes), d/db = sum of g over leading axes.
 // The bias is written into the output and the GEMM accumulates onto it. When both d/dx and d/dW
 // are needed without create_graph they are computed together, the threads shared between the two
-// GEMMs; otherwise as matmuls. With OpenBLAS's OpenMP build, large GEMMs (here and in matmul) run
-// as one single-threaded BLAS call per block of rows or columns, one block per thread.
+// GEMMs; otherwise as matmuls. Large float32 GEMMs (here and in matmul) run as one single-threaded
+// oneDNN call per block of rows or columns, one block per OpenMP thread.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 
-// Number of threads BLAS uses (OpenBLAS); 0 = its default.
+// Number of threads OpenBLAS uses for float64 GEMMs; 0 = its default. float32 GEMMs use the OpenMP
+// threads (omp_set_num_threads / OMP_NUM_THREADS).
 void set_blas_threads(int n);
 
 }  // namespace ag
