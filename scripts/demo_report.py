@@ -190,7 +190,8 @@ def tutorial_blocks(dir_):
     start = find(gd, r"^Summary")
     blocks["gd-summary"] = fenced(paragraph(gd, start))
     blocks["gd-discussion"] = (["What this run shows (sentences computed by `scripts/demo_report.py` "
-                                "from `demo-output/gd_variants.csv`):", ""] +
+                                "from `demo-output/gd_variants.csv`; the losses are the same on "
+                                "every run, the times depend on the machine and its load):", ""] +
                                [f"- {s}" for s in gd_discussion(dir_)])
     # The first and the last comparison (MSE with sigmoid, cross-entropy with ReLU); all six are
     # in demo-output/backprop_by_hand.txt and on the demo page.
@@ -429,6 +430,8 @@ learning rate for the same number of epochs; with <code>nn::DataLoader</code> th
 batch size: N for full-batch GD, 1 for single-sample SGD, anything between for mini-batches. After
 every epoch it measures J(θ) over the whole training set.</p>
 {tbl}
+<p class="note">Computed from this run's <code>gd_variants.csv</code>. The losses are the same on
+every run; the times depend on the machine and on what else it is doing.</p>
 <ul>{items}</ul>
 {figs}
 """
