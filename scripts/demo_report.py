@@ -166,10 +166,10 @@ def gd_discussion(dir_):
         rs = runs[p]
         ups = {r: sum(1 for a, b in zip(run["loss"], run["loss"][1:]) if b > a)
                for r, run in rs.items()}
-        parts.append(f"{p}: " + ", ".join(f"{r} {n}" for r, n in ups.items()))
+        parts.append(f"on {p} " + ", ".join(f"{r} {n}" for r, n in ups.items()))
     out.append(f"**Noise.** A step on a small batch follows that batch's gradient, not the whole "
-               f"set's, so the loss over the whole set can go up. Epochs (of {epochs}) after which "
-               f"it was higher than before. " + sentence(parts))
+               f"set's, so the loss over the whole set can go up. The number of epochs (of "
+               f"{epochs}) that ended higher than the epoch before, " + "; ".join(parts) + ".")
     return out
 
 
@@ -262,6 +262,14 @@ def svg_inline(dir_, name, alt, cls="", caption=False):
     with open(path, encoding="utf-8") as f:
         svg = f.read()
     svg = svg[svg.index("<svg"):]
+    # The examples' plots (examples/plot.h) are drawn with 12 px text for a page of their own; on
+    # the projector they get 14 px, and 60 px more room on the right for the longer legend.
+    m = re.match(r'<svg xmlns="http://www.w3.org/2000/svg" width="(\d+)" height="(\d+)" '
+                 r'viewBox="0 0 \d+ \d+" (font-family="[^"]*") font-size="12">', svg)
+    if m:
+        w, h = int(m.group(1)) + 60, int(m.group(2))
+        svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+               f'viewBox="0 0 {w} {h}" {m.group(3)} font-size="14">' + svg[m.end():])
     svg = re.sub(r"<svg\b", f'<svg role="img" aria-label="{E(alt)}"', svg, count=1)
     cap = f"<figcaption>{E(alt)}</figcaption>" if caption else ""
     return f'<figure class="{cls}">{svg}{cap}</figure>'
