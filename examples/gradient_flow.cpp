@@ -11,10 +11,12 @@
 // initialisation the size of the error is kept from layer to layer.
 //
 // Two networks of the same shape (10 hidden layers of 32) learn the same task: one with sigmoid and
-// Xavier initialisation, one with ReLU and He (Kaiming) initialisation. After every step we read,
-// per layer, the norm of dLoss/dW(l) (from .grad) and the norm of delta(l) = dLoss/dz(l): autograd
-// stores the latter on the Linear node of that layer when gradient-norm tracing is on
-// (Node::last_grad_norm).
+// Xavier initialisation, one with ReLU and He (Kaiming) initialisation. A third, the ReLU network
+// with every weight doubled, shows the opposite failure at its first step: each layer on the way
+// back multiplies the error by about 2, so it grows toward the input (exploding gradients). After
+// every step we read, per layer, the norm of dLoss/dW(l) (from .grad) and the norm of delta(l) =
+// dLoss/dz(l): autograd stores the latter on the Linear node of that layer when gradient-norm
+// tracing is on (Node::last_grad_norm).
 //
 //   gradient_flow [output folder, default demo-output]
 //   writes gradient_flow_layers.svg, gradient_flow_steps.svg, gradient_flow_loss.svg,
@@ -41,7 +43,9 @@ struct DeepNet {
   std::vector<std::shared_ptr<nn::Linear>> layers;
   std::vector<Tensor> z;  // the pre-activations of the last forward, z[l] = layer l's output
 
-  DeepNet(const std::string& act, int64_t in, int64_t out, uint64_t seed) : activation(act) {
+  // weight_scale multiplies every initial weight (1: the textbook initialisation).
+  DeepNet(const std::string& act, int64_t in, int64_t out, uint64_t seed, double weight_scale = 1.0)
+      : activation(act) {
     Generator gen(seed);
     std::vector<int64_t> sizes{in};
     for (int i = 0; i < kHidden; ++i) sizes.push_back(kWidth);
@@ -52,6 +56,10 @@ struct DeepNet {
         nn::init::xavier_normal_(lin->weight, 1.0, &gen);
       } else {
         nn::init::kaiming_normal_(lin->weight, 0.0, "fan_in", "relu", &gen);
+      }
+      if (weight_scale != 1.0) {
+        NoGradGuard ng;
+        lin->weight.mul_(weight_scale);
       }
       nn::init::zeros_(lin->bias);
       layers.push_back(lin);
@@ -80,6 +88,14 @@ struct DeepNet {
 };
 
 double norm_of(const Tensor& t) { return std::sqrt(sum(mul(t, t)).item()); }
+
+// Prints the per-layer gradient norms of one step, from the output back to the input.
+void print_norms(const std::vector<double>& gw, const std::vector<double>& gd) {
+  const size_t L = gw.size();
+  fmt::print("  {:>5}  {:>14}  {:>14}\n", "layer", "|dLoss/dW(l)|", "|delta(l)|");
+  for (size_t l = L; l-- > 0;) fmt::print("  {:>5}  {:>14.3e}  {:>14.3e}\n", l + 1, gw[l], gd[l]);
+  fmt::print("  ratio layer 1 / layer {}: {:.2e}\n", L, gw[0] / gw[L - 1]);
+}
 
 }  // namespace
 
@@ -137,14 +153,11 @@ int main(int argc, char** argv) {
           auto& d = layers_fig.add(fmt::format("{}: |delta(l)|", act), true, colour);
           fmt::print("\n{} network, first step: gradient norms from the output back to the input\n",
                      act);
-          fmt::print("  {:>5}  {:>14}  {:>14}\n", "layer", "|dLoss/dW(l)|", "|delta(l)|");
           for (size_t l = 0; l < L; ++l) {
             s.x.push_back(l + 1), s.y.push_back(gw[l]);
             d.x.push_back(l + 1), d.y.push_back(gd[l]);
           }
-          for (size_t l = L; l-- > 0;)
-            fmt::print("  {:>5}  {:>14.3e}  {:>14.3e}\n", l + 1, gw[l], gd[l]);
-          fmt::print("  ratio layer 1 / layer {}: {:.2e}\n", L, gw[0] / gw[L - 1]);
+          print_norms(gw, gd);
         }
         first_last[0]->x.push_back(step), first_last[0]->y.push_back(gw[0]);
         first_last[1]->x.push_back(step), first_last[1]->y.push_back(gw[L - 1]);
@@ -162,6 +175,48 @@ int main(int argc, char** argv) {
     if (progress.interactive()) progress.end_epoch(act);
     for (const auto& line : epoch_lines) fmt::print("{}\n", line);
     set_grad_norm_tracing(false);
+  }
+
+  // Exploding gradients: the ReLU network again, every initial weight doubled. Its first step only:
+  // the error doubles, roughly, at each layer on its way back, and so does the forward signal; one
+  // SGD step with such gradients throws the network far off.
+  {
+    DeepNet net("relu", 2, 2, 11, 2.0);
+    nn::SGD opt(net.parameters(), {.lr = lr});
+    nn::DataLoader loader(data, {.batch_size = 32, .shuffle = true, .seed = 5});
+    const size_t L = net.layers.size();
+    set_grad_norm_tracing(true);
+    std::vector<double> losses;
+    std::vector<double> gw(L), gd(L);
+    for (auto batch : loader) {
+      opt.zero_grad();
+      Tensor loss = nn::cross_entropy(net.forward(batch[0]), batch[1]);
+      loss.backward();
+      losses.push_back(loss.item());
+      if (losses.size() == 1)
+        for (size_t l = 0; l < L; ++l) {
+          gw[l] = norm_of(net.layers[l]->weight.grad());
+          gd[l] = net.z[l].grad_fn()->last_grad_norm;
+          csv.row("relu_x2", 0, l + 1, gw[l], gd[l], loss.item());
+        }
+      if (losses.size() == 4) break;
+      opt.step();
+    }
+    set_grad_norm_tracing(false);
+    const std::string colour = "#d97706";
+    auto& s = layers_fig.add("relu, weights x2: |dLoss/dW(l)|", false, colour);
+    auto& d = layers_fig.add("relu, weights x2: |delta(l)|", true, colour);
+    for (size_t l = 0; l < L; ++l) {
+      s.x.push_back(l + 1), s.y.push_back(gw[l]);
+      d.x.push_back(l + 1), d.y.push_back(gd[l]);
+    }
+    fmt::print(
+        "\nrelu network with every initial weight doubled, first step: gradient norms from the "
+        "output back to the input\n");
+    print_norms(gw, gd);
+    fmt::print("  |delta| layer 1 / layer {}: {:.2e}\n", L, gd[0] / gd[L - 1]);
+    fmt::print("  mini-batch loss of its first {} SGD steps (lr {}): {:.4g}\n", losses.size(), lr,
+               fmt::join(losses, ", "));
   }
   layers_fig.save(dir + "/gradient_flow_layers.svg");
   steps_fig.save(dir + "/gradient_flow_steps.svg");
