@@ -1,6 +1,7 @@
 #include "autograd/ops/conv.h"
 
 #include <cblas.h>
+#include <dnnl.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -60,10 +61,13 @@ std::pair<int64_t, int64_t> valid_range(int64_t W, int64_t OW, int64_t s, int64_
   return {lo, hi};
 }
 
+// float32 GEMMs go to oneDNN (row-major, kernels picked for the CPU at run time: OpenBLAS 0.3.21
+// falls back to its SSE3 kernels on CPUs newer than it knows); float64 ones to OpenBLAS.
 void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
                const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m),
-              int(n), int(k), 1.0f, a, int(lda), b, int(ldb), beta, c, int(ldc));
+  if (dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc) !=
+      dnnl_success)
+    fail<Error>("conv2d: oneDNN sgemm failed for [{}, {}] x [{}, {}]", m, k, k, n);
 }
 void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* a, int64_t lda,
                const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "autograd/grad_mode.h"
@@ -54,31 +55,40 @@ PoolGeom pool_geom(const char* op, const Tensor& x, Size2 kernel, Size2 stride, 
           (W + 2 * padding.w - kernel.w) / stride.w + 1};
 }
 
-// out and idx [planes, OH, OW]: the window maxima and their flat positions h * W + w.
+// out and idx [planes, OH, OW]: the window maxima and their flat positions h * W + w. Works a whole
+// output row at a time: for each offset (u, v) of the window, every column j compares its candidate
+// x[i*s - p + u, j*s - p + v] with its best so far, a loop without branches the compiler
+// vectorises (per element branches mispredict on random data). Offsets run in row-major order and
+// only a strictly larger value (or a first NaN) replaces the best, so the first maximum wins.
 template <class T>
 void max_pool_kernel(const T* x, T* out, int64_t* idx, const PoolGeom& g) {
-#pragma omp parallel for if (g.planes * g.OH * g.OW * g.kh * g.kw > (1 << 16))
+  const int64_t H = g.H, W = g.W, OH = g.OH, OW = g.OW, sw = g.sw;
+#pragma omp parallel for if (g.planes * OH * OW * g.kh * g.kw > (1 << 16))
   for (int64_t pl = 0; pl < g.planes; ++pl) {
-    const T* xp = x + pl * g.H * g.W;
-    for (int64_t i = 0; i < g.OH; ++i) {
-      const int64_t h0 = i * g.sh - g.ph;
-      const int64_t hlo = std::max<int64_t>(h0, 0), hhi = std::min(h0 + g.kh, g.H);
-      for (int64_t j = 0; j < g.OW; ++j) {
-        const int64_t w0 = j * g.sw - g.pw;
-        const int64_t wlo = std::max<int64_t>(w0, 0), whi = std::min(w0 + g.kw, g.W);
-        T best = xp[hlo * g.W + wlo];
-        int64_t at = hlo * g.W + wlo;
-        for (int64_t h = hlo; h < hhi; ++h)
-          for (int64_t w = wlo; w < whi; ++w) {
-            const T v = xp[h * g.W + w];
-            if (v > best || (std::isnan(v) && !std::isnan(best))) {
-              best = v;
-              at = h * g.W + w;
-            }
+    const T* xp = x + pl * H * W;
+    for (int64_t i = 0; i < OH; ++i) {
+      T* best = out + (pl * OH + i) * OW;
+      int64_t* at = idx + (pl * OH + i) * OW;
+      std::fill(best, best + OW, -std::numeric_limits<T>::infinity());
+      std::fill(at, at + OW, int64_t(-1));
+      for (int64_t u = 0; u < g.kh; ++u) {
+        const int64_t h = i * g.sh - g.ph + u;
+        if (h < 0 || h >= H) continue;
+        for (int64_t v = 0; v < g.kw; ++v) {
+          // Columns j whose input column j*s - p + v lies inside [0, W).
+          const int64_t off = v - g.pw;
+          const int64_t lo = std::clamp<int64_t>(off >= 0 ? 0 : (-off + sw - 1) / sw, 0, OW);
+          const int64_t hi = std::clamp<int64_t>((W - off + sw - 1) / sw, lo, OW);
+          const T* xr = xp + h * W + off;
+          const int64_t base = h * W + off;
+          for (int64_t j = lo; j < hi; ++j) {
+            const T val = xr[j * sw];
+            // val != val: val is NaN. at < 0: the first real position of the window.
+            const bool take = (val > best[j]) | ((val != val) & (best[j] == best[j])) | (at[j] < 0);
+            best[j] = take ? val : best[j];
+            at[j] = take ? base + j * sw : at[j];
           }
-        const int64_t o = (pl * g.OH + i) * g.OW + j;
-        out[o] = best;
-        idx[o] = at;
+        }
       }
     }
   }
