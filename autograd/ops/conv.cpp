@@ -55,7 +55,8 @@ int64_t out_size(int64_t in, int64_t pad, int64_t dil, int64_t k, int64_t stride
 int64_t ceil_div(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
 
 // Output columns j whose input column j*s - p + v*d falls inside [0, W): [lo, hi).
-std::pair<int64_t, int64_t> valid_range(int64_t W, int64_t OW, int64_t s, int64_t p, int64_t off) {
+inline std::pair<int64_t, int64_t> valid_range(int64_t W, int64_t OW, int64_t s, int64_t p,
+                                               int64_t off) {
   int64_t lo = std::clamp<int64_t>(ceil_div(p - off, s), 0, OW);
   int64_t hi = std::clamp<int64_t>(ceil_div(W + p - off, s), lo, OW);
   return {lo, hi};
@@ -95,7 +96,7 @@ void im2col(const T* x, const Geom& g, T* col) {
           const T* xr = x + (c * g.H + ih) * g.W - g.p.pw + v * g.p.dw;
           std::fill(r, r + lo, T(0));
           if (g.p.sw == 1) {
-            std::copy(xr + lo, xr + hi, r + lo);
+            for (int64_t j = lo; j < hi; ++j) r[j] = xr[j];  // rows are short: no memmove call
           } else {
             for (int64_t j = lo; j < hi; ++j) r[j] = xr[j * g.p.sw];
           }

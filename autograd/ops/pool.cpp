@@ -3,8 +3,11 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "autograd/grad_mode.h"
@@ -55,6 +58,14 @@ PoolGeom pool_geom(const char* op, const Tensor& x, Size2 kernel, Size2 stride, 
           (W + 2 * padding.w - kernel.w) / stride.w + 1};
 }
 
+// take ? a : b through the bits, so that no branch is emitted (GCC turns a float ?: into a jump).
+template <class T>
+T select_bits(bool take, T a, T b) {
+  using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  const U mask = U(0) - U(take);
+  return std::bit_cast<T>(U((std::bit_cast<U>(a) & mask) | (std::bit_cast<U>(b) & ~mask)));
+}
+
 // out and idx [planes, OH, OW]: the window maxima and their flat positions h * W + w. Works a whole
 // output row at a time: for each offset (u, v) of the window, every column j compares its candidate
 // x[i*s - p + u, j*s - p + v] with its best so far, a loop without branches the compiler
@@ -85,8 +96,8 @@ void max_pool_kernel(const T* x, T* out, int64_t* idx, const PoolGeom& g) {
             const T val = xr[j * sw];
             // val != val: val is NaN. at < 0: the first real position of the window.
             const bool take = (val > best[j]) | ((val != val) & (best[j] == best[j])) | (at[j] < 0);
-            best[j] = take ? val : best[j];
-            at[j] = take ? base + j * sw : at[j];
+            best[j] = select_bits(take, val, best[j]);
+            at[j] += int64_t(take) * (base + j * sw - at[j]);
           }
         }
       }
