@@ -1,6 +1,7 @@
 // conv2d, conv1d, conv_transpose2d, conv2d_weight and pad: values against a direct loop over the
 // definition, the adjoint identities that tie them together, first and second derivatives in
 // float64, the threaded path on larger shapes, and the errors.
+#include <algorithm>
 #include <cmath>
 
 #include "support.h"
@@ -312,4 +313,22 @@ TEST_CASE("convolution errors name the op and the shapes") {
   CHECK_THROWS_WITH_PARTS(pad(x, {5, 0}, "reflect"), ShapeError, "pad", "reflect", "size 5");
   CHECK_THROWS_WITH_PARTS(pad(x, {-1, 0}), ValueError, "pad", ">= 0");
   CHECK_THROWS_WITH_PARTS(pad(x, {1, 0}, "circular"), ValueError, "pad", "circular");
+}
+
+TEST_CASE("check_tape replays each convolution and pooling node on its own") {
+  auto r = check_tape(
+      [](const TensorList& a) {
+        Tensor h = max_pool2d(tanh(conv2d(a[0], a[1], a[2], 1, 1)), 2);  // no ReLU: no ties at 0
+        Tensor t = conv_transpose2d(h, a[3], Tensor(), 2);
+        return (conv2d_weight(a[0], t, 3, 3, 1, 1) * a[1]).sum() + avg_pool2d(t, 2).sum();
+      },
+      {leaf({2, 2, 4, 4}, -1, 1, 160), leaf({3, 2, 3, 3}, -1, 1, 161), leaf({3}, -1, 1, 162),
+       leaf({3, 3, 2, 2}, -1, 1, 163)});
+  INFO(r.to_string());
+  CHECK(r.ok);
+  CHECK(r.nodes_skipped == 0);
+  std::vector<std::string> ops;
+  for (const auto& n : r.nodes) ops.push_back(n.op);
+  for (const char* op : {"conv2d", "max_pool2d", "conv_transpose2d", "conv2d_weight"})
+    CHECK_MESSAGE(std::find(ops.begin(), ops.end(), op) != ops.end(), op);
 }
