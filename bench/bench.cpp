@@ -105,8 +105,34 @@ Timing gpt_mini(int steps) {
       steps);
 }
 
+// cnn: LeNet-5 on 28x28 single-channel images, batch 64 (WORKLOADS.md): conv 1->6 5x5 padding 2,
+// ReLU, 2x2 max-pool, conv 6->16 5x5, ReLU, 2x2 max-pool, flatten (400), Linear 120, ReLU,
+// Linear 84, ReLU, Linear 10; cross-entropy on class indices; SGD lr 0.01.
+Timing cnn(int steps) {
+  namespace nn = ag::nn;
+  ag::manual_seed(0);
+  auto model = std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{
+      std::make_shared<nn::Conv2d>(1, 6, 5, 1, 2), std::make_shared<nn::ReLU>(),
+      std::make_shared<nn::MaxPool2d>(2), std::make_shared<nn::Conv2d>(6, 16, 5),
+      std::make_shared<nn::ReLU>(), std::make_shared<nn::MaxPool2d>(2),
+      std::make_shared<nn::Flatten>(), std::make_shared<nn::Linear>(400, 120),
+      std::make_shared<nn::ReLU>(), std::make_shared<nn::Linear>(120, 84),
+      std::make_shared<nn::ReLU>(), std::make_shared<nn::Linear>(84, 10)});
+  nn::SGD opt(model->parameters(), {.lr = 0.01});
+  ag::Tensor x = ag::randn({64, 1, 28, 28});
+  ag::Tensor y = ag::randint(0, 10, {64});
+  return time_steps(
+      [&] {
+        opt.zero_grad();
+        nn::cross_entropy(model->forward(x), y).backward();
+        opt.step();
+      },
+      steps);
+}
+
 int usage() {
   std::fprintf(stderr, "usage: bench perop|tiny|mlp784|gpt-mini [--steps N] [--rss] [--json]\n");
+  std::fprintf(stderr, "       bench cnn [--steps N] [--rss] [--json]\n");
   return 2;
 }
 
@@ -136,6 +162,8 @@ int main(int argc, char** argv) {
       r = mlp({2, 16, 16, 2}, "tanh", 8, o.steps);
     } else if (o.workload == "mlp784") {
       r = mlp({784, 256, 256, 10}, "relu", 64, o.steps);
+    } else if (o.workload == "cnn") {
+      r = cnn(o.steps);
     } else if (o.workload == "gpt-mini") {
       r = gpt_mini(o.steps);
     } else {

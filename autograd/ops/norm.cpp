@@ -201,4 +201,87 @@ Tensor layer_norm(const Tensor& x_in, const Shape& ns, const Tensor& weight, con
   return out;
 }
 
+namespace {
+// [1, C, 1, ...] for x [N, C, ...]: a per-channel tensor that broadcasts along x.
+Shape channel_shape(const Tensor& x) {
+  Shape s(std::vector<int64_t>(size_t(x.dim()), 1));
+  s[1] = x.size(1);
+  return s;
+}
+
+void check_channel_tensor(const char* op, const char* what, const Tensor& t, const Tensor& x) {
+  if (t.defined() && !(t.dim() == 1 && t.size(0) == x.size(1)))
+    fail<ShapeError>("{}: {} {} must be [{}], one value per channel of the input {}", op, what,
+                     t.shape(), x.size(1), x.shape());
+}
+
+Tensor channel_affine(const Tensor& y, const Tensor& weight, const Tensor& bias) {
+  Tensor out = y;
+  if (weight.defined()) out = mul(out, reshape(weight.to(y.dtype()), channel_shape(y)));
+  if (bias.defined()) out = add(out, reshape(bias.to(y.dtype()), channel_shape(y)));
+  return out;
+}
+}  // namespace
+
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                  const Tensor& weight, const Tensor& bias, bool training, double momentum,
+                  double eps) {
+  if (x.dim() < 2) fail<ShapeError>("batch_norm: expected an input [N, C, ...], got {}", x.shape());
+  if (!is_floating(x.dtype()))
+    fail<DtypeError>("batch_norm: expected a float tensor, got {}", dtype_name(x.dtype()));
+  check_channel_tensor("batch_norm", "running_mean", running_mean, x);
+  check_channel_tensor("batch_norm", "running_var", running_var, x);
+  check_channel_tensor("batch_norm", "weight", weight, x);
+  check_channel_tensor("batch_norm", "bias", bias, x);
+  std::vector<int64_t> axes{0};
+  for (int64_t i = 2; i < x.dim(); ++i) axes.push_back(i);
+  const Shape cs = channel_shape(x);
+  const int64_t n = x.size(1) ? x.numel() / x.size(1) : 0;
+  Tensor y;
+  if (training) {
+    if (n <= 1)
+      fail<ValueError>("batch_norm: training needs more than one value per channel, input {}",
+                       x.shape());
+    Tensor mu = mean(x, axes, true);
+    Tensor xc = sub(x, mu);
+    Tensor var = mean(mul(xc, xc), axes, true);
+    y = mul(xc, rsqrt(add(var, eps)));
+    NoGradGuard no_grad;
+    if (running_mean.defined()) {
+      Tensor m = reshape(mu.detach(), {x.size(1)}).to(running_mean.dtype());
+      Tensor rm = running_mean;
+      rm.mul_(1.0 - momentum).add_(m, momentum);
+    }
+    if (running_var.defined()) {
+      Tensor v = reshape(var.detach(), {x.size(1)}).to(running_var.dtype());
+      Tensor rv = running_var;
+      rv.mul_(1.0 - momentum).add_(v, momentum * double(n) / double(n - 1));
+    }
+  } else {
+    if (!running_mean.defined() || !running_var.defined())
+      fail<ValueError>("batch_norm: evaluation needs running_mean and running_var (input {})",
+                       x.shape());
+    Tensor mu = reshape(running_mean.detach().to(x.dtype()), cs);
+    Tensor var = reshape(running_var.detach().to(x.dtype()), cs);
+    y = mul(sub(x, mu), rsqrt(add(var, eps)));
+  }
+  return channel_affine(y, weight, bias);
+}
+
+Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight, const Tensor& bias,
+                  double eps) {
+  if (x.dim() < 2) fail<ShapeError>("group_norm: expected an input [N, C, ...], got {}", x.shape());
+  if (num_groups < 1 || x.size(1) % num_groups != 0)
+    fail<ShapeError>("group_norm: {} groups do not divide the {} channels of the input {}",
+                     num_groups, x.size(1), x.shape());
+  check_channel_tensor("group_norm", "weight", weight, x);
+  check_channel_tensor("group_norm", "bias", bias, x);
+  const int64_t N = x.size(0), per_group = N && num_groups ? x.numel() / (N * num_groups) : 0;
+  if (per_group == 0)
+    fail<ShapeError>("group_norm: input {} has no values to normalise", x.shape());
+  Tensor y =
+      layer_norm(reshape(x, {N, num_groups, per_group}), {per_group}, Tensor(), Tensor(), eps);
+  return channel_affine(reshape(y, x.shape()), weight, bias);
+}
+
 }  // namespace ag
