@@ -1,7 +1,5 @@
 #include "autograd/ops/conv.h"
 
-#include <cblas.h>
-#include <dnnl.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -11,6 +9,7 @@
 #include <fmt/ranges.h>
 
 #include "autograd/kernels/dispatch.h"
+#include "autograd/kernels/gemm.h"
 #include "autograd/node.h"
 #include "autograd/ops/elementwise.h"
 #include "autograd/ops/index.h"
@@ -60,20 +59,6 @@ inline std::pair<int64_t, int64_t> valid_range(int64_t W, int64_t OW, int64_t s,
   int64_t lo = std::clamp<int64_t>(ceil_div(p - off, s), 0, OW);
   int64_t hi = std::clamp<int64_t>(ceil_div(W + p - off, s), lo, OW);
   return {lo, hi};
-}
-
-// float32 GEMMs go to oneDNN (row-major, kernels picked for the CPU at run time: OpenBLAS 0.3.21
-// falls back to its SSE3 kernels on CPUs newer than it knows); float64 ones to OpenBLAS.
-void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
-               const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  if (dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc) !=
-      dnnl_success)
-    fail<Error>("conv2d: oneDNN sgemm failed for [{}, {}] x [{}, {}]", m, k, k, n);
-}
-void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* a, int64_t lda,
-               const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
-  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m),
-              int(n), int(k), 1.0, a, int(lda), b, int(ldb), beta, c, int(ldc));
 }
 
 // x: one sample's group of channels [C/G, H, W] -> col [C/G * kh * kw, OH * OW] (zeros where the
@@ -151,8 +136,8 @@ void conv_forward_kernel(const T* x, const T* w, T* out, const Geom& g) {
     for (int64_t grp = 0; grp < g.p.groups; ++grp) {
       const T* xg = x + (n * g.C + grp * Cg) * g.H * g.W;
       if (!g.pointwise()) im2col(xg, g, col);
-      blas_gemm(false, false, Kg, P, R, w + grp * Kg * R, R, g.pointwise() ? xg : col, P, T(0),
-                out + (n * g.K + grp * Kg) * P, P);
+      kernels::gemm_call(false, false, Kg, P, R, w + grp * Kg * R, R, g.pointwise() ? xg : col, P,
+                         false, out + (n * g.K + grp * Kg) * P, P);
     }
   });
 }
@@ -167,8 +152,8 @@ void conv_input_kernel(const T* gy, const T* w, T* gx, const Geom& g) {
     for (int64_t grp = 0; grp < g.p.groups; ++grp) {
       T* xg = gx + (n * g.C + grp * Cg) * g.H * g.W;
       T* dst = g.pointwise() ? xg : col;
-      blas_gemm(true, false, R, P, Kg, w + grp * Kg * R, R, gy + (n * g.K + grp * Kg) * P, P, T(0),
-                dst, P);
+      kernels::gemm_call(true, false, R, P, Kg, w + grp * Kg * R, R, gy + (n * g.K + grp * Kg) * P,
+                         P, false, dst, P);
       if (!g.pointwise()) col2im(col, g, xg);
     }
   });
@@ -187,8 +172,8 @@ void conv_weight_kernel(const T* x, const T* gy, T* gw, const Geom& g) {
     for (int64_t grp = 0; grp < g.p.groups; ++grp) {
       const T* xg = x + (n * g.C + grp * Cg) * g.H * g.W;
       if (!g.pointwise()) im2col(xg, g, col);
-      blas_gemm(false, true, Kg, R, P, gy + (n * g.K + grp * Kg) * P, P, g.pointwise() ? xg : col,
-                P, T(1), acc + grp * Kg * R, R);
+      kernels::gemm_call(false, true, Kg, R, P, gy + (n * g.K + grp * Kg) * P, P,
+                         g.pointwise() ? xg : col, P, true, acc + grp * Kg * R, R);
     }
   });
   for (int t = 1; t < threads; ++t) {

@@ -1,7 +1,6 @@
 #include "autograd/ops/linalg.h"
 
-#include <cblas.h>
-#include <dnnl.h>
+#include <cblas.h>  // openblas_set_num_threads
 #include <omp.h>
 
 #include <algorithm>
@@ -10,6 +9,7 @@
 #include <utility>
 
 #include "autograd/kernels/dispatch.h"
+#include "autograd/kernels/gemm.h"
 #include "autograd/node.h"
 #include "autograd/ops/elementwise.h"
 #include "autograd/ops/reduce.h"
@@ -17,149 +17,13 @@
 
 namespace ag {
 
+using kernels::available_threads;
+using kernels::Gemm;
+using kernels::gemm;
+using kernels::gemm_pair;
+using kernels::kSplitWork;
+
 namespace {
-
-// float32 GEMMs go to oneDNN, which picks its kernels by the CPU's instruction set at run time
-// (AVX2 / AVX-512 / AMX) and runs single-threaded when called inside an OpenMP parallel region.
-// float64 GEMMs (gradchecks, exact references: never the training hot path) go to OpenBLAS, whose
-// kernel choice affects only their speed.
-void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-               int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  const dnnl_status_t status =
-      dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  if (status != dnnl_success)
-    fail("matmul: oneDNN sgemm [{}, {}] @ [{}, {}] failed with status {}", m, k, k, n, int(status));
-}
-void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
-               int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
-  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m),
-              int(n), int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
-}
-
-// GEMMs of at most this many multiply-adds (the 2-16-16-2 network of the `tiny` workload, small
-// attention heads) run in the loop below: a library call costs about 0.3-1 us of dispatch here,
-// more than the arithmetic.
-constexpr int64_t kSmallWork = 4096;
-
-// C[m, n] = op(A) @ op(B) (+ C when accumulate), a plain loop that GCC vectorises along C's rows.
-// A transposed B is first copied into row order so the innermost loop reads it contiguously.
-template <class T>
-void small_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda,
-                const T* b, int64_t ldb, bool accumulate, T* c, int64_t ldc) {
-  T b_rows[kSmallWork];
-  if (tb) {
-    for (int64_t p = 0; p < k; ++p)
-      for (int64_t j = 0; j < n; ++j) b_rows[p * n + j] = b[j * ldb + p];
-    b = b_rows;
-    ldb = n;
-  }
-  for (int64_t i = 0; i < m; ++i) {
-    T* __restrict row = c + i * ldc;
-    if (!accumulate) std::fill(row, row + n, T(0));
-    for (int64_t p = 0; p < k; ++p) {
-      const T aip = ta ? a[p * lda + i] : a[i * lda + p];
-      const T* __restrict bp = b + p * ldb;
-      for (int64_t j = 0; j < n; ++j) row[j] += aip * bp[j];
-    }
-  }
-}
-
-// Below this many multiply-adds a GEMM runs on one thread.
-constexpr int64_t kSplitWork = int64_t(1) << 20;
-
-// One GEMM: C[m, n] = op(A)[m, k] @ op(B)[k, n] (+ bias[n] on every row), row-major, k > 0.
-//
-// Medium float32 GEMMs (the sizes of a training step: batch 64..1024, widths 128..1024) are cut
-// into one block of rows or columns per OpenMP thread, each block one single-threaded oneDNN call
-// (oneDNN runs single-threaded inside a parallel region); this lets linear's two backward GEMMs
-// share the threads (gemm_pair). Rows are cut when m >= n or the inner size k is below m (weight
-// gradients: k is the batch), columns otherwise; block edges fall on multiples of 16 rows or
-// columns. A bias is written into each block by the thread that then accumulates the block's
-// product onto it.
-template <class T>
-struct Gemm {
-  bool ta, tb;
-  int64_t m, n, k;
-  const T* a;
-  int64_t lda;
-  const T* b;
-  int64_t ldb;
-  T* c;
-  int64_t ldc;
-  const T* bias = nullptr;
-
-  bool by_rows() const { return m >= n || k < m; }
-  // How many blocks are worth running in parallel, at most `threads`.
-  int blocks(int threads) const {
-    if (m * n * k < kSplitWork) return 1;
-    return int(std::clamp<int64_t>((by_rows() ? m : n) / (2 * kBlock), 1, threads));
-  }
-  // Block t of nt, on the calling thread.
-  void run_block(int64_t t, int64_t nt) const {
-    const int64_t split = by_rows() ? m : n, units = (split + kBlock - 1) / kBlock;
-    const int64_t lo = std::min(split, units * t / nt * kBlock);
-    const int64_t hi = std::min(split, units * (t + 1) / nt * kBlock);
-    if (hi > lo) by_rows() ? run(lo, hi, 0, n) : run(0, m, lo, hi);
-  }
-  void run(int64_t r0, int64_t r1, int64_t c0, int64_t c1) const {
-    if (bias)
-      for (int64_t r = r0; r < r1; ++r) std::copy(bias + c0, bias + c1, c + r * ldc + c0);
-    if ((r1 - r0) * (c1 - c0) * k <= kSmallWork)
-      return small_gemm(ta, tb, r1 - r0, c1 - c0, k, ta ? a + r0 : a + r0 * lda, lda,
-                        tb ? b + c0 * ldb : b + c0, ldb, bias != nullptr, c + r0 * ldc + c0, ldc);
-    blas_gemm(ta, tb, r1 - r0, c1 - c0, k, T(1), ta ? a + r0 : a + r0 * lda, lda,
-              tb ? b + c0 * ldb : b + c0, ldb, bias ? T(1) : T(0), c + r0 * ldc + c0, ldc);
-  }
-  static constexpr int64_t kBlock = 16;
-};
-
-// Threads a GEMM may cut itself into: 1 inside a parallel region. float64 GEMMs are never cut:
-// OpenBLAS threads them itself, and with its pthread build a call per block would start threads of
-// its own inside each block.
-template <class T>
-int available_threads() {
-  if constexpr (std::is_same_v<T, double>) return 1;
-  return omp_in_parallel() ? 1 : omp_get_max_threads();
-}
-
-template <class T>
-void gemm(const Gemm<T>& g) {
-  const int blocks = g.blocks(available_threads<T>());
-  if (blocks < 2) return g.run(0, g.m, 0, g.n);
-#pragma omp parallel num_threads(blocks)
-  g.run_block(omp_get_thread_num(), omp_get_num_threads());
-}
-
-template <class T>
-void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
-          int64_t ldb, T* c, int64_t ldc, const T* bias = nullptr) {
-  gemm(Gemm<T>{ta, tb, m, n, k, a, lda, b, ldb, c, ldc, bias});
-}
-
-// Two independent GEMMs (a linear layer's input and weight gradients) at once, the team of threads
-// shared between them: on 2 cores each runs whole on one core, which measured 10-15 us faster per
-// mlp784 step than splitting each in turn. Small pairs run one after the other.
-template <class T>
-void gemm_pair(const Gemm<T>& x, const Gemm<T>& y) {
-  const int threads = available_threads<T>();
-  if (threads < 2 || x.blocks(threads) < 2 || y.blocks(threads) < 2) {
-    gemm(x);
-    gemm(y);
-    return;
-  }
-#pragma omp parallel num_threads(threads)
-  {
-    const int t = omp_get_thread_num(), nt = omp_get_num_threads(), half = nt / 2;
-    if (nt < 2) {
-      x.run_block(0, 1);
-      y.run_block(0, 1);
-    } else if (t < half) {
-      x.run_block(t, half);
-    } else {
-      y.run_block(t - half, nt - half);
-    }
-  }
-}
 
 // How BLAS can read the matrix held in the last two axes of t (rows x cols): row-major with leading
 // dimension ld, or transposed (column-major) with leading dimension ld. ok = false if neither.
@@ -231,10 +95,14 @@ Tensor matmul_kernel(const Tensor& a_in, const Tensor& b_in) {
       if (ia >= 0 && ba[ia] != 1) sa[i] = a.strides()[ia];
       if (ib >= 0 && bb[ib] != 1) sb[i] = b.strides()[ib];
     }
-    std::vector<int64_t> idx(nd, 0);
+    // Each entry's operand offsets, then the entries: spread over the threads, one single-threaded
+    // GEMM each, when they are many and small (attention heads), else one after the other, each
+    // GEMM threaded by itself. float64 entries stay serial (OpenBLAS, see available_threads).
+    std::vector<int64_t> idx(nd, 0), offsets(2 * nbatch);
     int64_t oa = 0, ob = 0;
     for (int64_t t = 0; t < nbatch; ++t) {
-      gemm(la.trans, lb.trans, m, n, k, pa + oa, la.ld, pb + ob, lb.ld, po + t * m * n, n);
+      offsets[2 * t] = oa;
+      offsets[2 * t + 1] = ob;
       for (int64_t d = nd - 1; d >= 0; --d) {
         oa += sa[d];
         ob += sb[d];
@@ -244,6 +112,12 @@ Tensor matmul_kernel(const Tensor& a_in, const Tensor& b_in) {
         idx[d] = 0;
       }
     }
+    const int threads = available_threads<T>();
+    const bool spread = threads > 1 && nbatch >= threads && m * n * k < kSplitWork;
+#pragma omp parallel for schedule(static) num_threads(threads) if (spread)
+    for (int64_t t = 0; t < nbatch; ++t)
+      gemm(la.trans, lb.trans, m, n, k, pa + offsets[2 * t], la.ld, pb + offsets[2 * t + 1], lb.ld,
+           po + t * m * n, n);
   });
   return out;
 }

@@ -1,0 +1,126 @@
+// Row-major GEMMs for the ops (matmul, linear, convolutions): C[m, n] = op(A)[m, k] @ op(B)[k, n],
+// op = optional transpose, with leading dimensions, so strided and transposed operands are read in
+// place. Internal to the library (not installed).
+//
+// Where each GEMM goes:
+//   - at most kSmallWork multiply-adds: a loop of the engine's own (a library call's dispatch costs
+//     more than the arithmetic at these sizes);
+//   - float32: oneDNN's dnnl_sgemm, which picks its kernels by the CPU's instruction set at run
+//     time (AVX2 / AVX-512 / AMX) and runs single-threaded inside an OpenMP parallel region;
+//   - float64 (gradchecks, exact references, never the training hot path): OpenBLAS's cblas_dgemm,
+//     whose CPU detection affects only its speed.
+#pragma once
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+
+namespace ag::kernels {
+
+// GEMMs of at most this many multiply-adds run in the engine's own loop.
+inline constexpr int64_t kSmallWork = 4096;
+// Below this many multiply-adds a GEMM is never split between threads.
+inline constexpr int64_t kSplitWork = int64_t(1) << 20;
+
+// One GEMM call: C = op(A) @ op(B), or C += op(A) @ op(B) when accumulate; k > 0. Threaded by the
+// library when called outside a parallel region (float32), single-threaded inside one.
+void gemm_call(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+               const float* b, int64_t ldb, bool accumulate, float* c, int64_t ldc);
+void gemm_call(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* a, int64_t lda,
+               const double* b, int64_t ldb, bool accumulate, double* c, int64_t ldc);
+
+// Threads a GEMM may cut itself into: 1 inside a parallel region. float64 GEMMs are never cut:
+// OpenBLAS threads them itself, and with its pthread build a call per block would start threads of
+// its own inside each block.
+template <class T>
+int available_threads() {
+  if constexpr (std::is_same_v<T, double>) return 1;
+  return omp_in_parallel() ? 1 : omp_get_max_threads();
+}
+
+// One GEMM: C[m, n] = op(A)[m, k] @ op(B)[k, n] (+ bias[n] on every row), k > 0.
+//
+// Medium float32 GEMMs (the sizes of a training step: batch 64..1024, widths 128..1024) are cut
+// into one block of rows or columns per OpenMP thread, each block one single-threaded call; this
+// lets linear's two backward GEMMs share the threads (gemm_pair). Rows are cut when m >= n or the
+// inner size k is below m (weight gradients: k is the batch), columns otherwise; block edges fall
+// on multiples of 16 rows or columns. A bias is written into each block by the thread that then
+// accumulates the block's product onto it.
+template <class T>
+struct Gemm {
+  bool ta, tb;
+  int64_t m, n, k;
+  const T* a;
+  int64_t lda;
+  const T* b;
+  int64_t ldb;
+  T* c;
+  int64_t ldc;
+  const T* bias = nullptr;
+
+  bool by_rows() const { return m >= n || k < m; }
+  // How many blocks are worth running in parallel, at most `threads`.
+  int blocks(int threads) const {
+    if (m * n * k < kSplitWork) return 1;
+    return int(std::clamp<int64_t>((by_rows() ? m : n) / (2 * kBlock), 1, threads));
+  }
+  // Block t of nt, on the calling thread.
+  void run_block(int64_t t, int64_t nt) const {
+    const int64_t split = by_rows() ? m : n, units = (split + kBlock - 1) / kBlock;
+    const int64_t lo = std::min(split, units * t / nt * kBlock);
+    const int64_t hi = std::min(split, units * (t + 1) / nt * kBlock);
+    if (hi > lo) by_rows() ? run(lo, hi, 0, n) : run(0, m, lo, hi);
+  }
+  // Rows r0..r1, columns c0..c1 of C.
+  void run(int64_t r0, int64_t r1, int64_t c0, int64_t c1) const {
+    if (bias)
+      for (int64_t r = r0; r < r1; ++r) std::copy(bias + c0, bias + c1, c + r * ldc + c0);
+    gemm_call(ta, tb, r1 - r0, c1 - c0, k, ta ? a + r0 : a + r0 * lda, lda,
+              tb ? b + c0 * ldb : b + c0, ldb, bias != nullptr, c + r0 * ldc + c0, ldc);
+  }
+  static constexpr int64_t kBlock = 16;
+};
+
+// Runs g, cut into blocks over the available threads when it is large enough.
+template <class T>
+void gemm(const Gemm<T>& g) {
+  const int blocks = g.blocks(available_threads<T>());
+  if (blocks < 2) return g.run(0, g.m, 0, g.n);
+#pragma omp parallel num_threads(blocks)
+  g.run_block(omp_get_thread_num(), omp_get_num_threads());
+}
+
+template <class T>
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
+          int64_t ldb, T* c, int64_t ldc, const T* bias = nullptr) {
+  gemm(Gemm<T>{ta, tb, m, n, k, a, lda, b, ldb, c, ldc, bias});
+}
+
+// Two independent GEMMs (a linear layer's input and weight gradients) at once, the team of threads
+// shared between them: on 2 cores each runs whole on one core, which measured 10-15 us faster per
+// mlp784 step than splitting each in turn. Small pairs run one after the other.
+template <class T>
+void gemm_pair(const Gemm<T>& x, const Gemm<T>& y) {
+  const int threads = available_threads<T>();
+  if (threads < 2 || x.blocks(threads) < 2 || y.blocks(threads) < 2) {
+    gemm(x);
+    gemm(y);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads(), half = nt / 2;
+    if (nt < 2) {
+      x.run_block(0, 1);
+      y.run_block(0, 1);
+    } else if (t < half) {
+      x.run_block(t, half);
+    } else {
+      y.run_block(t - half, nt - half);
+    }
+  }
+}
+
+}  // namespace ag::kernels
