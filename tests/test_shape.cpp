@@ -179,6 +179,26 @@ TEST_CASE("the gradient of a slice lands in the sliced positions") {
   CHECK(values(w.grad()) == std::vector<double>{1, 0, 2, 1});
 }
 
+TEST_CASE("slice_backward takes a negative axis and checks its arguments") {
+  // Found by the property test: a negative axis indexed the shapes directly (out of bounds), so
+  // the forward mis-sized the slice and the backward returned a gradient of the wrong shape.
+  Tensor g = leaf({3, 2, 2});
+  Tensor out = slice_backward(g, {3, 4, 2}, -2, 0, 2);
+  CHECK(values(out) == values(slice_backward(g, {3, 4, 2}, 1, 0, 2)));
+  CHECK(values(slice(out, -2, 0, 4, 2)) == values(g));
+  check_gradients(
+      [](const TensorList& v) {
+        return slice_backward(v[0], {3, 4, 2}, -2, 1, 2);
+      },
+      {leaf({3, 2, 2})});
+  CHECK_THROWS_WITH_PARTS(slice_backward(g, {3, 4, 2}, 3, 0, 1), IndexError, "slice_backward",
+                          "axis 3");
+  CHECK_THROWS_WITH_PARTS(slice_backward(g, {3, 4}, 0, 0, 1), ShapeError, "slice_backward",
+                          "[3, 2, 2]", "[3, 4]");
+  CHECK_THROWS_WITH_PARTS(slice_backward(g, {3, 4, 2}, 1, 0, 0), ValueError, "slice_backward",
+                          "step");
+}
+
 TEST_CASE("cat, stack, split, chunk") {
   Tensor a = iota({2, 3}), b = iota({2, 2}) + 100.0;
   Tensor c = cat({a, b}, 1);

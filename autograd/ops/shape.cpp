@@ -273,6 +273,11 @@ Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t stop, int64_t
 
 Tensor slice_backward(const Tensor& g, const Shape& shape, int64_t axis, int64_t start,
                       int64_t step) {
+  if (shape.size() == 0 || g.dim() != shape.size())
+    fail<ShapeError>("slice_backward: gradient of shape {} does not fit a slice of {}", g.shape(),
+                     shape);
+  axis = normalize_axis(axis, shape.size(), "slice_backward");
+  if (step <= 0) fail<ValueError>("slice_backward: step must be positive, got {}", step);
   Tensor out = zeros(shape, g.dtype());
   {
     NoGradGuard ng;
