@@ -81,6 +81,15 @@ TEST_CASE("flatten, squeeze, unsqueeze") {
   CHECK_THROWS_WITH_PARTS(unsqueeze(x, 6), IndexError, "unsqueeze", "6");
   CHECK_THROWS_WITH_PARTS(squeeze(x, 4), IndexError, "squeeze", "4");
   CHECK_THROWS_WITH_PARTS(flatten(x, 0, 7), IndexError, "flatten", "7");
+  // A 0-d tensor takes axis 0 or -1 only, as in PyTorch (found by the property test: flatten and
+  // squeeze returned early for 0-d inputs and accepted any axis).
+  Tensor s = scalar_tensor(2.0);
+  CHECK(squeeze(s, -1).shape() == Shape{});
+  CHECK(flatten(s, 0, -1).shape() == Shape{1});
+  CHECK_THROWS_WITH_PARTS(squeeze(s, -2), IndexError, "squeeze", "-2");
+  CHECK_THROWS_WITH_PARTS(squeeze(s, 1), IndexError, "squeeze", "1");
+  CHECK_THROWS_WITH_PARTS(flatten(s, -2), IndexError, "flatten", "-2");
+  CHECK_THROWS_WITH_PARTS(flatten(s, 0, 3), IndexError, "flatten", "3");
 }
 
 TEST_CASE("transpose and permute are views with permuted strides") {

@@ -120,9 +120,9 @@ Tensor reshape(const Tensor& x, const Shape& shape) {
 }
 
 Tensor flatten(const Tensor& x, int64_t start, int64_t end) {
-  if (x.dim() == 0) return reshape(x, Shape{1});
   start = normalize_axis(start, x.dim(), "flatten");
   end = normalize_axis(end, x.dim(), "flatten");
+  if (x.dim() == 0) return reshape(x, Shape{1});
   if (start > end) fail<IndexError>("flatten: start axis {} is after end axis {}", start, end);
   Shape s;
   int64_t merged = 1;
@@ -173,8 +173,8 @@ Tensor transpose(const Tensor& x, int64_t a, int64_t b) {
 }
 
 Tensor squeeze(const Tensor& x, int64_t axis) {
-  if (x.dim() == 0) return x;
   axis = normalize_axis(axis, x.dim(), "squeeze");
+  if (x.dim() == 0) return x;
   if (x.shape()[axis] != 1) return x;
   Shape s = x.shape();
   s.erase(axis);
