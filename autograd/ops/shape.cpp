@@ -394,6 +394,9 @@ Tensor stack(const std::vector<Tensor>& xs, int64_t axis) {
     if (!(xs[i].shape() == xs[0].shape()))
       fail<ShapeError>("stack: tensor {} has shape {} but tensor 0 has shape {}", i, xs[i].shape(),
                        xs[0].shape());
+    if (xs[i].dtype() != xs[0].dtype())
+      fail<DtypeError>("stack: tensor {} has dtype {} but tensor 0 has {} (shape {})", i,
+                       dtype_name(xs[i].dtype()), dtype_name(xs[0].dtype()), xs[0].shape());
     u.push_back(unsqueeze(xs[i], axis));
   }
   return cat(u, axis);
