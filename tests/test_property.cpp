@@ -1178,6 +1178,80 @@ bool step_norm_loss(Builder& b) {
   }
 }
 
+// Mixed dtypes (an int64, bool or float32 constant operand promotes to float64), masks computed
+// from the program's values by comparisons, and the ops that are other ops' backwards.
+bool step_mixed(Builder& b) {
+  int x = b.pick();
+  Tensor t = b.pool[x];
+  std::string X = b.name(x);
+  switch (b.integer(0, 5)) {
+    case 0: {
+      Shape cs = b.partner_shape(t.shape());
+      ag::Dtype dt = b.choose(std::vector<ag::Dtype>{ag::int64, ag::boolean, ag::float32});
+      Tensor c = dt == ag::boolean ? b.mask(cs)
+                 : dt == ag::int64 ? ag::sub(b.indices(cs, 5), ag::scalar_tensor(2, ag::int64))
+                                   : b.constant(cs, -1, 1).to(ag::float32);
+      bool add = b.coin(0.5), left = b.coin(0.5);
+      std::string c_text = fmt::format("{} {} {}", ag::dtype_name(dt), cs, vals(c));
+      return b.apply(
+          fmt::format("{}({}, {})", add ? "add" : "mul", left ? X : c_text, left ? c_text : X), {x},
+          [c, add, left](const TensorList& a) {
+            Tensor p = left ? a[0] : c, q = left ? c : a[0];
+            return TensorList{add ? ag::add(p, q) : ag::mul(p, q)};
+          });
+    }
+    case 1: {  // where(x > threshold (or a logical mix), x, y): masks that follow the values
+      double thr = b.real(-1, 1);
+      if (!away_from(t, thr)) return false;
+      int y = b.tensor_of_shape(t.shape());
+      int how = static_cast<int>(b.integer(0, 3));
+      std::string cond = how == 0   ? fmt::format("{} > {}", X, num(thr))
+                         : how == 1 ? fmt::format("{} <= {}", X, num(thr))
+                         : how == 2 ? fmt::format("logical_not({} >= {})", X, num(thr))
+                                    : fmt::format("logical_or({0} < {1}, {0} > 1e9)", X, num(thr));
+      return b.apply(fmt::format("where({}, {}, {})", cond, X, b.name(y)), {x, y},
+                     [thr, how](const TensorList& a) {
+                       Tensor m = how == 0   ? a[0] > thr
+                                  : how == 1 ? a[0] <= thr
+                                  : how == 2 ? ag::logical_not(a[0] >= thr)
+                                             : ag::logical_or(a[0]<thr, a[0]> 1e9);
+                       return TensorList{ag::where(m, a[0], a[1])};
+                     });
+    }
+    case 2: {  // gelu_backward(g, x): differentiable in both
+      int g = b.tensor_of_shape(t.shape());
+      std::string form = b.coin(0.5) ? "none" : "tanh";
+      return b.apply(
+          fmt::format("gelu_backward({}, {}, \"{}\")", b.name(g), X, form), {g, x},
+          [form](const TensorList& a) { return TensorList{ag::gelu_backward(a[0], a[1], form)}; });
+    }
+    case 3: {  // relu_backward(g, out): differentiable in g
+      if (!away_from(t, 0.0)) return false;
+      int g = b.tensor_of_shape(t.shape());
+      return b.apply(fmt::format("relu_backward({}, {})", b.name(g), X), {g, x},
+                     [](const TensorList& a) { return TensorList{ag::relu_backward(a[0], a[1])}; });
+    }
+    case 4: {  // max along an axis: the indices pick the values
+      if (t.dim() == 0) return false;
+      int64_t axis = random_axis(b, t.dim());
+      if (!reduces_nonempty(t, {axis}) || !clear_extreme(lanes(t, {axis}), 1.0)) return false;
+      return b.apply(fmt::format("gather({0}, {1}, max({0}, {1}, keepdim=true).indices)", X, axis),
+                     {x}, [axis](const TensorList& a) {
+                       auto [v, i] = ag::max(a[0], axis, true);
+                       Tensor picked = ag::gather(a[0], axis, i);
+                       if (!(test::values(picked) == test::values(v)))
+                         throw Finding("max: the indices do not pick the values");
+                       return TensorList{picked};
+                     });
+    }
+    default: {  // times a float32 constant (promotes to float64)
+      Tensor c = b.constant(t.shape(), -1, 1).to(ag::float32);
+      return b.apply(fmt::format("{} * float32 {}", X, t.shape()), {x},
+                     [c](const TensorList& a) { return TensorList{ag::mul(a[0], c)}; });
+    }
+  }
+}
+
 // Recorded in-place ops on a fresh non-leaf: y = clone(x); y.op_(...).
 bool step_inplace(Builder& b) {
   int x = b.pick();
@@ -1284,6 +1358,7 @@ const std::vector<Family>& families() {
       {"unary", step_unary, 4},   {"unary_args", step_unary_args, 4}, {"binary", step_binary, 5},
       {"reduce", step_reduce, 4}, {"shape", step_shape, 6},           {"index", step_index, 3},
       {"linalg", step_linalg, 3}, {"norm_loss", step_norm_loss, 2},   {"inplace", step_inplace, 2},
+      {"mixed", step_mixed, 2},
   };
   return f;
 }
@@ -1834,6 +1909,121 @@ Invalid invalid_step(Builder& b, int xid) {
   add([&] {
     Tensor labels = Tensor::from_vector(std::vector<int64_t>{0, 5});
     return Invalid{"one_hot([0, 5], 5)", "one_hot", E::kIndex, [=] { ag::one_hot(labels, 5); }};
+  });
+  // more shapes, dtypes and arguments
+  add([&] {
+    Shape s{-1};
+    s.push_back(-1);
+    for (int64_t d : xs) s.push_back(d);
+    return Invalid{fmt::format("expand({}, {})", X, s), "expand", E::kShape,
+                   [=] { ag::expand(x, s); }};
+  });
+  add([&] {
+    Shape s{-2, 1};
+    return Invalid{fmt::format("reshape({}, [-2, 1])", X), "reshape", E::kShape,
+                   [=] { ag::reshape(x, s); }};
+  });
+  add([&] {
+    Tensor idx = ag::zeros({1, 1}, ag::int64);
+    Tensor xx = r ? x : b.constant({2}, -1, 1);
+    return Invalid{fmt::format("index_select({}, 0, index [1, 1])", r ? X : "[2]"), "index_select",
+                   E::kShape, [=] { ag::index_select(xx, 0, idx); }};
+  });
+  add([&] {
+    Tensor w = b.constant({3, 2}, -1, 1);
+    Tensor ids = ag::zeros({2}, ag::float64);
+    return Invalid{"embedding([3, 2], float64 ids)", "embedding", E::kDtype,
+                   [=] { ag::embedding(w, ids); }};
+  });
+  add([&] {
+    Shape ns = xs;
+    ns.insert(0, 2);
+    return Invalid{fmt::format("layer_norm({}, {})", X, ns), "layer_norm", E::kShape,
+                   [=] { ag::layer_norm(x, ns); }};
+  });
+  add([&] {
+    Tensor q = ag::zeros({2, 3}, ag::int64), logits = b.constant({2, 3}, -1, 1);
+    return Invalid{"cross_entropy_soft([2, 3], int64 [2, 3])", "cross_entropy_soft", E::kDtype,
+                   [=] { ag::cross_entropy_soft(logits, q); }};
+  });
+  add([&] {
+    int64_t in = r ? xs[r - 1] : 2;
+    Tensor xx = r ? x : b.constant({2}, -1, 1);
+    Tensor w = b.constant({3, in}, -1, 1), bias = b.constant({4}, -1, 1);
+    return Invalid{fmt::format("linear({}, [3, {}], bias [4])", r ? X : "[2]", in), "linear",
+                   E::kShape, [=] { ag::linear(xx, w, bias); }};
+  });
+  add([&] {
+    Tensor a = b.constant({3}, -1, 1), c = b.constant({4}, -1, 1);
+    return Invalid{"matmul([3], [4])", "matmul", E::kShape, [=] { ag::matmul(a, c); }};
+  });
+  add([&] {
+    Tensor a = ag::scalar_tensor(1.0, ag::float64), c = b.constant({4}, -1, 1);
+    return Invalid{"outer([], [4])", "outer", E::kShape, [=] { ag::outer(a, c); }};
+  });
+  add([&] {
+    Tensor s0 = ag::scalar_tensor(1.0, ag::float64);
+    bool tr = b.coin(0.5);
+    return Invalid{tr ? "triu([])" : "select([], 0, 0)", tr ? "triu" : "select", E::kShape,
+                   [=] { tr ? ag::triu(s0) : ag::select(s0, 0, 0); }};
+  });
+  add([&] {
+    Tensor s0 = ag::scalar_tensor(1.0, ag::float64);
+    bool sp = b.coin(0.5);
+    return Invalid{sp ? "split([], 1)" : "cat({[], []})", sp ? "split" : "cat", E::kShape, [=] {
+                     if (sp)
+                       ag::split(s0, 1);
+                     else
+                       ag::cat({s0, s0});
+                   }};
+  });
+  add([&] {
+    Tensor f32 = b.constant(xs, -1, 1).to(ag::float32);
+    return Invalid{fmt::format("stack({{{}, float32 {}}})", X, xs), "stack", E::kDtype, [=] {
+                     ag::stack({x, f32});
+                   }};
+  });
+  add([&] {
+    Tensor labels = ag::zeros({2}, ag::int64);
+    int64_t c = -b.integer(1, 3);
+    return Invalid{fmt::format("one_hot([2], {})", c), "one_hot", E::kValue,
+                   [=] { ag::one_hot(labels, c); }};
+  });
+  add([&] {
+    int64_t corr = -b.integer(1, 3);
+    return Invalid{fmt::format("std({}, all, correction {})", X, corr), "std", E::kValue,
+                   [=] { ag::std(x, {}, corr); }};
+  });
+  add([&] {
+    Tensor i = ag::zeros(r ? xs : Shape{2}, ag::int64);
+    bool drop = b.coin(0.5);
+    return Invalid{fmt::format("{}(int64 {})", drop ? "dropout" : "layer_norm", i.shape()),
+                   drop ? "dropout" : "layer_norm", E::kDtype, [=] {
+                     if (drop)
+                       ag::dropout(i, 0.5);
+                     else
+                       ag::layer_norm(i, Shape{i.shape().back()});
+                   }};
+  });
+  add([&] {
+    Tensor i = ag::zeros(xs, ag::int64);
+    return Invalid{fmt::format("int64 {}.mul_({})", xs, X), "mul_", E::kDtype, [=] {
+                     Tensor c = i;
+                     c.mul_(x.detach());
+                   }};
+  });
+  if (can_clash) {
+    add([&] {
+      return Invalid{fmt::format("clone({}).copy_({})", X, bad), "copy_", E::kShape, [=] {
+                       Tensor c = x.detach().clone();
+                       c.copy_(y);
+                     }};
+    });
+  }
+  add([&] {
+    Tensor m = ag::zeros(xs, ag::int64);
+    return Invalid{fmt::format("masked_fill({}, int64 mask {}, 0)", X, xs), "masked_fill",
+                   E::kDtype, [=] { ag::masked_fill(x, m, 0.0); }};
   });
   // in place on a leaf that requires grad
   add([&] {
