@@ -251,6 +251,16 @@ TEST_CASE("cat, stack, split, chunk") {
   CHECK(chunk(iota({6}), 4).size() == 3);
   CHECK(split(iota({3, 4}), 10, 1).size() == 1);
   CHECK(values(split(iota({3, 4}), 3, -1)[1]) == std::vector<double>{3, 7, 11});
+  // An empty axis gives one empty piece (as in PyTorch), so cat undoes split; it gave none, and
+  // cat of nothing raised (found by the property test).
+  Tensor e = leaf({2, 0});
+  auto pieces = split(e, 2, 1);
+  REQUIRE(pieces.size() == 1);
+  CHECK(pieces[0].shape() == Shape{2, 0});
+  CHECK(cat(pieces, 1).shape() == Shape{2, 0});
+  REQUIRE(chunk(e, 3, -1).size() == 1);
+  (pieces[0].sum() + e.sum()).backward();
+  CHECK(e.grad().shape() == Shape{2, 0});
   // 0-d tensors have no axis to join or split along.
   Tensor s0 = scalar_tensor(1.0, float64);
   CHECK_THROWS_WITH_PARTS(cat({s0, s0}), ShapeError, "cat", "[]");

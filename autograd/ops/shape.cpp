@@ -426,10 +426,14 @@ std::vector<Tensor> split(const Tensor& x, int64_t size, int64_t axis) {
   const bool grad = any_requires_grad({&x});
   {
     NoGradGuard ng;
-    for (int64_t at = 0; at < n; at += size)
+    // An empty axis still gives one (empty) piece, as in PyTorch, so cat(split(x)) is x.
+    int64_t at = 0;
+    do {
       r.push_back(slice(x, axis, at, std::min(n, at + size)));
+      at += size;
+    } while (at < n);
   }
-  if (!grad || r.empty()) return r;
+  if (!grad) return r;
   auto node = std::make_shared<SplitNode>(axis, r.size());
   node->next_edges.push_back(gradient_edge(x));
   node->input_meta.push_back(InputMeta{x.shape(), x.dtype()});

@@ -36,8 +36,9 @@ Tensor select(const Tensor& x, int64_t axis, int64_t index);
 Tensor cat(const std::vector<Tensor>& xs, int64_t axis = 0);
 Tensor stack(const std::vector<Tensor>& xs, int64_t axis = 0);
 // Splits into pieces of `size` along an axis (last may be smaller) / into `chunks` near-equal
-// pieces. Views of x, like slice; one recorded node for all pieces, whose backward concatenates
-// their gradients (zeros for a piece that got none).
+// pieces; an empty axis gives one empty piece, so cat(pieces, axis) is x again. Views of x, like
+// slice; one recorded node for all pieces, whose backward concatenates their gradients (zeros for a
+// piece that got none).
 std::vector<Tensor> split(const Tensor& x, int64_t size, int64_t axis = 0);
 std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t axis = 0);
 // Inverse of slice: zeros of `shape` with x written at [start:...:step] along axis (negative axis
