@@ -1398,6 +1398,10 @@ Program valid_program(uint64_t seed) {
       b.p.sinks.push_back(static_cast<int>(i));
       b.p.weights.push_back(b.constant(b.pool[i].shape(), -1, 1));
     }
+  if (b.p.sinks.empty()) {  // every tensor was consumed by a step that returned nothing
+    b.p.sinks.push_back(0);
+    b.p.weights.push_back(b.constant(b.pool[0].shape(), -1, 1));
+  }
   return std::move(b.p);
 }
 
@@ -2025,6 +2029,73 @@ Invalid invalid_step(Builder& b, int xid) {
     return Invalid{fmt::format("masked_fill({}, int64 mask {}, 0)", X, xs), "masked_fill",
                    E::kDtype, [=] { ag::masked_fill(x, m, 0.0); }};
   });
+  // factories and samplers with bad arguments
+  {
+    static const std::vector<std::pair<const char*, std::function<void()>>> factories = {
+        {"randint", [] { ag::randint(3, 3, {2}); }},
+        {"uniform", [] { ag::uniform({2}, 1.0, 0.0); }},
+        {"normal", [] { ag::normal({2}, 0.0, -1.0); }},
+        {"bernoulli", [] { ag::bernoulli(ag::full({2}, 1.5)); }},
+        {"randperm", [] { ag::randperm(-1); }},
+        {"arange", [] { ag::arange(0.0, 1.0, 0.0); }},
+        {"linspace", [] { ag::linspace(0.0, 1.0, -1); }},
+        {"eye", [] { ag::eye(-1); }},
+        {"multinomial", [] { ag::multinomial(ag::full({2}, -1.0), 1); }},
+        {"dropout", [] { ag::dropout(ag::ones({2}), std::nan("")); }},
+    };
+    add([&] {
+      auto& f = b.choose(factories);
+      return Invalid{fmt::format("{}(bad argument)", f.first), f.first, E::kValue, f.second};
+    });
+  }
+  if (r >= 1) {
+    add([&] {
+      Shape s = xs;
+      s.push_back(2);
+      Tensor g = b.constant(s, -1, 1);
+      bool gelu = b.coin(0.5);
+      return Invalid{fmt::format("{}(g {}, {})", gelu ? "gelu_backward" : "relu_backward", s, X),
+                     gelu ? "gelu_backward" : "relu_backward", E::kShape, [=] {
+                       if (gelu)
+                         ag::gelu_backward(g, x);
+                       else
+                         ag::relu_backward(g, x);
+                     }};
+    });
+  }
+  // misuse of backward
+  add([&] {
+    Tensor leaf = b.constant(xs, -1, 1).requires_grad_();
+    Tensor g = b.constant(bad == xs ? Shape{x.numel() + 1} : bad, -1, 1);
+    return Invalid{fmt::format("(leaf {} * 2).backward(gradient {})", xs, g.shape()), "backward",
+                   E::kShape, [=] { (leaf * 2.0).backward(g); }};
+  });
+  if (x.numel() != 1) {
+    add([&] {
+      Tensor leaf = b.constant(xs, -1, 1).requires_grad_();
+      return Invalid{fmt::format("(leaf {} * 2).backward()", xs), "backward", E::kAutograd,
+                     [=] { (leaf * 2.0).backward(); }};
+    });
+  }
+  add([&] {
+    Tensor leaf = b.constant(xs, -1, 1).requires_grad_();
+    return Invalid{fmt::format("l = exp(leaf {}).sum(); l.backward(); l.backward()", xs),
+                   "backward", E::kAutograd, [=] {
+                     Tensor l = ag::exp(leaf).sum();
+                     l.backward();
+                     l.backward();
+                   }};
+  });
+  add([&] {
+    Tensor c = b.constant(xs, -1, 1);
+    return Invalid{fmt::format("constant {}.sum().backward()", xs), "backward", E::kAutograd,
+                   [=] { c.sum().backward(); }};
+  });
+  add([&] {
+    Tensor i = ag::zeros(xs, ag::int64);
+    return Invalid{fmt::format("int64 {}.requires_grad_()", xs), "requires_grad_", E::kDtype,
+                   [=] { Tensor(i).requires_grad_(); }};
+  });
   // in place on a leaf that requires grad
   add([&] {
     Tensor leaf = b.constant(xs, -1, 1).requires_grad_();
@@ -2045,6 +2116,23 @@ struct Outcome {
 Outcome check_valid(const Program& p, bool second_order) {
   std::function<Tensor(const TensorList&)> fn = [&p](const TensorList& x) { return p.loss(x); };
   try {
+    // loss.backward() fills each leaf's .grad with what ag::grad returns, in the leaf's shape and
+    // dtype (the two entry points share the engine but not the accumulation into .grad).
+    TensorList leaves;
+    for (const Tensor& l : p.leaves) leaves.push_back(l.detach().clone().requires_grad_());
+    Tensor loss = p.loss(leaves);
+    TensorList g;
+    if (loss.requires_grad()) {
+      g = ag::grad({loss}, leaves, {}, true, false, true);
+      loss.backward();
+    }
+    for (size_t i = 0; i < g.size(); ++i) {
+      Tensor acc = leaves[i].grad();
+      if (!g[i].defined() && !acc.defined()) continue;
+      if (!g[i].defined() || !acc.defined() || !(acc.shape() == leaves[i].shape()) ||
+          acc.dtype() != ag::float64 || !test::allclose(acc, g[i], 1e-12, 1e-12))
+        return {false, fmt::format("leaf {}: .grad after backward() differs from ag::grad", i)};
+    }
     ag::GradcheckReport r1 = ag::gradcheck(fn, p.leaves);
     if (!r1.ok) return {false, r1.to_string()};
     if (second_order) {
