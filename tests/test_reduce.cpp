@@ -411,6 +411,10 @@ TEST_CASE("reductions with no identity refuse empty axes; bad arguments raise Va
   CHECK_THROWS_WITH_PARTS(max(e, 0), IndexError, "max", "[0, 3]");
   CHECK_THROWS_WITH_PARTS(argmin(e, 0), IndexError, "argmin", "[0, 3]");
   CHECK(amax(e, {1}).shape() == Shape{0});  // nothing to reduce per (empty) row: fine
+  // The infinity norm is an extremum too; its error names norm, not the amax it is built on
+  // (found by the property test).
+  CHECK_THROWS_WITH_PARTS(norm(e, inf, {0}), IndexError, "norm", "size 0", "[0, 3]");
+  CHECK(norm(e, inf, {1}).shape() == Shape{0});
   CHECK(sum(e).item() == 0.0);
   CHECK(logsumexp(e, {0}).to_vector<double>() == std::vector<double>(3, -inf));
   Tensor x = ones({3}, float64);

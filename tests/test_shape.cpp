@@ -81,6 +81,15 @@ TEST_CASE("flatten, squeeze, unsqueeze") {
   CHECK_THROWS_WITH_PARTS(unsqueeze(x, 6), IndexError, "unsqueeze", "6");
   CHECK_THROWS_WITH_PARTS(squeeze(x, 4), IndexError, "squeeze", "4");
   CHECK_THROWS_WITH_PARTS(flatten(x, 0, 7), IndexError, "flatten", "7");
+  // A 0-d tensor takes axis 0 or -1 only, as in PyTorch (found by the property test: flatten and
+  // squeeze returned early for 0-d inputs and accepted any axis).
+  Tensor s = scalar_tensor(2.0);
+  CHECK(squeeze(s, -1).shape() == Shape{});
+  CHECK(flatten(s, 0, -1).shape() == Shape{1});
+  CHECK_THROWS_WITH_PARTS(squeeze(s, -2), IndexError, "squeeze", "-2");
+  CHECK_THROWS_WITH_PARTS(squeeze(s, 1), IndexError, "squeeze", "1");
+  CHECK_THROWS_WITH_PARTS(flatten(s, -2), IndexError, "flatten", "-2");
+  CHECK_THROWS_WITH_PARTS(flatten(s, 0, 3), IndexError, "flatten", "3");
 }
 
 TEST_CASE("transpose and permute are views with permuted strides") {
@@ -179,6 +188,26 @@ TEST_CASE("the gradient of a slice lands in the sliced positions") {
   CHECK(values(w.grad()) == std::vector<double>{1, 0, 2, 1});
 }
 
+TEST_CASE("slice_backward takes a negative axis and checks its arguments") {
+  // Found by the property test: a negative axis indexed the shapes directly (out of bounds), so
+  // the forward mis-sized the slice and the backward returned a gradient of the wrong shape.
+  Tensor g = leaf({3, 2, 2});
+  Tensor out = slice_backward(g, {3, 4, 2}, -2, 0, 2);
+  CHECK(values(out) == values(slice_backward(g, {3, 4, 2}, 1, 0, 2)));
+  CHECK(values(slice(out, -2, 0, 4, 2)) == values(g));
+  check_gradients(
+      [](const TensorList& v) {
+        return slice_backward(v[0], {3, 4, 2}, -2, 1, 2);
+      },
+      {leaf({3, 2, 2})});
+  CHECK_THROWS_WITH_PARTS(slice_backward(g, {3, 4, 2}, 3, 0, 1), IndexError, "slice_backward",
+                          "axis 3");
+  CHECK_THROWS_WITH_PARTS(slice_backward(g, {3, 4}, 0, 0, 1), ShapeError, "slice_backward",
+                          "[3, 2, 2]", "[3, 4]");
+  CHECK_THROWS_WITH_PARTS(slice_backward(g, {3, 4, 2}, 1, 0, 0), ValueError, "slice_backward",
+                          "step");
+}
+
 TEST_CASE("cat, stack, split, chunk") {
   Tensor a = iota({2, 3}), b = iota({2, 2}) + 100.0;
   Tensor c = cat({a, b}, 1);
@@ -222,6 +251,16 @@ TEST_CASE("cat, stack, split, chunk") {
   CHECK(chunk(iota({6}), 4).size() == 3);
   CHECK(split(iota({3, 4}), 10, 1).size() == 1);
   CHECK(values(split(iota({3, 4}), 3, -1)[1]) == std::vector<double>{3, 7, 11});
+  // An empty axis gives one empty piece (as in PyTorch), so cat undoes split; it gave none, and
+  // cat of nothing raised (found by the property test).
+  Tensor e = leaf({2, 0});
+  auto pieces = split(e, 2, 1);
+  REQUIRE(pieces.size() == 1);
+  CHECK(pieces[0].shape() == Shape{2, 0});
+  CHECK(cat(pieces, 1).shape() == Shape{2, 0});
+  REQUIRE(chunk(e, 3, -1).size() == 1);
+  (pieces[0].sum() + e.sum()).backward();
+  CHECK(e.grad().shape() == Shape{2, 0});
   // 0-d tensors have no axis to join or split along.
   Tensor s0 = scalar_tensor(1.0, float64);
   CHECK_THROWS_WITH_PARTS(cat({s0, s0}), ShapeError, "cat", "[]");
@@ -230,6 +269,9 @@ TEST_CASE("cat, stack, split, chunk") {
   CHECK_THROWS_WITH_PARTS(chunk(s0, 1), ShapeError, "chunk", "[]");
   CHECK_THROWS_WITH_PARTS(cat({a, a}, 2), IndexError, "cat", "2");
   CHECK_THROWS_WITH_PARTS(cat({a, iota({6})}, 0), ShapeError, "cat", "[6]", "[2, 3]");
+  // stack checks dtypes itself: its error named the cat it is built on (found by the property
+  // test).
+  CHECK_THROWS_WITH_PARTS(stack({a, a.to(float32)}), DtypeError, "stack", "float32", "float64");
 }
 
 TEST_CASE("split records one node for all its pieces; their gradients are joined back") {

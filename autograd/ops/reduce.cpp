@@ -390,7 +390,10 @@ Tensor logsumexp(const Tensor& x, const Axes& axes_in, bool keepdim) {
 Tensor norm(const Tensor& x, double p, const Axes& axes_in, bool keepdim) {
   require_float(x, "norm");
   auto axes = resolve_axes(axes_in, x.shape(), "norm");
-  if (std::isinf(p) && p > 0) return amax(abs(x), axes, keepdim);
+  if (std::isinf(p) && p > 0) {
+    require_nonempty(x.shape(), axes, "norm");
+    return amax(abs(x), axes, keepdim);
+  }
   if (!(p > 0))
     fail<ValueError>("norm: p must be positive or infinity, got {} (input {})", p, x.shape());
   Tensor xd = x.detach();

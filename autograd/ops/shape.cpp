@@ -120,9 +120,9 @@ Tensor reshape(const Tensor& x, const Shape& shape) {
 }
 
 Tensor flatten(const Tensor& x, int64_t start, int64_t end) {
-  if (x.dim() == 0) return reshape(x, Shape{1});
   start = normalize_axis(start, x.dim(), "flatten");
   end = normalize_axis(end, x.dim(), "flatten");
+  if (x.dim() == 0) return reshape(x, Shape{1});
   if (start > end) fail<IndexError>("flatten: start axis {} is after end axis {}", start, end);
   Shape s;
   int64_t merged = 1;
@@ -173,8 +173,8 @@ Tensor transpose(const Tensor& x, int64_t a, int64_t b) {
 }
 
 Tensor squeeze(const Tensor& x, int64_t axis) {
-  if (x.dim() == 0) return x;
   axis = normalize_axis(axis, x.dim(), "squeeze");
+  if (x.dim() == 0) return x;
   if (x.shape()[axis] != 1) return x;
   Shape s = x.shape();
   s.erase(axis);
@@ -273,6 +273,11 @@ Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t stop, int64_t
 
 Tensor slice_backward(const Tensor& g, const Shape& shape, int64_t axis, int64_t start,
                       int64_t step) {
+  if (shape.size() == 0 || g.dim() != shape.size())
+    fail<ShapeError>("slice_backward: gradient of shape {} does not fit a slice of {}", g.shape(),
+                     shape);
+  axis = normalize_axis(axis, shape.size(), "slice_backward");
+  if (step <= 0) fail<ValueError>("slice_backward: step must be positive, got {}", step);
   Tensor out = zeros(shape, g.dtype());
   {
     NoGradGuard ng;
@@ -389,6 +394,9 @@ Tensor stack(const std::vector<Tensor>& xs, int64_t axis) {
     if (!(xs[i].shape() == xs[0].shape()))
       fail<ShapeError>("stack: tensor {} has shape {} but tensor 0 has shape {}", i, xs[i].shape(),
                        xs[0].shape());
+    if (xs[i].dtype() != xs[0].dtype())
+      fail<DtypeError>("stack: tensor {} has dtype {} but tensor 0 has {} (shape {})", i,
+                       dtype_name(xs[i].dtype()), dtype_name(xs[0].dtype()), xs[0].shape());
     u.push_back(unsqueeze(xs[i], axis));
   }
   return cat(u, axis);
@@ -418,10 +426,14 @@ std::vector<Tensor> split(const Tensor& x, int64_t size, int64_t axis) {
   const bool grad = any_requires_grad({&x});
   {
     NoGradGuard ng;
-    for (int64_t at = 0; at < n; at += size)
+    // An empty axis still gives one (empty) piece, as in PyTorch, so cat(split(x)) is x.
+    int64_t at = 0;
+    do {
       r.push_back(slice(x, axis, at, std::min(n, at + size)));
+      at += size;
+    } while (at < n);
   }
-  if (!grad || r.empty()) return r;
+  if (!grad) return r;
   auto node = std::make_shared<SplitNode>(axis, r.size());
   node->next_edges.push_back(gradient_edge(x));
   node->input_meta.push_back(InputMeta{x.shape(), x.dtype()});

@@ -36,11 +36,13 @@ Tensor select(const Tensor& x, int64_t axis, int64_t index);
 Tensor cat(const std::vector<Tensor>& xs, int64_t axis = 0);
 Tensor stack(const std::vector<Tensor>& xs, int64_t axis = 0);
 // Splits into pieces of `size` along an axis (last may be smaller) / into `chunks` near-equal
-// pieces. Views of x, like slice; one recorded node for all pieces, whose backward concatenates
-// their gradients (zeros for a piece that got none).
+// pieces; an empty axis gives one empty piece, so cat(pieces, axis) is x again. Views of x, like
+// slice; one recorded node for all pieces, whose backward concatenates their gradients (zeros for a
+// piece that got none).
 std::vector<Tensor> split(const Tensor& x, int64_t size, int64_t axis = 0);
 std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t axis = 0);
-// Inverse of slice: zeros of `shape` with x written at [start:...:step] along axis.
+// Inverse of slice: zeros of `shape` with x written at [start:...:step] along axis (negative axis
+// counts from the end). g must have shape's rank and exactly the slice's size (ShapeError).
 Tensor slice_backward(const Tensor& g, const Shape& shape, int64_t axis, int64_t start,
                       int64_t step);
 // Lower / upper triangle of the last two axes (others zeroed): k = diagonal offset.
