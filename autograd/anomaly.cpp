@@ -129,7 +129,8 @@ std::string describe(const Frame& f) {
 
 std::string describe_recorded_at(Node& node) {
   if (!node.recorded_at.empty()) return node.recorded_at;
-  if (node.recorded_stack.empty()) return "an unknown place (turn anomaly mode on before the forward)";
+  if (node.recorded_stack.empty())
+    return "an unknown place (turn anomaly mode on before the forward)";
   void* lib = library_base();
   void* prog = program_base();
   std::string first, callers;

@@ -49,7 +49,8 @@ class MemoryError : public Error {
   using Error::Error;
 };
 // Anomaly mode (engine.h, DetectAnomalyGuard) found a NaN or an infinity in a forward output or a
-// backward gradient. The message names the op, its input shapes, the pass and where it was recorded.
+// backward gradient. The message names the op, its input shapes, the pass and where it was
+// recorded.
 class AnomalyError : public Error {
   using Error::Error;
 };

@@ -76,9 +76,7 @@ TensorImpl::~TensorImpl() {
   if (grad_fn) release_node(std::move(grad_fn));
 }
 
-Node::Node() : seq_(g_next_seq.fetch_add(1, std::memory_order_relaxed)) {
-  detail::count_nodes(1);
-}
+Node::Node() : seq_(g_next_seq.fetch_add(1, std::memory_order_relaxed)) { detail::count_nodes(1); }
 
 Node::~Node() {
   detail::count_nodes(-1);

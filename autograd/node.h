@@ -138,7 +138,8 @@ class FunctionNode final : public Node {
 
 // The edge a gradient of `t` flows along (its grad_fn, or its leaf accumulator). Null if t does not
 // require grad. Raises AutogradError if t is a view whose history is stale (TensorImpl::stale_view:
-// taken before a recorded in-place op on its base); `consumer`, if given, names the op in the error.
+// taken before a recorded in-place op on its base); `consumer`, if given, names the op in the
+// error.
 Edge gradient_edge(const Tensor& t, const Node* consumer = nullptr);
 // The AutogradError gradient_edge raises for a stale view.
 [[noreturn]] void fail_stale_view(const TensorImpl& view, const Node* consumer);

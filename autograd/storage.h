@@ -43,9 +43,9 @@ void empty_buffer_cache();
 // Library-wide counts of live objects, for finding leaks in long runs. live_tensors counts
 // TensorImpls (a Tensor handle and its copies are one; views, grads and saved-output aliases are
 // their own), live_nodes counts tape nodes (including leaves' AccumulateGrad nodes), live_storages
-// and live_storage_bytes the buffers in use. These are summed over all threads (a tensor made on one
-// thread and freed on another nets out). cached_bytes is the calling thread's buffer cache (as in
-// buffer_cache_stats). Counting costs two plain (uncontended, thread-local) stores per object
+// and live_storage_bytes the buffers in use. These are summed over all threads (a tensor made on
+// one thread and freed on another nets out). cached_bytes is the calling thread's buffer cache (as
+// in buffer_cache_stats). Counting costs two plain (uncontended, thread-local) stores per object
 // created or destroyed; reading the counts takes a lock.
 struct MemoryStats {
   int64_t live_tensors = 0;

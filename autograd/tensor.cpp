@@ -608,6 +608,9 @@ Tensor scalar_tensor(double value, Dtype dtype) { return full(Shape{}, value, dt
 Tensor arange(double start, double stop, double step, Dtype dtype) {
   if (step == 0) fail<ValueError>("arange: step must be non-zero");
   double span = (stop - start) / step;
+  if (!std::isfinite(span) || span > 9.2e18)
+    fail<ValueError>("arange: [{}, {}) in steps of {} has too many elements ({})", start, stop,
+                     step, span);
   int64_t n = span > 0 ? static_cast<int64_t>(std::ceil(span - 1e-12)) : 0;
   Tensor t = Tensor::empty(Shape{n}, dtype);
   dispatch_all(dtype, "arange", [&]<class T>() {

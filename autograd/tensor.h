@@ -39,8 +39,8 @@ struct TensorImpl {
   Dtype dtype = Dtype::float32;
   bool requires_grad = false;
   bool retains_grad = false;
-  bool is_view = false;           // shares storage with another tensor (view op or detach)
-  uint32_t output_nr = 0;         // which output of grad_fn this tensor is
+  bool is_view = false;    // shares storage with another tensor (view op or detach)
+  uint32_t output_nr = 0;  // which output of grad_fn this tensor is
   // Views made by view ops: storage->history when the view (or the view it was taken from) was
   // made. A recorded in-place op on the base bumps storage->history, after which this view's
   // grad_fn describes old values; using it in a recorded op then raises AutogradError.

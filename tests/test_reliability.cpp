@@ -1,6 +1,6 @@
 // Reliability (issue 12): saved index tensors and views are checked against in-place writes,
-// anomaly mode, live-object counters over long runs, threads, allocation failures and hostile input.
-// Built with -g (tests/meson.build) so that anomaly mode can name this file's lines.
+// anomaly mode, live-object counters over long runs, threads, allocation failures and hostile
+// input. Built with -g (tests/meson.build) so that anomaly mode can name this file's lines.
 #include <thread>
 
 #include "nn/nn.h"
@@ -94,7 +94,8 @@ TEST_CASE("a view taken before a recorded in-place op on its base cannot be used
   CHECK(x.grad().to_vector<double>() == std::vector<double>{3, 3, 0, 0});
 }
 
-TEST_CASE("a view of a buffer that gains history through copy_ is refused, not treated as constant") {
+TEST_CASE(
+    "a view of a buffer that gains history through copy_ is refused, not treated as constant") {
   Tensor x = test::leaf({3});
   Tensor buf = zeros({3}, float64);
   Tensor v = buf.slice(0, 1, 3);  // no grad: a constant view so far
@@ -106,7 +107,8 @@ TEST_CASE("a view of a buffer that gains history through copy_ is refused, not t
   CHECK_THROWS_WITH_PARTS(exp(v), AutogradError, "exp", "view of shape [2]");
 }
 
-TEST_CASE("an in-place op on a view while recording is refused, so the base is never silently wrong") {
+TEST_CASE(
+    "an in-place op on a view while recording is refused, so the base is never silently wrong") {
   Tensor x = test::leaf({4});
   Tensor base = mul(x, 1.0);
   Tensor v = base.slice(0, 0, 2);
@@ -194,7 +196,8 @@ TEST_CASE("anomaly mode: an exploding network stops at the first layer that over
   Generator g(3);
   Tensor h = randn({4, 16}, float32, &g);
   std::vector<Tensor> ws;
-  for (int i = 0; i < 40; ++i) ws.push_back(mul(randn({16, 16}, float32, &g), 8.0).requires_grad_());
+  for (int i = 0; i < 40; ++i)
+    ws.push_back(mul(randn({16, 16}, float32, &g), 8.0).requires_grad_());
   int reached = 0;
   {
     DetectAnomalyGuard anomaly;
@@ -329,7 +332,7 @@ TEST_CASE("two threads training two models at once match training them one after
   std::vector<std::vector<float>> a_par, b_par;
   std::thread ta([&] { a_par = train(11, steps); });
   std::thread tb([&] {
-    NoGradGuard ng;  // grad mode is per thread: this must not leak into the other thread...
+    NoGradGuard ng;      // grad mode is per thread: this must not leak into the other thread...
     EnableGradGuard eg;  // ...and this thread records as usual
     b_par = train(12, steps);
   });
@@ -359,7 +362,92 @@ TEST_CASE("sizes whose product overflows are refused, not wrapped to a small ten
   // A shape with a zero has no elements, however large the other sizes.
   CHECK(Tensor::empty({big, big, 4, 0}).numel() == 0);
   // A reshape whose product wraps to the right count must not produce a view past the buffer.
-  CHECK_THROWS_WITH_PARTS(zeros({0}).reshape({int64_t(1) << 62, 4}), ShapeError, "reshape",
-                          "[0]");
+  CHECK_THROWS_WITH_PARTS(zeros({0}).reshape({int64_t(1) << 62, 4}), ShapeError, "reshape", "[0]");
   CHECK_THROWS_WITH_PARTS(zeros({4}).reshape({int64_t(1) << 62, 4, -1}), ShapeError, "reshape");
+}
+
+// ---- hostile input: each a clear error from the project's hierarchy naming the op and shapes ----
+
+TEST_CASE("hostile sizes: negative, overflowing, wrong reshape counts, huge factories") {
+  CHECK_THROWS_WITH_PARTS(zeros({3, -1}), ShapeError, "empty", "negative size -1", "[3, -1]");
+  CHECK_THROWS_WITH_PARTS(zeros({2, 3}).reshape({-2, 3}), ShapeError, "reshape", "-2");
+  CHECK_THROWS_WITH_PARTS(zeros({2, 3}).reshape({4, 2}), ShapeError, "reshape", "[2, 3]", "[4, 2]");
+  CHECK_THROWS_WITH_PARTS(zeros({2, 3}).reshape({4, -1}), ShapeError, "reshape", "[2, 3]");
+  CHECK_THROWS_WITH_PARTS(zeros({2, 3}).view({7}), ShapeError, "view", "[2, 3]", "[7]");
+  CHECK_THROWS_WITH_PARTS(ones({1, 1}).expand({-3, 2}), ShapeError, "expand", "[-3, 2]");
+  int64_t huge = int64_t(1) << 40;
+  CHECK_THROWS_WITH_PARTS(ones({1, 1}).expand({huge, huge}), MemoryError, "expand",
+                          "[1099511627776, 1099511627776]");
+  CHECK_THROWS_WITH_PARTS(arange(0.0, 1e30, 1.0), ValueError, "arange", "too many elements");
+  CHECK_THROWS_AS(linspace(0, 1, int64_t(1) << 62), MemoryError);
+  CHECK_THROWS_AS(eye(huge), MemoryError);
+  CHECK_THROWS_WITH_PARTS(Tensor::from_vector(std::vector<float>{1, 2, 3}, {2, 2}), ShapeError,
+                          "from_vector", "[2, 2]");
+}
+
+TEST_CASE("hostile indices: out of range or negative in gather, embedding, targets, one_hot") {
+  Tensor x = ones({2, 3});
+  CHECK_THROWS_WITH_PARTS(gather(x, 1, idx({0, 3, 1, 1}, {2, 2})), IndexError, "gather", "index 3",
+                          "[2, 3]");
+  CHECK_THROWS_WITH_PARTS(gather(x, 1, idx({0, -1, 1, 1}, {2, 2})), IndexError, "gather",
+                          "index -1");
+  CHECK_THROWS_WITH_PARTS(index_select(x, 0, idx({2}, {1})), IndexError, "index_select", "index 2");
+  CHECK_THROWS_WITH_PARTS(embedding(x, idx({0, 2}, {2})), IndexError, "embedding", "[2]", "2 rows");
+  CHECK_THROWS_WITH_PARTS(cross_entropy(x, idx({0, 3}, {2})), IndexError, "cross_entropy",
+                          "target 3", "[2, 3]");
+  CHECK_THROWS_WITH_PARTS(cross_entropy(x, idx({0, -5}, {2})), IndexError, "cross_entropy",
+                          "target -5");
+  CHECK_THROWS_WITH_PARTS(nn::nll_loss(x, idx({0, 3}, {2})), IndexError, "nll_loss", "target 3");
+  CHECK_THROWS_WITH_PARTS(one_hot(idx({0, 4}, {2}), 4), IndexError, "one_hot", "index 4");
+  CHECK_THROWS_WITH_PARTS(one_hot(idx({-1}, {1}), 4), IndexError, "one_hot", "index -1");
+  CHECK_THROWS_WITH_PARTS(x.select(0, 5), IndexError, "select", "[2, 3]");
+  CHECK_THROWS_WITH_PARTS(x.at({0, 3}), IndexError, "at", "[2, 3]");
+}
+
+TEST_CASE("hostile targets: NaN in float targets is refused by the losses") {
+  Tensor pred = zeros({2, 3}, float64).requires_grad_();
+  Tensor t = zeros({2, 3}, float64);
+  {
+    NoGradGuard ng;
+    t.fill_(0.5);
+    t.slice(0, 1, 2).slice(1, 2, 3).fill_(NAN);
+  }
+  CHECK_THROWS_WITH_PARTS(nn::mse_loss(pred, t), ValueError, "mse_loss", "NaN", "[2, 3]");
+  CHECK_THROWS_WITH_PARTS(nn::binary_cross_entropy_with_logits(pred, t), ValueError,
+                          "binary_cross_entropy_with_logits", "NaN");
+  CHECK_THROWS_WITH_PARTS(nn::cross_entropy(pred, t), ValueError, "cross_entropy_soft",
+                          "NaN at element 5", "[2, 3]");
+  // Infinite predictions are the model's business, not the target's: no error.
+  CHECK(nn::mse_loss(pred, zeros({2, 3}, float64)).item() == 0);
+}
+
+TEST_CASE("hostile batches: an empty batch with a 'mean' reduction is refused; sum and none work") {
+  Tensor logits = zeros({0, 3}).requires_grad_();
+  Tensor none = Tensor::empty({0}, int64);
+  CHECK_THROWS_WITH_PARTS(cross_entropy(logits, none), ValueError, "cross_entropy", "empty batch",
+                          "[0, 3]");
+  CHECK_THROWS_WITH_PARTS(nn::cross_entropy(logits, zeros({0, 3})), ValueError,
+                          "cross_entropy_soft", "empty batch");
+  CHECK_THROWS_WITH_PARTS(nn::mse_loss(logits, zeros({0, 3})), ValueError, "mse_loss",
+                          "empty batch", "[0, 3]");
+  CHECK_THROWS_WITH_PARTS(nn::nll_loss(logits, none), ValueError, "nll_loss", "empty batch");
+  CHECK(cross_entropy(logits, none, "sum").item() == 0);
+  CHECK(cross_entropy(logits, none, "none").numel() == 0);
+  nn::Linear l(3, 2);
+  CHECK(l.forward(zeros({0, 3})).shape() == Shape{0, 2});
+}
+
+TEST_CASE("hostile dtypes: where a dtype cannot be promoted the op says which") {
+  Tensor f32 = ones({2, 3}), f64 = ones({2, 3}, float64), i64 = ones({2, 3}, int64);
+  CHECK_THROWS_WITH_PARTS(matmul(i64, ones({3, 2}, int64)), DtypeError, "matmul", "int64");
+  CHECK_THROWS_WITH_PARTS(cat({f32, f64}, 0), DtypeError, "cat", "float64", "float32");
+  CHECK_THROWS_WITH_PARTS(cross_entropy(f32, Tensor::from_vector(std::vector<float>{0, 1})),
+                          DtypeError, "cross_entropy", "float32");
+  CHECK_THROWS_WITH_PARTS(one_hot(Tensor::from_vector(std::vector<float>{0, 1}), 4), DtypeError,
+                          "one_hot", "float32");
+  CHECK_THROWS_WITH_PARTS(gather(f32, 1, ones({2, 2})), DtypeError, "gather", "float32");
+  CHECK_THROWS_WITH_PARTS(i64.requires_grad_(), DtypeError, "requires_grad_", "int64");
+  CHECK_THROWS_WITH_PARTS(f32.data<double>(), DtypeError, "float32");
+  // Elementwise ops promote (float32 + float64 -> float64), as NumPy and PyTorch do.
+  CHECK(add(f32, f64).dtype() == float64);
 }

@@ -234,6 +234,7 @@ Tensor expand(const Tensor& x, const Shape& shape) {
       st[i] = have == want ? x.strides()[j] : 0;
     }
   }
+  checked_numel(s, "expand");  // negative sizes and overflowing products
   if (s == x.shape()) return x;
   Tensor out = make_view(x, s, st, x.offset());
   // The engine sums the gradient back to the input's shape.
