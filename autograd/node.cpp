@@ -10,7 +10,8 @@ namespace {
 std::atomic<uint64_t> g_next_seq{1};  // 0 is reserved for AccumulateGrad (runs last)
 thread_local bool t_grad_enabled = true;
 thread_local bool t_tape_checking = false;
-thread_local bool t_anomaly = false;
+// initial-exec: read by every recorded op (attach) with a plain load, no __tls_get_addr call.
+thread_local bool t_anomaly [[gnu::tls_model("initial-exec")]] = false;
 
 // Graph pieces waiting to be destroyed. Destroying one may enqueue more; only the outermost call
 // drains, so the C++ stack never grows with the depth of the graph.
