@@ -129,6 +129,7 @@ void run(const TensorList& outputs, const TensorList& grad_outputs, bool retain_
          TensorList* captured) {
   // As in PyTorch, a differentiable backward keeps the graph it differentiates through.
   retain_graph = retain_graph || create_graph;
+  const bool anomaly = is_anomaly_enabled();
   std::unordered_set<Node*> needed_set;
   const std::unordered_set<Node*>* needed = nullptr;
   if (targets) {
@@ -246,6 +247,8 @@ void run(const TensorList& outputs, const TensorList& grad_outputs, bool retain_
     for (size_t i = 0; i < in_grads.size(); ++i) {
       const Edge& e = node->next_edges[i];
       if (!e.fn || !in_grads[i].defined()) continue;
+      if (anomaly) [[unlikely]]
+        anomaly_check_backward(*node, i, in_grads[i]);
       Tensor g = reduce_to_input(in_grads[i], node->input_meta[i], *node, i);
       Node* next = e.fn.get();
       if (next->pending.size() < next->num_outputs()) next->pending.resize(next->num_outputs());

@@ -25,6 +25,31 @@ TensorList grad(const TensorList& outputs, const TensorList& inputs,
                 const TensorList& grad_outputs = {}, bool retain_graph = false,
                 bool create_graph = false, bool allow_unused = false);
 
+// ---- anomaly mode ----
+// While on (per thread), every op recorded on the tape checks its outputs, and backward checks the
+// gradient each node returns for each input, for NaN and infinity. The first one found raises
+// AnomalyError naming the op, its input shapes, the pass (forward or backward), the element, and
+// where the op was recorded: the first frame of the call stack outside libautograd, as file:line
+// when the calling binary has debug information (-g), else as function and object. To find that
+// place, each recorded op also captures its call stack (glibc's backtrace(), about a microsecond);
+// it is turned into text (by running binutils' addr2line) only when an error is raised.
+// Forward checks cover ops that record (grad mode on and an input requiring grad); ops computed
+// without recording are not checked. Off, it costs one predictable branch per recorded op and per
+// backward: no capture, no check, no allocation.
+bool is_anomaly_enabled();
+void set_anomaly_enabled(bool on);
+// RAII: anomaly mode on in this scope (on this thread).
+class DetectAnomalyGuard {
+ public:
+  DetectAnomalyGuard() : prev_(is_anomaly_enabled()) { set_anomaly_enabled(true); }
+  ~DetectAnomalyGuard() { set_anomaly_enabled(prev_); }
+  DetectAnomalyGuard(const DetectAnomalyGuard&) = delete;
+  DetectAnomalyGuard& operator=(const DetectAnomalyGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
 // While on (per thread), backward stores the norm of each node's output gradient in
 // Node::last_grad_norm (for diagnostics and tape drawings).
 void set_grad_norm_tracing(bool on);

@@ -42,6 +42,18 @@ class AutogradError : public Error {
 class IOError : public Error {
   using Error::Error;
 };
+// An allocation the system refused, or a tensor too large to address (sizes whose product or byte
+// count overflows 64 bits). The message gives the requested shape and byte count; the process can
+// continue (nothing was allocated).
+class MemoryError : public Error {
+  using Error::Error;
+};
+// Anomaly mode (engine.h, DetectAnomalyGuard) found a NaN or an infinity in a forward output or a
+// backward gradient. The message names the op, its input shapes, the pass and where it was
+// recorded.
+class AnomalyError : public Error {
+  using Error::Error;
+};
 
 // Throws E with a message built by fmt.
 template <class E = Error, class... Args>

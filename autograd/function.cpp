@@ -1,5 +1,7 @@
 #include "autograd/function.h"
 
+#include "autograd/engine.h"
+
 #include <cxxabi.h>
 
 #include <cstdlib>
@@ -66,7 +68,7 @@ void CustomFunctionNode::wire(const TensorList& inputs, TensorList& outputs,
   next_edges.reserve(inputs.size());
   input_meta.reserve(inputs.size());
   for (const Tensor& t : inputs) {
-    next_edges.push_back(t.defined() ? gradient_edge(t) : Edge{});
+    next_edges.push_back(t.defined() ? gradient_edge(t, this) : Edge{});
     input_meta.push_back(t.defined() ? InputMeta{t.shape(), t.dtype()} : InputMeta{});
   }
 
@@ -136,6 +138,7 @@ void CustomFunctionNode::wire(const TensorList& inputs, TensorList& outputs,
     replay_inputs.push_back(copy ? t.detach().clone() : t.detach());
     if (!copy) replay_versions_.push_back(t.version());
   }
+  if (is_anomaly_enabled()) anomaly_check_forward(*this, outputs.data(), outputs.size());
 }
 
 bool CustomFunctionNode::can_replay() const {

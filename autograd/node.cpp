@@ -1,5 +1,7 @@
 #include "autograd/node.h"
 
+#include "autograd/engine.h"
+
 #include <atomic>
 
 namespace ag {
@@ -8,6 +10,8 @@ namespace {
 std::atomic<uint64_t> g_next_seq{1};  // 0 is reserved for AccumulateGrad (runs last)
 thread_local bool t_grad_enabled = true;
 thread_local bool t_tape_checking = false;
+// initial-exec: read by every recorded op (attach) with a plain load, no __tls_get_addr call.
+thread_local bool t_anomaly [[gnu::tls_model("initial-exec")]] = false;
 
 // Graph pieces waiting to be destroyed. Destroying one may enqueue more; only the outermost call
 // drains, so the C++ stack never grows with the depth of the graph.
@@ -27,6 +31,8 @@ DeleteQueue& delete_queue() {
 bool is_grad_enabled() { return t_grad_enabled; }
 void set_grad_enabled(bool enabled) { t_grad_enabled = enabled; }
 bool is_tape_checking() { return t_tape_checking; }
+bool is_anomaly_enabled() { return t_anomaly; }
+void set_anomaly_enabled(bool on) { t_anomaly = on; }
 void set_tape_checking(bool on) { t_tape_checking = on; }
 
 void release_node(std::shared_ptr<Node>&& node) {
@@ -47,13 +53,34 @@ void release_node(std::shared_ptr<Node>&& node) {
   q.draining = false;
 }
 
+TensorImpl::TensorImpl() { detail::count_tensors(1); }
+
+TensorImpl::TensorImpl(const TensorImpl& o)
+    : storage(o.storage),
+      shape(o.shape),
+      strides(o.strides),
+      offset(o.offset),
+      dtype(o.dtype),
+      requires_grad(o.requires_grad),
+      retains_grad(o.retains_grad),
+      is_view(o.is_view),
+      output_nr(o.output_nr),
+      view_history(o.view_history),
+      grad_fn(o.grad_fn),
+      grad(o.grad),
+      grad_accumulator(o.grad_accumulator) {
+  detail::count_tensors(1);
+}
+
 TensorImpl::~TensorImpl() {
+  detail::count_tensors(-1);
   if (grad_fn) release_node(std::move(grad_fn));
 }
 
-Node::Node() : seq_(g_next_seq.fetch_add(1, std::memory_order_relaxed)) {}
+Node::Node() : seq_(g_next_seq.fetch_add(1, std::memory_order_relaxed)) { detail::count_nodes(1); }
 
 Node::~Node() {
+  detail::count_nodes(-1);
   for (auto& e : next_edges) release_node(std::move(e.fn));
   // Saved tensors and replay inputs hold TensorImpls whose destructors enqueue their grad_fn.
 }
@@ -117,8 +144,19 @@ AccumulateGrad::AccumulateGrad(std::shared_ptr<TensorImpl> leaf) : leaf_(std::mo
 
 TensorList AccumulateGrad::apply(TensorList&&) { return {}; }  // the engine accumulates
 
-Edge gradient_edge(const Tensor& t) {
+void fail_stale_view(const TensorImpl& v, const Node* consumer) {
+  fail<AutogradError>(
+      "{}: a view of shape {} (strides {}, offset {}) was taken from its base before an in-place "
+      "operation on the base recorded new history, so the view's own history is out of date and "
+      "gradients through it would be wrong; take the view again after the in-place operation, or "
+      "clone() the base before modifying it",
+      consumer ? consumer->name() : std::string("backward"), v.shape, v.strides, v.offset);
+}
+
+Edge gradient_edge(const Tensor& t, const Node* consumer) {
   TensorImpl* impl = t.impl();
+  if (impl->is_view && impl->stale_view()) [[unlikely]]
+    fail_stale_view(*impl, consumer);
   if (impl->grad_fn) return Edge{impl->grad_fn, impl->output_nr};
   if (!impl->requires_grad) return Edge{};
   std::shared_ptr<Node> acc = impl->grad_accumulator.lock();
@@ -131,8 +169,11 @@ Edge gradient_edge(const Tensor& t) {
 
 bool any_requires_grad(std::initializer_list<const Tensor*> ts) {
   if (!t_grad_enabled) return false;
-  for (const Tensor* t : ts)
-    if (t->defined() && t->requires_grad()) return true;
+  for (const Tensor* t : ts) {
+    if (!t->defined()) continue;
+    const TensorImpl& impl = *t->impl();
+    if (impl.requires_grad || impl.stale_view()) return true;
+  }
   return false;
 }
 
@@ -142,7 +183,7 @@ void attach(const std::shared_ptr<Node>& node, std::initializer_list<const Tenso
   node->input_meta.reserve(inputs.size());
   for (const Tensor* t : inputs) {
     if (t->defined()) {
-      node->next_edges.push_back(gradient_edge(*t));
+      node->next_edges.push_back(gradient_edge(*t, node.get()));
       node->input_meta.push_back(InputMeta{t->shape(), t->dtype()});
     } else {
       node->next_edges.push_back(Edge{});
@@ -159,6 +200,8 @@ void attach(const std::shared_ptr<Node>& node, std::initializer_list<const Tenso
   o->grad_fn = node;
   o->output_nr = 0;
   o->requires_grad = true;
+  if (t_anomaly) [[unlikely]]
+    anomaly_check_forward(*node, &out, 1);
 }
 
 }  // namespace ag

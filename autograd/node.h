@@ -92,6 +92,9 @@ class Node : public std::enable_shared_from_this<Node> {
   TensorList replay_inputs;
   std::function<TensorList(const TensorList&)> replay_fn;
   std::string recorded_at;  // where it was recorded, when known (custom ops, anomaly mode)
+  // Anomaly mode: the raw call stack captured when the node was recorded (empty otherwise); turned
+  // into recorded_at text only when an anomaly is reported.
+  std::vector<void*> recorded_stack;
   // Engine state during one backward: pending gradients of each output.
   SmallVector<Tensor, 1> pending;
   bool queued = false;
@@ -134,9 +137,14 @@ class FunctionNode final : public Node {
 };
 
 // The edge a gradient of `t` flows along (its grad_fn, or its leaf accumulator). Null if t does not
-// require grad.
-Edge gradient_edge(const Tensor& t);
-// Whether recording is on and any of the tensors requires grad.
+// require grad. Raises AutogradError if t is a view whose history is stale (TensorImpl::stale_view:
+// taken before a recorded in-place op on its base); `consumer`, if given, names the op in the
+// error.
+Edge gradient_edge(const Tensor& t, const Node* consumer = nullptr);
+// The AutogradError gradient_edge raises for a stale view.
+[[noreturn]] void fail_stale_view(const TensorImpl& view, const Node* consumer);
+// Whether recording is on and any of the tensors requires grad (or is a view with stale history,
+// so that recording the op raises the error naming it).
 bool any_requires_grad(std::initializer_list<const Tensor*> ts);
 // Tape checking (see gradcheck.h): while on, nodes also keep their input values and a replay
 // function.
@@ -179,6 +187,16 @@ void record(const char* name, std::initializer_list<const Tensor*> inputs, Tenso
       node->replay_inputs.push_back(t->defined() ? t->detach().clone() : Tensor());
   }
 }
+
+// Anomaly mode hooks (see engine.h). The forward one is called, when is_anomaly_enabled(), by
+// every place that records a node, after its outputs are wired: it captures the call stack and
+// checks the outputs. The backward one checks the gradient a node returned for input `input`.
+// Each raises AnomalyError at the first NaN or infinity.
+void anomaly_check_forward(Node& node, const Tensor* outputs, size_t count);
+void anomaly_check_backward(Node& node, size_t input, const Tensor& grad);
+// Where `node` was recorded: recorded_at if set, else its captured stack resolved to the first
+// frame outside the library; "an unknown place" if neither is known.
+std::string describe_recorded_at(Node& node);
 
 // Deferred destruction of graph pieces: never recursive, so a chain of a million nodes is freed in
 // a loop. Used by Node and TensorImpl destructors.

@@ -27,6 +27,21 @@ std::string to_string(const Shape& s) {
   return r + "]";
 }
 
+int64_t checked_numel(const Shape& shape, const char* op) {
+  int64_t n = 1;
+  bool overflow = false;
+  for (int64_t d : shape) {
+    if (d < 0) fail<ShapeError>("{}: negative size {} in shape {}", op, d, shape);
+    overflow = overflow || __builtin_mul_overflow(n, d, &n);
+  }
+  // A zero size makes the whole product zero, whatever overflowed before it.
+  for (int64_t d : shape)
+    if (d == 0) return 0;
+  if (overflow)
+    fail<MemoryError>("{}: shape {} has more elements than fit in a 64-bit count", op, shape);
+  return n;
+}
+
 Shape contiguous_strides(const Shape& shape) {
   Shape st;
   st.resize(shape.size());
@@ -64,10 +79,18 @@ int64_t normalize_axis(int64_t axis, int64_t ndim, const char* op) {
 // construction
 
 Tensor Tensor::empty(const Shape& shape, Dtype dtype) {
-  for (int64_t d : shape)
-    if (d < 0) fail<ShapeError>("empty: negative size in shape {}", shape);
+  int64_t n = checked_numel(shape, "empty");
+  size_t bytes = 0;
+  if (__builtin_mul_overflow(static_cast<size_t>(n), itemsize(dtype), &bytes))
+    fail<MemoryError>("empty: a {} tensor of shape {} would take more bytes than fit in 64 bits",
+                      dtype_name(dtype), shape);
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = Storage::allocate(static_cast<size_t>(shape.numel()) * itemsize(dtype));
+  try {
+    impl->storage = Storage::allocate(bytes);
+  } catch (const MemoryError& e) {
+    fail<MemoryError>("empty: cannot allocate a {} tensor of shape {} ({} bytes): {}",
+                      dtype_name(dtype), shape, bytes, e.what());
+  }
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;
@@ -355,6 +378,7 @@ Tensor& inplace(Tensor& self, const char* op, std::initializer_list<const Tensor
       copy_into(self, r.detach());
     }
     ++s->storage->version;
+    ++s->storage->history;  // views of self taken before now describe the old history
     s->grad_fn = r.impl()->grad_fn;
     s->output_nr = r.impl()->output_nr;
     s->requires_grad = r.requires_grad();  // false when the new value is a constant (fill_)
@@ -584,6 +608,9 @@ Tensor scalar_tensor(double value, Dtype dtype) { return full(Shape{}, value, dt
 Tensor arange(double start, double stop, double step, Dtype dtype) {
   if (step == 0) fail<ValueError>("arange: step must be non-zero");
   double span = (stop - start) / step;
+  if (!std::isfinite(span) || span > 9.2e18)
+    fail<ValueError>("arange: [{}, {}) in steps of {} has too many elements ({})", start, stop,
+                     step, span);
   int64_t n = span > 0 ? static_cast<int64_t>(std::ceil(span - 1e-12)) : 0;
   Tensor t = Tensor::empty(Shape{n}, dtype);
   dispatch_all(dtype, "arange", [&]<class T>() {

@@ -1,6 +1,13 @@
 // Tensor: an N-dimensional, row-major, strided view of a Storage, plus the autograd metadata that
 // ties it into the tape (requires_grad, grad, grad_fn).
 //
+// Views (slice, view, transpose, expand... and the pieces of split) share their base's Storage and
+// so its version counter: an in-place write through any of them is seen by every tensor saved for
+// a backward. A view taken before an in-place op that records new history on its base keeps its
+// old history; using it in a recorded op (or as a backward root) raises AutogradError rather than
+// computing a wrong gradient (TensorImpl::stale_view). In-place ops on a view while recording are
+// refused. detach() shares the storage but carries no history, so neither rule applies to it.
+//
 // A Tensor is a cheap handle (one shared pointer): copies alias the same tensor, like Python names
 // for a torch.Tensor. Ops are free functions in autograd/ops/*.h; the most used ones are also
 // members.
@@ -32,13 +39,27 @@ struct TensorImpl {
   Dtype dtype = Dtype::float32;
   bool requires_grad = false;
   bool retains_grad = false;
-  bool is_view = false;           // shares storage with another tensor made by a view op
-  uint32_t output_nr = 0;         // which output of grad_fn this tensor is
+  bool is_view = false;    // shares storage with another tensor (view op or detach)
+  uint32_t output_nr = 0;  // which output of grad_fn this tensor is
+  // Views made by view ops: storage->history when the view (or the view it was taken from) was
+  // made. A recorded in-place op on the base bumps storage->history, after which this view's
+  // grad_fn describes old values; using it in a recorded op then raises AutogradError.
+  // kUntrackedView for detach() and the views taken from it (they carry no history).
+  static constexpr uint32_t kUntrackedView = UINT32_MAX;
+  uint32_t view_history = kUntrackedView;
   std::shared_ptr<Node> grad_fn;  // null for leaves
   std::shared_ptr<TensorImpl> grad;
   std::weak_ptr<Node> grad_accumulator;  // leaves: the node that accumulates into .grad
 
+  // Counted in memory_stats().live_tensors.
+  TensorImpl();
+  TensorImpl(const TensorImpl& other);
+  TensorImpl& operator=(const TensorImpl&) = default;
   ~TensorImpl();
+  // Whether this is a view whose history was overtaken by a recorded in-place op on its base.
+  bool stale_view() const {
+    return is_view && view_history != kUntrackedView && view_history != storage->history;
+  }
 };
 
 class Tensor {
@@ -47,7 +68,9 @@ class Tensor {
   explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
 
   // ---- construction (see also the factories below) ----
-  // A new, uninitialised contiguous tensor.
+  // A new, uninitialised contiguous tensor. ShapeError for a negative size; MemoryError (naming
+  // the shape and the bytes) if the element or byte count overflows 64 bits or the system refuses
+  // the memory; the factories below (zeros, ones, full...) inherit this.
   static Tensor empty(const Shape& shape, Dtype dtype = float32);
   // Nested initializer lists: Tensor({{1, 2}, {3, 4}}) is a 2x2 float32 tensor.
   Tensor(double scalar);  // NOLINT: 0-d float32 tensor

@@ -88,10 +88,7 @@ Timing mlp(const std::vector<int64_t>& sizes, const std::string& act, int64_t ba
 Timing gpt_mini(int steps) {
   ag::nn::GPTConfig c;  // vocab 256, 4 layers, 4 heads, d 128, context 64, GELU tanh, no dropout
   ag::nn::GPT model(c);
-  ag::nn::AdamOptions o;
-  o.lr = 3e-4;
-  o.weight_decay = 0.1;
-  ag::nn::AdamW opt(model.parameters(), o);
+  ag::nn::AdamW opt(model.parameters(), {.lr = 3e-4, .weight_decay = 0.1});
   ag::Generator g(0);
   ag::Tensor data = ag::randint(0, c.vocab_size, {16, c.context + 1}, &g);
   ag::Tensor x = ag::slice(data, 1, 0, c.context).contiguous();

@@ -263,11 +263,7 @@ TrainResult train_loop(nn::GPT& model, const nn::TextDataset& train, const nn::T
     if (p.requires_grad()) (p.dim() >= 2 ? decay : no_decay).push_back(p);
   std::vector<Tensor> trainable = decay;
   trainable.insert(trainable.end(), no_decay.begin(), no_decay.end());
-  nn::AdamOptions ao;
-  ao.lr = s.lr;
-  ao.beta2 = 0.95;
-  ao.weight_decay = s.weight_decay;
-  nn::AdamW opt(decay, ao);
+  nn::AdamW opt(decay, {.lr = s.lr, .beta2 = 0.95, .weight_decay = s.weight_decay});
   if (!no_decay.empty()) opt.add_param_group(no_decay, {{"weight_decay", 0.0}});
   nn::CosineWarmupLR schedule(opt, std::min(s.warmup, s.steps), s.steps, 0.1);
 

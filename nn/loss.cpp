@@ -2,6 +2,23 @@
 
 namespace ag::nn {
 
+namespace {
+// Losses against float targets refuse a NaN target (it would make every gradient NaN) and a
+// "mean" over an empty batch (0 / 0), naming the op and the shapes.
+void check_target(const char* op, const Tensor& pred, const Tensor& target,
+                  std::string_view reduction) {
+  if (reduction == "mean" && pred.numel() == 0)
+    fail<ValueError>("{}: empty batch (prediction {}) with reduction 'mean'; use 'sum' or 'none'",
+                     op, pred.shape());
+  if (is_floating(target.dtype()) && target.numel() > 0) {
+    NoGradGuard ng;
+    if (sum(ne(target, target)).item() != 0)
+      fail<ValueError>("{}: target of shape {} (prediction {}) holds NaN", op, target.shape(),
+                       pred.shape());
+  }
+}
+}  // namespace
+
 Tensor reduce_loss(const Tensor& losses, std::string_view reduction, const char* op) {
   if (reduction == "mean") return mean(losses);
   if (reduction == "sum") return sum(losses);
@@ -13,6 +30,7 @@ Tensor mse_loss(const Tensor& pred, const Tensor& target, std::string_view reduc
   if (!(broadcast_shapes(pred.shape(), target.shape(), "mse_loss") == pred.shape()))
     fail<ShapeError>("mse_loss: target {} does not match prediction {}", target.shape(),
                      pred.shape());
+  check_target("mse_loss", pred, target, reduction);
   Tensor d = sub(pred, target);
   return reduce_loss(mul(d, d), reduction, "mse_loss");
 }
@@ -33,6 +51,9 @@ Tensor nll_loss(const Tensor& log_probs, const Tensor& target, std::string_view 
     fail<DtypeError>("nll_loss: targets must be int64 class indices, got {}",
                      dtype_name(target.dtype()));
   int64_t c = log_probs.shape()[1];
+  if (reduction == "mean" && log_probs.shape()[0] == 0)
+    fail<ValueError>("nll_loss: empty batch (log-probabilities {}) with reduction 'mean'",
+                     log_probs.shape());
   Tensor keep = ne(target, full({}, static_cast<double>(ignore_index), int64));
   Tensor safe = where(keep, target, zeros({}, int64));
   auto t = safe.to_vector<int64_t>();
@@ -51,6 +72,7 @@ Tensor binary_cross_entropy_with_logits(const Tensor& x, const Tensor& y,
   if (!(x.shape() == y.shape()))
     fail<ShapeError>("binary_cross_entropy_with_logits: target {} does not match logits {}",
                      y.shape(), x.shape());
+  check_target("binary_cross_entropy_with_logits", x, y, reduction);
   // log(1 + e^-|x|) + max(x, 0) = softplus(x); loss = softplus(x) - x y   (no pos_weight)
   // with pos_weight p: loss = (1 - y) x + (1 + (p - 1) y) softplus(-x)
   Tensor losses;

@@ -1,6 +1,7 @@
 // Loss functions. Each takes predictions and targets and a reduction: "mean" (default), "sum" or
-// "none" (per-element / per-row losses). All are compositions of autograd ops, except
-// cross_entropy, which is the engine's fused, stable op (ops/loss.h).
+// "none" (per-element / per-row losses). Float targets holding NaN, and "mean" over an empty batch
+// (0 / 0), raise ValueError naming the loss and the shapes. All are compositions of autograd ops,
+// except cross_entropy, which is the engine's fused, stable op (ops/loss.h).
 #pragma once
 
 #include <string_view>

@@ -138,10 +138,7 @@ TEST_CASE("a small GPT overfits one batch to near zero loss") {
   c.context = 16;
   nn::GPT model(c);
   Tensor x = random_tokens(4, 16, 21), y = random_tokens(4, 16, 22);
-  nn::AdamOptions o;
-  o.lr = 1e-2;
-  o.weight_decay = 0.0;
-  nn::AdamW opt(model.parameters(), o);
+  nn::AdamW opt(model.parameters(), {.lr = 1e-2, .weight_decay = 0.0});
   double first = 0, last = 0;
   for (int step = 0; step < 150; ++step) {
     opt.zero_grad();
@@ -258,9 +255,7 @@ TEST_CASE("LoRA: starts identical to the base, trains only the adapters, merges 
   std::vector<Tensor> trainable;
   for (auto& p : model.parameters())
     if (p.requires_grad()) trainable.push_back(p);
-  nn::AdamOptions o;
-  o.lr = 1e-2;
-  nn::AdamW opt(trainable, o);
+  nn::AdamW opt(trainable, {.lr = 1e-2});
   for (int step = 0; step < 5; ++step) {
     opt.zero_grad();
     model.loss(x, y).backward();

@@ -170,6 +170,25 @@ TEST_CASE("AdamW decays the weights directly: p <- p (1 - lr wd), then the Adam 
   CHECK(defaults.param_groups()[0].lr() == 1e-3);
 }
 
+TEST_CASE("AdamW keeps its 0.01 decay however the options are written") {
+  // Issue 12: a designated initialiser used to build a plain AdamOptions (decay 0).
+  Tensor p = start_param(), q = start_param(), r = start_param();
+  nn::AdamW designated({p}, {.lr = 3e-4});
+  CHECK(designated.param_groups()[0].options.at("weight_decay") == 0.01);
+  CHECK(designated.param_groups()[0].lr() == 3e-4);
+  nn::AdamWOptions o;
+  o.lr = 0.2;
+  nn::AdamW assigned({q}, o);
+  CHECK(assigned.param_groups()[0].options.at("weight_decay") == 0.01);
+  CHECK(assigned.param_groups()[0].lr() == 0.2);
+  nn::AdamW betas({r}, {.beta2 = 0.95, .amsgrad = true});
+  CHECK(betas.param_groups()[0].options.at("weight_decay") == 0.01);
+  CHECK(betas.param_groups()[0].options.at("beta2") == 0.95);
+  CHECK(betas.param_groups()[0].options.at("amsgrad") == 1.0);
+  // The same decay is applied in the step: p <- p (1 - lr wd) before the Adam update.
+  check_sequence(designated, p, 3, AdamByHand{.lr = 3e-4, .weight_decay = 0.01, .decoupled = true});
+}
+
 // ---- groups, state, zero_grad ----
 
 TEST_CASE("parameter groups have their own settings; unset options come from the defaults") {

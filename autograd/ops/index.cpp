@@ -27,7 +27,10 @@ Split3 split3(const Shape& s, int64_t axis) {
   return r;
 }
 
-// Contiguous int64 copy of an index tensor, every value checked against [0, n).
+// Contiguous int64 index tensor (the caller's own when it already is one, else a copy), every value
+// checked against [0, n). Backward closures must not capture it: it may be the caller's tensor,
+// which the caller can overwrite in place. They save it (Save{idx}) and unpack it with
+// node.saved(), which raises the usual "modified by an in-place operation" error.
 Tensor checked_index(const char* op, const Tensor& index, int64_t n, int64_t axis,
                      const Shape& xshape) {
   if (index.dtype() != int64)
@@ -157,9 +160,9 @@ Tensor index_select(const Tensor& x, int64_t axis, const Tensor& index) {
   if (any_requires_grad({&x})) {
     Shape in = x.shape();
     record(
-        "index_select", {&x}, out, {},
-        [in, axis, idx](Node&, const Tensor& g) -> TensorList {
-          return {index_add(zeros(in, g.dtype()), axis, idx, g)};
+        "index_select", {&x}, out, {Save{idx}},
+        [in, axis](Node& n, const Tensor& g) -> TensorList {
+          return {index_add(zeros(in, g.dtype()), axis, n.saved(0), g)};
         },
         [axis, idx](const TensorList& a) { return index_select(a[0], axis, idx); });
   }
@@ -183,8 +186,9 @@ Tensor index_add(const Tensor& x, int64_t axis, const Tensor& index, const Tenso
   Tensor out = index_add_kernel(x, axis, idx, src);
   if (any_requires_grad({&x, &src}))
     record(
-        "index_add", {&x, &src}, out, {},
-        [axis, idx](Node& n, const Tensor& g) -> TensorList {
+        "index_add", {&x, &src}, out, {Save{idx}},
+        [axis](Node& n, const Tensor& g) -> TensorList {
+          Tensor idx = n.saved(0);
           return {n.needs_input_grad(0) ? g : Tensor(),
                   n.needs_input_grad(1) ? index_select(g, axis, idx) : Tensor()};
         },
@@ -201,9 +205,9 @@ Tensor gather(const Tensor& x, int64_t axis, const Tensor& index) {
   if (any_requires_grad({&x})) {
     Shape in = x.shape();
     record(
-        "gather", {&x}, out, {},
-        [in, axis, idx](Node&, const Tensor& g) -> TensorList {
-          return {scatter_add(zeros(in, g.dtype()), axis, idx, g)};
+        "gather", {&x}, out, {Save{idx}},
+        [in, axis](Node& n, const Tensor& g) -> TensorList {
+          return {scatter_add(zeros(in, g.dtype()), axis, n.saved(0), g)};
         },
         [axis, idx](const TensorList& a) { return gather(a[0], axis, idx); });
   }
@@ -222,8 +226,9 @@ Tensor scatter_add(const Tensor& x, int64_t axis, const Tensor& index, const Ten
   Tensor out = scatter_add_kernel(x, axis, idx, src);
   if (any_requires_grad({&x, &src}))
     record(
-        "scatter_add", {&x, &src}, out, {},
-        [axis, idx](Node& n, const Tensor& g) -> TensorList {
+        "scatter_add", {&x, &src}, out, {Save{idx}},
+        [axis](Node& n, const Tensor& g) -> TensorList {
+          Tensor idx = n.saved(0);
           return {n.needs_input_grad(0) ? g : Tensor(),
                   n.needs_input_grad(1) ? gather(g, axis, idx) : Tensor()};
         },

@@ -40,6 +40,24 @@ void check_logits(const Tensor& logits, const char* op) {
     fail<ShapeError>("{}: logits {} have no classes", op, logits.shape());
 }
 
+// A "mean" over no rows at all is 0 / 0: refuse it rather than return NaN into a training loop.
+void check_not_empty(const Tensor& logits, Reduction r, const char* op) {
+  if (r == Reduction::mean && logits.dim() == 2 && logits.shape()[0] == 0)
+    fail<ValueError>("{}: empty batch (logits {}) with reduction 'mean'; use 'sum' or 'none'", op,
+                     logits.shape());
+}
+
+// Float targets must be numbers: a NaN target would make every gradient NaN.
+void check_no_nan_target(const Tensor& target, const char* op) {
+  Tensor t = target.detach().contiguous();
+  kernels::dispatch_floating(t.dtype(), op, [&]<class T>() {
+    const T* p = t.data<T>();
+    for (int64_t i = 0, n = t.numel(); i < n; ++i)
+      if (std::isnan(p[i]))
+        fail<ValueError>("{}: target of shape {} holds NaN at element {}", op, t.shape(), i);
+  });
+}
+
 void check_smoothing(double eps, const char* op) {
   if (!(eps >= 0 && eps <= 1))
     fail<ValueError>("{}: label_smoothing must be in [0, 1], got {}", op, eps);
@@ -132,6 +150,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, std::string_vie
                      row_shape, target.shape());
   const Reduction red = parse_reduction(reduction, op);
   check_smoothing(label_smoothing, op);
+  check_not_empty(logits, red, op);
 
   Tensor t = target.contiguous();
   const int64_t* tv = t.data<int64_t>();
@@ -205,6 +224,8 @@ Tensor cross_entropy_soft(const Tensor& logits, const Tensor& target_probs,
                      logits.shape());
   const Reduction red = parse_reduction(reduction, op);
   check_smoothing(label_smoothing, op);
+  check_not_empty(logits, red, op);
+  check_no_nan_target(target_probs, op);
   const Dtype d = logits.dtype();
   const Tensor probs = target_probs.dtype() == d ? target_probs : target_probs.to(d);
   const bool batched = logits.dim() == 2;

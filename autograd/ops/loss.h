@@ -17,7 +17,8 @@ namespace ag {
 // Rows whose target equals ignore_index contribute nothing. reduction: "mean" (over the rows not
 // ignored), "sum" -> []; "none" -> [N] (0 for ignored rows).
 //   d/dx_i = (softmax(x_i) - q_i) * g * w_i,   w_i = 0 if ignored, 1 / count for mean, else 1.
-// "mean" with every row ignored is 0 / 0 = NaN, as in PyTorch; its gradient is zero.
+// "mean" with every row ignored is 0 / 0 = NaN, as in PyTorch; its gradient is zero. "mean" over an
+// empty batch (logits [0, C]) raises ValueError instead.
 // Errors: DtypeError for non-float logits or non-int64 targets; ShapeError when the logits are not
 // [N, C] / [C] or the targets are not [N] / []; IndexError naming the target value and C for a
 // target outside [0, C) other than ignore_index; ValueError for an unknown reduction or for eps
@@ -31,6 +32,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target,
 //   d/dx_i = (softmax(x_i) sum_c q'_ic - q'_i) * g,  d/dq_i = -(1 - eps) log_softmax(x_i) * g
 // with g divided by N for "mean" (the mean over rows). Targets need not sum to 1; gradients flow to
 // them too when they require grad. Float targets of another dtype are converted to the logits' one.
+// ValueError for a NaN in the targets and for "mean" over an empty batch.
 Tensor cross_entropy_soft(const Tensor& logits, const Tensor& target_probs,
                           std::string_view reduction = "mean", double label_smoothing = 0.0);
 

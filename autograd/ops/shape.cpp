@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "autograd/engine.h"
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/loops.h"
 #include "autograd/node.h"
@@ -22,6 +23,9 @@ Tensor make_view(const Tensor& x, const Shape& shape, const Shape& strides, int6
   t->offset = offset;
   t->dtype = s.dtype;
   t->is_view = true;
+  // A view of a view keeps the stamp of the first (stale history stays stale; detach()'s untracked
+  // views stay untracked); a view of a plain tensor takes the buffer's current history count.
+  t->view_history = s.is_view ? s.view_history : s.storage->history;
   return Tensor(std::move(t));
 }
 
@@ -35,8 +39,9 @@ Shape infer_shape(const char* op, const Shape& from, const Shape& req) {
       infer = i;
     } else if (s[i] < 0) {
       fail<ShapeError>("{}: invalid size {} in {}", op, s[i], req);
-    } else {
-      known *= s[i];
+    } else if (__builtin_mul_overflow(known, s[i], &known)) {
+      fail<ShapeError>("{}: cannot reshape {} ({} elements) into {}: the sizes' product overflows",
+                       op, from, from.numel(), req);
     }
   }
   if (infer >= 0) {
@@ -229,6 +234,7 @@ Tensor expand(const Tensor& x, const Shape& shape) {
       st[i] = have == want ? x.strides()[j] : 0;
     }
   }
+  checked_numel(s, "expand");  // negative sizes and overflowing products
   if (s == x.shape()) return x;
   Tensor out = make_view(x, s, st, x.offset());
   // The engine sums the gradient back to the input's shape.
@@ -372,7 +378,7 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t axis) {
     for (const Tensor& t : xs) ptrs.push_back(&t);
     // attach takes an initializer_list; wire edges by hand for a variable count.
     for (const Tensor* t : ptrs) {
-      node->next_edges.push_back(gradient_edge(*t));
+      node->next_edges.push_back(gradient_edge(*t, node.get()));
       node->input_meta.push_back(InputMeta{t->shape(), t->dtype()});
     }
     node->output_meta.push_back(InputMeta{out.shape(), out.dtype()});
@@ -382,6 +388,7 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t axis) {
     }
     out.impl()->grad_fn = node;
     out.impl()->requires_grad = true;
+    if (is_anomaly_enabled()) anomaly_check_forward(*node, &out, 1);
   }
   return out;
 }
@@ -435,7 +442,7 @@ std::vector<Tensor> split(const Tensor& x, int64_t size, int64_t axis) {
   }
   if (!grad) return r;
   auto node = std::make_shared<SplitNode>(axis, r.size());
-  node->next_edges.push_back(gradient_edge(x));
+  node->next_edges.push_back(gradient_edge(x, node.get()));
   node->input_meta.push_back(InputMeta{x.shape(), x.dtype()});
   for (size_t i = 0; i < r.size(); ++i) {
     node->output_meta.push_back(InputMeta{r[i].shape(), r[i].dtype()});
@@ -448,6 +455,7 @@ std::vector<Tensor> split(const Tensor& x, int64_t size, int64_t axis) {
     node->replay_fn = [size, axis](const TensorList& in) { return split(in[0], size, axis); };
     node->replay_inputs.push_back(x.detach().clone());
   }
+  if (is_anomaly_enabled()) anomaly_check_forward(*node, r.data(), r.size());
   return r;
 }
 

@@ -20,7 +20,15 @@ Adam::Adam(std::vector<Tensor> params, const AdamOptions& o, bool decoupled)
   add_param_group(std::move(params));
 }
 
-AdamW::AdamW(std::vector<Tensor> params, AdamOptions o) : Adam(std::move(params), o, true) {}
+AdamW::AdamW(std::vector<Tensor> params, const AdamWOptions& o)
+    : Adam(std::move(params),
+           AdamOptions{.lr = o.lr,
+                       .beta1 = o.beta1,
+                       .beta2 = o.beta2,
+                       .eps = o.eps,
+                       .weight_decay = o.weight_decay,
+                       .amsgrad = o.amsgrad},
+           true) {}
 
 void Adam::step() {
   NoGradGuard ng;

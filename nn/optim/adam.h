@@ -10,12 +10,26 @@
 
 namespace ag::nn {
 
+// Adam's hyper-parameters. Written with designated initialisers, e.g. {.lr = 3e-4, .beta2 = 0.95};
+// fields not named keep the defaults below.
 struct AdamOptions {
   double lr = 1e-3;
   double beta1 = 0.9;
   double beta2 = 0.999;
   double eps = 1e-8;
   double weight_decay = 0.0;
+  bool amsgrad = false;
+};
+
+// AdamW's hyper-parameters: Adam's, but weight_decay defaults to 0.01 (PyTorch's default). A type
+// of its own so that AdamW(params, {.lr = 3e-4}) keeps the 0.01, which it would lose if AdamW took
+// an AdamOptions (whose weight_decay default is 0).
+struct AdamWOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.01;
   bool amsgrad = false;
 };
 
@@ -32,12 +46,9 @@ class Adam : public Optimizer {
 // AdamW: weight decay decoupled from the gradient (default weight_decay 0.01, as in PyTorch).
 class AdamW : public Adam {
  public:
-  AdamW(std::vector<Tensor> params, AdamOptions options = with_decay());
-  static AdamOptions with_decay() {
-    AdamOptions o;
-    o.weight_decay = 0.01;
-    return o;
-  }
+  AdamW(std::vector<Tensor> params, const AdamWOptions& options = {});
+  // The defaults (kept for code written before AdamWOptions existed).
+  static AdamWOptions with_decay() { return {}; }
 };
 
 }  // namespace ag::nn
