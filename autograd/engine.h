@@ -28,6 +28,7 @@ TensorList grad(const TensorList& outputs, const TensorList& inputs,
 // While on (per thread), backward stores the norm of each node's output gradient in
 // Node::last_grad_norm (for diagnostics and tape drawings).
 void set_grad_norm_tracing(bool on);
+// Whether set_grad_norm_tracing is on in this thread.
 bool is_grad_norm_tracing();
 
 }  // namespace ag
