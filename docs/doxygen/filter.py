@@ -12,7 +12,7 @@ line where it is (warnings keep their line numbers):
   - "// ---- section ----" lines                -> left alone (they name groups, not entities)
   - backslashes and @ in comments               -> escaped (the comments hold no Doxygen commands)
 Comments inside function bodies and parameter lists stay plain comments. Lines of a comment that
-are indented by two or more extra spaces (code examples) become Markdown code blocks.
+are indented by two or more extra spaces (code examples) become code blocks, shown verbatim.
 """
 import re
 import sys
@@ -62,16 +62,23 @@ def main(path):
     at_top = True      # still in the comment that opens the file
     out = []
     header = []        # the opening comment, repeated after the last line as the file's docs
+    header_code = False  # inside a code example of that comment
     for line in lines:
         in_scope = all(scopes) and parens == 0
         m = LINE_COMMENT.match(line)
         if m and not line.strip().startswith("///"):
             indent, space, text = m.groups()
-            text = text.replace("\\", "\\\\").replace("@", "\\@")  # no Doxygen commands
-            if text.startswith("  "):
-                text = "  " + text  # a code example: 4 spaces past the prose's indentation
+            code_example = text.startswith("  ")
+            if code_example:
+                text = "  " + text  # 4 spaces past the prose's indentation: a code block
+            else:
+                text = text.replace("\\", "\\\\").replace("@", "\\@")  # no Doxygen commands
             if at_top:
-                header.append(f"///{space}{text}")
+                # Appended after the last line, so lines can be added: examples get fences.
+                if code_example != header_code:
+                    header.append("/// ```")
+                    header_code = code_example
+                header.append(f"///{space}{text[4:] if code_example else text}")
                 out.append(line)
                 continue
             if in_scope and not SECTION.match(line):
@@ -116,7 +123,7 @@ def main(path):
         statement += " "
         out.append(line)
     if header:
-        out += ["/// \\file"] + header
+        out += ["/// \\file"] + header + (["/// ```"] if header_code else [])
     if "fmt::formatter" in "\n".join(lines):
         # Doxygen warns about fmt::formatter<...> specialisations when it has not seen namespace
         # fmt; a declaration after the last line (namespace fmt is excluded from the output).
