@@ -53,6 +53,7 @@ class DetectAnomalyGuard {
 // While on (per thread), backward stores the norm of each node's output gradient in
 // Node::last_grad_norm (for diagnostics and tape drawings).
 void set_grad_norm_tracing(bool on);
+// Whether set_grad_norm_tracing is on in this thread.
 bool is_grad_norm_tracing();
 
 }  // namespace ag

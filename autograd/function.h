@@ -86,6 +86,7 @@ class FunctionContext {
   // Whether tensor input i (counting tensor arguments only) requires grad in this call: backward
   // may skip computing gradients nobody needs (it can return an undefined tensor for them).
   bool needs_input_grad(size_t i) const;
+  // Number of tensor inputs of this call.
   size_t num_inputs() const { return needs_input_grad_.size(); }
 
   // Non-tensor values for backward: ctx.set("alpha", alpha) in forward,
@@ -95,6 +96,7 @@ class FunctionContext {
   void set(const std::string& key, T value) {
     values_[key] = std::move(value);
   }
+  // The value stored under `key` by set (T must be the stored type).
   template <class T>
   const T& get(const std::string& key) const {
     auto it = values_.find(key);
@@ -102,6 +104,7 @@ class FunctionContext {
     if (!v) bad_value(key, typeid(T));
     return *v;
   }
+  // Whether a value was stored under `key`.
   bool has(const std::string& key) const { return values_.count(key) > 0; }
 
   // The op's name (as used in error messages).

@@ -18,59 +18,86 @@
 
 namespace ag {
 
+// Settings of gradcheck, gradgradcheck and check_tape.
 struct GradcheckOptions {
   double eps = 1e-6;  // finite-difference step
+  // Absolute tolerance.
   double atol = 1e-5;
+  // Relative tolerance (times |numeric|).
   double rtol = 1e-3;
   // Fast mode: instead of the full Jacobian J, compare v^T J u for random u, v (one backward and
   // two forward evaluations per check); `projections` such checks.
   bool fast_mode = false;
+  // Number of random projections compared in fast mode.
   int projections = 2;
+  // Seed of the random projections and cotangents.
   uint64_t seed = 0;
 };
 
+// What a gradient check found; converts to true when every entry passed. Printing it
+// (fmt or to_string) names the worst entry.
 struct GradcheckReport {
+  // Whether every compared entry was within the tolerance.
   bool ok = true;
   int64_t checked = 0;  // Jacobian entries (or projections) compared
   // The worst entry (largest excess over the tolerance):
+  // Which input and which output (their positions in the lists).
   int64_t input = -1, output = -1;
   std::vector<int64_t> input_index, output_index;  // element positions (empty in fast mode)
+  // The gradient autograd computed and the finite-difference estimate.
   double analytic = 0, numeric = 0;
   std::string note;  // what was checked ("gradcheck", "gradgradcheck", "fast mode")
+  // Same as ok.
   explicit operator bool() const { return ok; }
+  // One line: what was checked, passed or FAILED, how many entries, and the worst entry.
   std::string to_string() const;
 };
 
+// A function of several tensors with several outputs, as the checks take it.
 using TensorFn = std::function<TensorList(const TensorList&)>;
 
 // Checks d fn / d inputs (only the inputs that require grad) against central differences.
 GradcheckReport gradcheck(const TensorFn& fn, const TensorList& inputs,
                           const GradcheckOptions& options = {});
+// The same for a function with one output.
 GradcheckReport gradcheck(const std::function<Tensor(const TensorList&)>& fn,
                           const TensorList& inputs, const GradcheckOptions& options = {});
 // Checks second derivatives: the gradient of fn (computed with create_graph) is itself gradchecked,
 // as a function of the inputs and of random output cotangents.
 GradcheckReport gradgradcheck(const TensorFn& fn, const TensorList& inputs,
                               const GradcheckOptions& options = {});
+// The same for a function with one output.
 GradcheckReport gradgradcheck(const std::function<Tensor(const TensorList&)>& fn,
                               const TensorList& inputs, const GradcheckOptions& options = {});
 
 // ---- check_tape: per-node checking of a recorded graph ----
+// check_tape's finding for one node of the tape.
 struct TapeNodeReport {
+  // The op's name.
   std::string op;
+  // Position of the node in recording order.
   uint64_t sequence_nr = 0;
+  // Shapes of the node's inputs.
   std::vector<Shape> input_shapes;
+  // Where the node was recorded (file:line), when known (custom ops, anomaly mode); else empty.
   std::string recorded_at;
+  // The gradient check of this node's backward alone.
   GradcheckReport report;
 };
+// What check_tape found over a whole tape; converts to true when every checked node passed.
 struct TapeReport {
+  // Whether every checked node passed.
   bool ok = true;
+  // Number of nodes whose backward was checked.
   int64_t nodes_checked = 0;
   int64_t nodes_skipped = 0;          // nodes that cannot replay (recorded without TapeCheckGuard)
   std::vector<TapeNodeReport> nodes;  // every checked node, in recording order
   // First node (in recording order) whose backward disagrees with finite differences, or null.
   const TapeNodeReport* first_failure() const;
+  // Same as ok.
   explicit operator bool() const { return ok; }
+  // A table of the checked nodes (sequence number, op, input shapes, where recorded, result),
+  // then the first failing node with its worst entry.
   std::string to_string() const;
 };
 

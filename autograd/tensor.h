@@ -32,12 +32,17 @@ class Tensor;
 
 // The data behind a Tensor handle. Semi-internal: ops and the engine use it, users need not.
 struct TensorImpl {
+  // The buffer holding the elements (shared by views).
   std::shared_ptr<Storage> storage;
+  // Size of each axis.
   Shape shape;
   Shape strides;       // in elements
   int64_t offset = 0;  // in elements
+  // Element type.
   Dtype dtype = Dtype::float32;
+  // Whether backward computes a gradient for this tensor.
   bool requires_grad = false;
+  // Non-leaf whose .grad backward also fills (retain_grad()).
   bool retains_grad = false;
   bool is_view = false;    // shares storage with another tensor (view op or detach)
   uint32_t output_nr = 0;  // which output of grad_fn this tensor is
@@ -48,6 +53,7 @@ struct TensorImpl {
   static constexpr uint32_t kUntrackedView = UINT32_MAX;
   uint32_t view_history = kUntrackedView;
   std::shared_ptr<Node> grad_fn;  // null for leaves
+  // The accumulated gradient (null until backward reaches it).
   std::shared_ptr<TensorImpl> grad;
   std::weak_ptr<Node> grad_accumulator;  // leaves: the node that accumulates into .grad
 
@@ -62,9 +68,12 @@ struct TensorImpl {
   }
 };
 
+// A handle to a tensor: an N-dimensional array that can record the ops applied to it on
+// the tape. Copying the handle aliases the same tensor; clone() copies the data.
 class Tensor {
  public:
   Tensor() = default;
+  // Wraps existing tensor state (used by ops and the engine).
   explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
 
   // ---- construction (see also the factories below) ----
@@ -74,32 +83,47 @@ class Tensor {
   static Tensor empty(const Shape& shape, Dtype dtype = float32);
   // Nested initializer lists: Tensor({{1, 2}, {3, 4}}) is a 2x2 float32 tensor.
   Tensor(double scalar);  // NOLINT: 0-d float32 tensor
+  // A 1-d float32 tensor: Tensor({1, 2, 3}).
   Tensor(std::initializer_list<double> values);
+  // A 2-d float32 tensor, one inner list per row (rows must have the same length).
   Tensor(std::initializer_list<std::initializer_list<double>> values);
+  // A 3-d float32 tensor.
   Tensor(std::initializer_list<std::initializer_list<std::initializer_list<double>>> values);
   // From a flat vector and a shape (numel must match).
   template <class T>
   static Tensor from_vector(const std::vector<T>& values, const Shape& shape);
   template <class T>
+  // A 1-d tensor holding a copy of `values` (dtype from T).
   static Tensor from_vector(const std::vector<T>& values) {
     return from_vector(values, Shape{static_cast<int64_t>(values.size())});
   }
 
   // ---- metadata ----
+  // False for a default-constructed handle (an "undefined" tensor, e.g. a missing gradient).
   bool defined() const { return impl_ != nullptr; }
+  // Size of each axis.
   const Shape& shape() const { return impl()->shape; }
+  // Step in elements between neighbours along each axis (0 along a broadcast axis).
   const Shape& strides() const { return impl()->strides; }
+  // Position of element [0,...,0] in the storage, in elements.
   int64_t offset() const { return impl()->offset; }
+  // Number of axes (0 for a scalar).
   int64_t dim() const { return shape().size(); }
   // Size along an axis (negative counts from the end).
   int64_t size(int64_t axis) const;
+  // Number of elements (the product of the sizes).
   int64_t numel() const { return shape().numel(); }
+  // Element type.
   Dtype dtype() const { return impl()->dtype; }
+  // Whether the elements lie in row-major order without gaps.
   bool is_contiguous() const;
   // The storage version counter (bumped by in-place writes).
   uint32_t version() const { return impl()->storage->version; }
+  // The state behind the handle; raises ValueError if the tensor is undefined.
   TensorImpl* impl() const;
+  // The shared state itself (null if undefined).
   const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
+  // Whether both handles refer to the same tensor (not: equal values).
   bool same(const Tensor& other) const { return impl_ == other.impl_; }
 
   // ---- data access ----
@@ -109,6 +133,7 @@ class Tensor {
   // The single value of a one-element tensor, as double (or T).
   double item() const;
   template <class T>
+  // The single value of a one-element tensor, converted to T.
   T item() const {
     return static_cast<T>(item());
   }
@@ -119,22 +144,29 @@ class Tensor {
   std::vector<T> to_vector() const;
 
   // ---- autograd ----
+  // Whether backward computes a gradient for this tensor (set on leaves, inherited by results).
   bool requires_grad() const { return impl()->requires_grad; }
   // Marks a leaf as a parameter whose gradient backward should compute. Returns *this.
   Tensor& requires_grad_(bool flag = true);
+  // Like requires_grad_, but returns a handle instead of a reference (for expressions on
+  // temporaries).
   Tensor set_requires_grad(bool flag = true) {
     requires_grad_(flag);
     return *this;
   }
   // The accumulated gradient (undefined until a backward reaches this tensor).
   Tensor grad() const;
+  // Replaces .grad by `g` (same shape, else ShapeError); an undefined `g` clears it.
   void set_grad(const Tensor& g);
   // Sets .grad to zeros (set_to_none = false) or drops it (default, as PyTorch's optimizers do).
   void zero_grad(bool set_to_none = true);
+  // The tape node that produced this tensor (null for a leaf).
   const std::shared_ptr<Node>& grad_fn() const { return impl()->grad_fn; }
+  // True for a tensor no recorded op produced: created by the user, or computed without grad.
   bool is_leaf() const { return impl()->grad_fn == nullptr; }
   // Asks backward to also fill .grad of this non-leaf tensor.
   void retain_grad();
+  // Whether retain_grad() was called.
   bool retains_grad() const { return impl()->retains_grad; }
   // Same data, cut from the graph (shares storage).
   Tensor detach() const;
@@ -149,51 +181,90 @@ class Tensor {
 
   // ---- conversion ----
   Tensor to(Dtype dtype) const;  // differentiable between float32 and float64
+  // This tensor if already contiguous, else a row-major copy.
   Tensor contiguous() const;
+  // A contiguous copy of the data; differentiable (the gradient passes through).
   Tensor clone() const;
 
   // ---- common ops as members (the free functions in autograd/ops/ are the reference) ----
+  // Sum of all elements (a 0-d tensor).
   Tensor sum() const;
+  // Sum over `axes`, kept as size-1 axes when keepdim.
   Tensor sum(const std::vector<int64_t>& axes, bool keepdim = false) const;
+  // Mean of all elements.
   Tensor mean() const;
+  // Mean over `axes`.
   Tensor mean(const std::vector<int64_t>& axes, bool keepdim = false) const;
+  // Same elements in a new shape (one size may be -1): a view if possible, else a copy.
   Tensor reshape(const Shape& shape) const;
+  // Like reshape, but never copies (ShapeError if the strides do not allow it).
   Tensor view(const Shape& shape) const;
+  // Merges axes start..end into one.
   Tensor flatten(int64_t start = 0, int64_t end = -1) const;
+  // Swaps axes a and b (a view).
   Tensor transpose(int64_t a, int64_t b) const;
+  // Reorders the axes (a view): axis i of the result is axis order[i].
   Tensor permute(const std::vector<int64_t>& order) const;
   Tensor t() const;  // transpose of the last two axes
+  // Removes a size-1 axis.
   Tensor squeeze(int64_t axis) const;
+  // Inserts a size-1 axis at position `axis`.
   Tensor unsqueeze(int64_t axis) const;
+  // Broadcasts to a larger shape without copying (stride 0); -1 keeps a size.
   Tensor expand(const Shape& shape) const;
+  // Elements start, start + step, ... before stop along `axis` (a view, like x[start:stop:step]).
   Tensor slice(int64_t axis, int64_t start, int64_t stop, int64_t step = 1) const;
+  // The slice at `index` along `axis`, which is removed (a view).
   Tensor select(int64_t axis, int64_t index) const;
+  // select(0, index): x[i] is row i.
   Tensor operator[](int64_t index) const { return select(0, index); }
+  // Matrix product, as the free function matmul (autograd/ops/linalg.h).
   Tensor matmul(const Tensor& other) const;
+  // Each element raised to `exponent`.
   Tensor pow(double exponent) const;
+  // Elementwise e^x.
   Tensor exp() const;
+  // Elementwise natural logarithm.
   Tensor log() const;
+  // Elementwise square root.
   Tensor sqrt() const;
+  // Elementwise absolute value.
   Tensor abs() const;
+  // Elementwise hyperbolic tangent.
   Tensor tanh() const;
+  // Elementwise logistic function 1 / (1 + e^-x).
   Tensor sigmoid() const;
+  // Elementwise max(x, 0).
   Tensor relu() const;
 
   // ---- in-place ops (bump the version counter) ----
+  // self += alpha * other (other broadcast to self's shape).
   Tensor& add_(const Tensor& other, double alpha = 1.0);
+  // self += value.
   Tensor& add_(double value);
+  // self -= alpha * other.
   Tensor& sub_(const Tensor& other, double alpha = 1.0);
+  // self *= other, elementwise.
   Tensor& mul_(const Tensor& other);
+  // self *= value.
   Tensor& mul_(double value);
+  // self /= other, elementwise.
   Tensor& div_(const Tensor& other);
+  // self /= value.
   Tensor& div_(double value);
+  // Sets every element to 0.
   Tensor& zero_();
+  // Sets every element to `value`.
   Tensor& fill_(double value);
+  // Copies src's values into this tensor (broadcast and converted to its dtype).
   Tensor& copy_(const Tensor& src);
+  // Limits every element to [lo, hi].
   Tensor& clamp_(double lo, double hi);
+  // Replaces every element by its square root.
   Tensor& sqrt_();
   // self += value * a * b ; self += value * a / b  (the optimizers' building blocks)
   Tensor& addcmul_(const Tensor& a, const Tensor& b, double value = 1.0);
+  // self += value * a / b
   Tensor& addcdiv_(const Tensor& a, const Tensor& b, double value = 1.0);
   // self += weight * (end - self)
   Tensor& lerp_(const Tensor& end, double weight);
@@ -203,18 +274,29 @@ class Tensor {
 };
 
 // ---- factories (float32 unless a dtype is given) ----
+// A tensor of zeros.
 Tensor zeros(const Shape& shape, Dtype dtype = float32);
+// A tensor of ones.
 Tensor ones(const Shape& shape, Dtype dtype = float32);
+// A tensor with every element equal to `value`.
 Tensor full(const Shape& shape, double value, Dtype dtype = float32);
+// Zeros of t's shape and dtype.
 Tensor zeros_like(const Tensor& t);
+// Ones of t's shape and dtype.
 Tensor ones_like(const Tensor& t);
+// `value` in t's shape and dtype.
 Tensor full_like(const Tensor& t, double value);
+// An uninitialised tensor of t's shape and dtype.
 Tensor empty_like(const Tensor& t);
 // start, start+step, ... < stop
 Tensor arange(double start, double stop, double step = 1.0, Dtype dtype = float32);
+// 0, 1, ..., n - 1.
 Tensor arange(int64_t n, Dtype dtype = float32);
+// `steps` evenly spaced values from start to stop, both included (floating dtypes).
 Tensor linspace(double start, double stop, int64_t steps, Dtype dtype = float32);
+// The n x n identity matrix.
 Tensor eye(int64_t n, Dtype dtype = float32);
+// A 0-d tensor holding `value`.
 Tensor scalar_tensor(double value, Dtype dtype = float32);
 
 // ---- implementation details ----
