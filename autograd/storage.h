@@ -57,10 +57,11 @@ struct MemoryStats {
 MemoryStats memory_stats();
 
 namespace detail {
-// Counter updates used by TensorImpl, Node and Storage constructors and destructors.
-void count_tensors(int64_t delta);
-void count_nodes(int64_t delta);
-void count_storages(int64_t delta, int64_t bytes);
+// Counter updates used by TensorImpl, Node and Storage constructors and destructors, all inside
+// the library: hidden, so the calls are direct rather than through the PLT.
+[[gnu::visibility("hidden")]] void count_tensors(int64_t delta);
+[[gnu::visibility("hidden")]] void count_nodes(int64_t delta);
+[[gnu::visibility("hidden")]] void count_storages(int64_t delta, int64_t bytes);
 }  // namespace detail
 
 }  // namespace ag
