@@ -71,7 +71,10 @@ int run_or_abort(const std::string& program, const std::function<int()>& body) {
     return body();
   } catch (const std::exception& e) {
     int n = world_size();
-    fmt::print(stderr, "{}: rank {} of {}: error: {}\n", program, rank(), n, e.what());
+    if (n > 1)
+      fmt::print(stderr, "{}: rank {} of {}: error: {}\n", program, rank(), n, e.what());
+    else
+      fmt::print(stderr, "{}: error: {}\n", program, e.what());
     std::fflush(stderr);
     if (initialized() && n > 1) MPI_Abort(MPI_COMM_WORLD, 1);
     return 1;

@@ -69,7 +69,8 @@ void barrier();
 bool launched_by_mpirun();
 
 // Runs `body` and returns its result. If it throws, prints "<program>: rank <r> of <n>: error:
-// <what>" to stderr and, when several ranks run, stops all of them with MPI_Abort (exit status 1),
+// <what>" ("<program>: error: <what>" alone) to stderr and, when several ranks run, stops all of
+// them with MPI_Abort (exit status 1),
 // so a rank that fails never leaves the others waiting in a collective; with one process it
 // returns 1.
 int run_or_abort(const std::string& program, const std::function<int()>& body);
