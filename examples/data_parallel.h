@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include <cstdio>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -68,6 +69,11 @@ class DataParallel {
 #endif
   }
   bool root() const { return rank() == 0; }
+  // Sends this process's standard output to /dev/null unless it is rank 0 (errors still show).
+  void print_only_on_root() const {
+    if (!root() && !std::freopen("/dev/null", "w", stdout))
+      ag::fail<ag::IOError>("cannot redirect the output of rank {}", rank());
+  }
 
   // Broadcasts the model from rank 0 and averages its gradients from now on (no-op alone).
   void attach(ag::nn::Module& model) {
