@@ -1,7 +1,8 @@
 // Step time of the mlp784 and gpt-mini workloads (WORKLOADS.md) trained data-parallel, and the
 // share of it spent on gradient averaging (docs/distributed.md):
 //
-//   mpirun -np R <builddir>/bench/bench_ddp mlp784|gpt-mini [--steps N] [--batch B] [--no-overlap]
+//   mpirun -np R <builddir>/bench/bench_ddp mlp784|gpt-mini [--steps N] [--batch B] [--bucket-mb M]
+//                                                 [--no-overlap]
 //
 // Every rank runs the workload's step on its own batch of B samples (default: the workload's batch,
 // 64 for mlp784 and 16 for gpt-mini, so R ranks train on R times the data per step; pass half of
@@ -78,12 +79,15 @@ int run(int argc, char** argv) {
   int steps = 50;
   int64_t batch = workload == "gpt-mini" ? 16 : 64;
   bool overlap = true;
+  double bucket_mb = 25;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--steps" && i + 1 < argc)
       steps = std::stoi(argv[++i]);
     else if (a == "--batch" && i + 1 < argc)
       batch = std::stoll(argv[++i]);
+    else if (a == "--bucket-mb" && i + 1 < argc)
+      bucket_mb = std::stod(argv[++i]);
     else if (a == "--no-overlap")
       overlap = false;
     else
@@ -96,13 +100,14 @@ int run(int argc, char** argv) {
   else if (workload == "gpt-mini")
     w = gpt_mini(batch);
   else
-    fail<ValueError>("usage: bench_ddp mlp784|gpt-mini [--steps N] [--batch B] [--no-overlap]");
+    fail<ValueError>(
+        "usage: bench_ddp mlp784|gpt-mini [--steps N] [--batch B] [--bucket-mb M] [--no-overlap]");
 
   const int ranks = dist::world_size();
   std::unique_ptr<dist::DataParallel> ddp;
   if (ranks > 1)
-    ddp = std::make_unique<dist::DataParallel>(*w.model,
-                                               dist::DataParallelOptions{.overlap = overlap});
+    ddp = std::make_unique<dist::DataParallel>(
+        *w.model, dist::DataParallelOptions{.bucket_mb = bucket_mb, .overlap = overlap});
   std::vector<double> step_us, avg_us;
   for (int i = 0; i < 5 + steps; ++i) {
     dist::barrier();
