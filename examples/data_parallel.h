@@ -53,7 +53,13 @@ class DataParallel {
 #endif
   }
 
-  bool on() const { return world() > 1 || static_cast<bool>(mpi_); }
+  bool on() const {
+#ifdef TAPEGRAD_HAVE_MPI
+    return static_cast<bool>(mpi_) || world() > 1;
+#else
+    return false;
+#endif
+  }
   int rank() const {
 #ifdef TAPEGRAD_HAVE_MPI
     return ag::nn::distributed::rank();
