@@ -4,6 +4,7 @@
 #include <mpi.h>
 
 #include <chrono>
+#include <exception>
 
 #include "nn/distributed/distributed.h"
 
@@ -87,10 +88,20 @@ DataParallel::DataParallel(Module& model, const DataParallelOptions& options)
 }
 
 DataParallel::~DataParallel() {
-  // A bucket still in flight (an exception between backward and average_gradients) must finish
-  // before its buffer is freed.
+  // MPI may still write into the buffer of a bucket in flight. Normally (average_gradients() not
+  // called after a backward) wait for it; while an exception unwinds, the other ranks may never
+  // post their part, so waiting could hang: keep the buffers alive instead (run_or_abort stops the
+  // process soon).
+  bool in_flight = false;
+  for (auto& b : state_->buckets) in_flight = in_flight || b.request != MPI_REQUEST_NULL;
+  if (!in_flight || !initialized()) return;
+  if (std::uncaught_exceptions() > 0) {
+    auto* keep = new std::vector<Tensor>();  // deliberately never freed
+    for (auto& b : state_->buckets) keep->push_back(b.flat);
+    return;
+  }
   for (auto& b : state_->buckets)
-    if (b.request != MPI_REQUEST_NULL && initialized()) MPI_Wait(&b.request, MPI_STATUS_IGNORE);
+    if (b.request != MPI_REQUEST_NULL) MPI_Wait(&b.request, MPI_STATUS_IGNORE);
 }
 
 int64_t DataParallel::num_buckets() const { return static_cast<int64_t>(state_->buckets.size()); }
