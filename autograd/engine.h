@@ -39,7 +39,8 @@ bool is_grad_norm_tracing();
 // what it held before). Without hooks all leaves are written at the end of the replay; a hooked
 // leaf is written right after its last consumer ran, so the hook can fire while the rest of the
 // graph is still being replayed. Data-parallel training (nn/distributed) uses this to start sending
-// a layer's gradients to the other processes while backward works on the layers below.
+// a layer's gradients to the other processes while backward works on the layers below. (PyTorch's
+// counterpart is Tensor.register_post_accumulate_grad_hook.)
 //
 // - Called once per backward() that delivers a gradient to the leaf, on the thread that runs
 //   backward, with the leaf as argument; not called when no gradient reaches the leaf, and never by
