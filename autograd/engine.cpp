@@ -1,7 +1,9 @@
 #include "autograd/engine.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <mutex>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -12,6 +14,73 @@ namespace ag {
 namespace {
 
 thread_local bool t_trace_norms = false;
+
+// ---- gradient-ready hooks: a registry keyed by the leaf's TensorImpl ----
+struct HookEntry {
+  uint64_t id;
+  std::weak_ptr<TensorImpl> leaf;  // detects a freed leaf whose address was reused
+  GradReadyHook fn;
+};
+struct HookRegistry {
+  std::mutex mutex;
+  std::unordered_map<const TensorImpl*, std::vector<HookEntry>> by_leaf;
+  std::atomic<size_t> count{0};  // read without the lock: zero means backward skips all hook work
+  uint64_t next_id = 1;
+};
+HookRegistry& hooks() {
+  static HookRegistry r;
+  return r;
+}
+
+// The live hooks of a leaf (copied, so they run without the lock held).
+std::vector<GradReadyHook> hooks_of(const TensorImpl* leaf) {
+  HookRegistry& r = hooks();
+  std::lock_guard lock(r.mutex);
+  std::vector<GradReadyHook> fns;
+  auto it = r.by_leaf.find(leaf);
+  if (it == r.by_leaf.end()) return fns;
+  for (const HookEntry& e : it->second)
+    if (e.leaf.lock().get() == leaf) fns.push_back(e.fn);
+  return fns;
+}
+
+void run_grad_ready_hooks(AccumulateGrad& acc) {
+  std::vector<GradReadyHook> fns = hooks_of(acc.leaf().get());
+  if (fns.empty()) return;
+  Tensor leaf(acc.leaf());
+  for (const GradReadyHook& fn : fns) fn(leaf);
+}
+
+// For every hooked leaf reachable from the roots, the consumer with the lowest sequence number:
+// the replay runs nodes in decreasing sequence order, so once that node has run the leaf's
+// gradient is complete. Returns consumer -> the leaves to finish after it.
+std::unordered_map<Node*, std::vector<AccumulateGrad*>> hooked_leaves_by_last_consumer(
+    const std::vector<Node*>& roots) {
+  std::unordered_map<AccumulateGrad*, Node*> last;
+  std::unordered_set<Node*> seen(roots.begin(), roots.end());
+  std::vector<Node*> stack(roots.begin(), roots.end());
+  {
+    HookRegistry& r = hooks();
+    std::lock_guard lock(r.mutex);
+    while (!stack.empty()) {
+      Node* n = stack.back();
+      stack.pop_back();
+      for (const Edge& e : n->next_edges) {
+        if (!e.fn) continue;
+        if (auto* acc = dynamic_cast<AccumulateGrad*>(e.fn.get())) {
+          if (!r.by_leaf.count(acc->leaf().get())) continue;
+          Node*& l = last[acc];
+          if (!l || n->sequence_nr() < l->sequence_nr()) l = n;
+        } else if (seen.insert(e.fn.get()).second) {
+          stack.push_back(e.fn.get());
+        }
+      }
+    }
+  }
+  std::unordered_map<Node*, std::vector<AccumulateGrad*>> after;
+  for (auto& [acc, consumer] : last) after[consumer].push_back(acc);
+  return after;
+}
 
 // Sums a gradient of a broadcast shape back to the shape its input had (NumPy broadcasting in
 // reverse). The single place where broadcasting is undone.
@@ -184,6 +253,11 @@ void run(const TensorList& outputs, const TensorList& grad_outputs, bool retain_
     }
   } cleanup{heap};
 
+  // Hooked leaves are written (and their hooks run) right after their last consumer.
+  const bool hooks_on = !targets && hooks().count.load(std::memory_order_acquire) > 0;
+  std::unordered_map<Node*, std::vector<AccumulateGrad*>> finish_after;
+  if (hooks_on) finish_after = hooked_leaves_by_last_consumer(heap);
+
   bool prev_mode = is_grad_enabled();
   set_grad_enabled(create_graph);
   struct Restore {
@@ -221,8 +295,11 @@ void run(const TensorList& outputs, const TensorList& grad_outputs, bool retain_
     }
     auto* acc = dynamic_cast<AccumulateGrad*>(node);
     if (acc) {
-      if (!targets && grads[0].defined())
+      // (undefined if already written after its last consumer)
+      if (!targets && grads[0].defined()) {
         accumulate_into_leaf(*acc->leaf(), std::move(grads[0]), create_graph);
+        if (hooks_on) run_grad_ready_hooks(*acc);
+      }
       continue;
     }
     if (needed && !needed->count(node)) continue;  // grad(): leads to no requested input
@@ -260,12 +337,77 @@ void run(const TensorList& outputs, const TensorList& grad_outputs, bool retain_
       }
     }
     if (!retain_graph) node->release();
+    if (!finish_after.empty()) {
+      auto it = finish_after.find(node);
+      if (it != finish_after.end()) {
+        for (AccumulateGrad* acc : it->second) {
+          if (acc->pending.empty() || !acc->pending[0].defined()) continue;
+          // Leave it queued with an undefined gradient: when popped it does nothing.
+          accumulate_into_leaf(*acc->leaf(), std::move(acc->pending[0]), create_graph);
+          acc->pending[0] = Tensor();
+          run_grad_ready_hooks(*acc);
+        }
+      }
+    }
   }
 }
 
 }  // namespace
 
 void set_grad_norm_tracing(bool on) { t_trace_norms = on; }
+
+GradReadyHandle register_grad_ready_hook(const Tensor& leaf, GradReadyHook hook) {
+  if (!leaf.defined()) fail<AutogradError>("register_grad_ready_hook: undefined tensor");
+  if (!leaf.is_leaf())
+    fail<AutogradError>(
+        "register_grad_ready_hook: the tensor of shape {} is not a leaf (it has grad_fn {})",
+        leaf.shape(), leaf.grad_fn()->name());
+  if (!leaf.requires_grad())
+    fail<AutogradError>(
+        "register_grad_ready_hook: the leaf of shape {} does not require grad, so no backward "
+        "will ever reach it",
+        leaf.shape());
+  if (!hook) fail<AutogradError>("register_grad_ready_hook: empty hook");
+  HookRegistry& r = hooks();
+  std::lock_guard lock(r.mutex);
+  uint64_t id = r.next_id++;
+  auto& list = r.by_leaf[leaf.impl()];
+  // Entries of a freed tensor that lived at the same address go now.
+  std::erase_if(list, [&](const HookEntry& e) {
+    bool stale = e.leaf.lock().get() != leaf.impl();
+    if (stale) r.count.fetch_sub(1, std::memory_order_release);
+    return stale;
+  });
+  list.push_back(HookEntry{id, leaf.impl_ptr(), std::move(hook)});
+  r.count.fetch_add(1, std::memory_order_release);
+  return GradReadyHandle(id);
+}
+
+void GradReadyHandle::remove() {
+  if (id_ == 0) return;
+  HookRegistry& r = hooks();
+  std::lock_guard lock(r.mutex);
+  for (auto it = r.by_leaf.begin(); it != r.by_leaf.end(); ++it) {
+    auto& list = it->second;
+    auto e =
+        std::find_if(list.begin(), list.end(), [&](const HookEntry& h) { return h.id == id_; });
+    if (e == list.end()) continue;
+    list.erase(e);
+    r.count.fetch_sub(1, std::memory_order_release);
+    if (list.empty()) r.by_leaf.erase(it);
+    break;
+  }
+  id_ = 0;
+}
+
+GradReadyHandle& GradReadyHandle::operator=(GradReadyHandle&& other) noexcept {
+  if (this != &other) {
+    remove();
+    id_ = other.id_;
+    other.id_ = 0;
+  }
+  return *this;
+}
 bool is_grad_norm_tracing() { return t_trace_norms; }
 
 void backward(const TensorList& outputs, const TensorList& grad_outputs, bool retain_graph,

@@ -1,6 +1,8 @@
 // Backward: replays the tape in reverse recording order and accumulates gradients.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "autograd/node.h"
@@ -55,5 +57,48 @@ class DetectAnomalyGuard {
 void set_grad_norm_tracing(bool on);
 // Whether set_grad_norm_tracing is on in this thread.
 bool is_grad_norm_tracing();
+
+// ---- gradient-ready hooks ----
+//
+// A callback on a leaf tensor that backward() runs as soon as the leaf's .grad is final for that
+// backward: every node that sends the leaf a gradient has run and its .grad holds their sum (plus
+// what it held before). Without hooks all leaves are written at the end of the replay; a hooked
+// leaf is written right after its last consumer ran, so the hook can fire while the rest of the
+// graph is still being replayed. Data-parallel training (nn/distributed) uses this to start sending
+// a layer's gradients to the other processes while backward works on the layers below. (PyTorch's
+// counterpart is Tensor.register_post_accumulate_grad_hook.)
+//
+// - Called once per backward() that delivers a gradient to the leaf, on the thread that runs
+//   backward, with the leaf as argument; not called when no gradient reaches the leaf, and never by
+//   grad() (which writes no .grad). Several hooks on one leaf run in registration order.
+// - An exception thrown by a hook propagates out of backward().
+// - The hook may read the leaf's .grad (and modify it in place); it must not start another
+//   backward.
+// - Cost: none while no hook is registered anywhere; otherwise one walk over the graph per
+//   backward() to find each hooked leaf's last consumer.
+//
+// The hook stays registered until the returned handle is destroyed or its remove() is called (or
+// the leaf is destroyed). AutogradError if `leaf` is undefined, not a leaf or does not require
+// grad.
+using GradReadyHook = std::function<void(const Tensor& leaf)>;
+
+class GradReadyHandle {
+ public:
+  GradReadyHandle() = default;
+  explicit GradReadyHandle(uint64_t id) : id_(id) {}
+  GradReadyHandle(GradReadyHandle&& other) noexcept : id_(other.id_) { other.id_ = 0; }
+  GradReadyHandle& operator=(GradReadyHandle&& other) noexcept;
+  GradReadyHandle(const GradReadyHandle&) = delete;
+  GradReadyHandle& operator=(const GradReadyHandle&) = delete;
+  ~GradReadyHandle() { remove(); }
+  // Unregisters the hook (no-op if already removed).
+  void remove();
+  bool active() const { return id_ != 0; }
+
+ private:
+  uint64_t id_ = 0;
+};
+
+[[nodiscard]] GradReadyHandle register_grad_ready_hook(const Tensor& leaf, GradReadyHook hook);
 
 }  // namespace ag

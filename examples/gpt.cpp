@@ -9,6 +9,12 @@
 //                [--seed S] [--log CSV]
 //   gpt plot     --out SVG [--title T] CSV[=label]...
 //
+// train and finetune run data-parallel over MPI with --distributed, or when started by mpirun
+// (`mpirun -np 2 gpt train ...`): each rank samples its own --batch windows per micro-batch (a
+// global batch of batch x ranks), the gradients are averaged across ranks before clipping and the
+// step, the logged training loss is the mean over ranks, and only rank 0 prints and writes files;
+// every rank reads --from. See docs/distributed.md.
+//
 // train: AdamW (weight decay 0.1 on matrices, none on biases and LayerNorm gains), linear warmup
 // then cosine decay to a tenth of the peak learning rate, the gradient's global norm clipped
 // at 1.0, gradient accumulation over K micro-batches of B windows of T bytes. The last 10% of the
@@ -38,6 +44,7 @@
 #include <string>
 #include <vector>
 
+#include "data_parallel.h"
 #include "nn/nn.h"
 #include "plot.h"
 
@@ -64,7 +71,8 @@ const char* kUsage =
     "  gpt finetune --from CKPT --data FILE [--steps N] [--out CKPT2] [--lora-rank R]\n"
     "               [--lora-alpha A] [--batch B] [--accum K] [--lr LR] [--warmup W]\n"
     "               [--eval-every E] [--seed S] [--log CSV]\n"
-    "  gpt plot     --out SVG [--title T] CSV[=label]...\n";
+    "  gpt plot     --out SVG [--title T] CSV[=label]...\n"
+    "  train and finetune also take --distributed (data-parallel over MPI, as under mpirun)\n";
 
 // "--name value" options of one subcommand. Every option must be known to the subcommand and given
 // once; values are checked when read.
@@ -256,7 +264,8 @@ struct TrainResult {
 };
 
 TrainResult train_loop(nn::GPT& model, const nn::TextDataset& train, const nn::TextDataset& val,
-                       const TrainSettings& s) {
+                       const TrainSettings& s, examples::DataParallel& dp) {
+  dp.attach(model);  // several ranks: rank 0's weights everywhere, gradients averaged
   // Decay the matrices (and the tied embedding), not the biases and LayerNorm gains.
   std::vector<Tensor> decay, no_decay;
   for (auto& [name, p] : model.named_parameters())
@@ -268,8 +277,9 @@ TrainResult train_loop(nn::GPT& model, const nn::TextDataset& train, const nn::T
   nn::CosineWarmupLR schedule(opt, std::min(s.warmup, s.steps), s.steps, 0.1);
 
   plot::Csv csv({"step", "tokens", "train_loss", "val_loss", "lr", "tokens_per_s"});
-  Generator gen(s.seed + 1);
-  const int64_t tokens_per_step = s.batch * s.accum * train.context();
+  // Each rank samples its own windows.
+  Generator gen(s.seed + 1 + 1000003ULL * static_cast<uint64_t>(dp.rank()));
+  const int64_t tokens_per_step = s.batch * s.accum * train.context() * dp.world();
   double train_seconds = 0, window_loss = 0, val_loss = NAN;
   int64_t window_steps = 0;
   using Clock = std::chrono::steady_clock;
@@ -283,8 +293,10 @@ TrainResult train_loop(nn::GPT& model, const nn::TextDataset& train, const nn::T
       Tensor loss = model.loss(x, y);
       step_loss += loss.item() / static_cast<double>(s.accum);
       if (s.accum > 1) loss = mul(loss, 1.0 / static_cast<double>(s.accum));
+      dp.set_sync(k == s.accum - 1);  // communicate on the last micro-batch only
       loss.backward();
     }
+    dp.average_gradients();
     double grad_norm = nn::clip_grad_norm_(trainable, 1.0);
     double lr = opt.param_groups()[0].lr();
     opt.step();
@@ -297,7 +309,7 @@ TrainResult train_loop(nn::GPT& model, const nn::TextDataset& train, const nn::T
     bool log_now = eval_now || step % s.log_every == 0 || step == 1;
     if (!log_now) continue;
     double tps = static_cast<double>(tokens_per_step * step) / train_seconds;
-    double mean_loss = window_loss / static_cast<double>(window_steps);
+    double mean_loss = dp.mean(window_loss, static_cast<double>(window_steps));
     std::string val_text;
     if (eval_now) {
       val_loss = evaluate(model, val, s.batch, s.eval_batches);
@@ -309,7 +321,7 @@ TrainResult train_loop(nn::GPT& model, const nn::TextDataset& train, const nn::T
     std::fflush(stdout);
     csv.row(step, step * tokens_per_step, mean_loss,
             eval_now ? fmt::format("{:.6f}", val_loss) : "", lr, tps);
-    if (!s.log_path.empty()) csv.save(s.log_path);
+    if (!s.log_path.empty() && dp.root()) csv.save(s.log_path);
     window_loss = 0;
     window_steps = 0;
   }
@@ -339,7 +351,7 @@ const std::set<std::string> kTrainOptions = {"steps",      "batch", "accum", "lr
 
 // ---- subcommands ----
 
-int cmd_train(int argc, char** argv) {
+int cmd_train(int argc, char** argv, examples::DataParallel& dp) {
   std::set<std::string> known = kTrainOptions;
   known.insert({"layers", "heads", "dim", "context"});
   Options o("train", argc, argv, known);
@@ -354,9 +366,13 @@ int cmd_train(int argc, char** argv) {
   c.validate();
   std::string data = o.text("data", default_data());
   std::string out = o.text("out", "gpt.safetensors");
+  dp.print_only_on_root();
 
   auto [train, val] = load_text(data, c.context);
   nn::GPT model(c);
+  if (dp.on())
+    fmt::print("data parallel: {} ranks, {} x {} windows per rank per step\n", dp.world(), s.accum,
+               s.batch);
   fmt::print("data {}: {} bytes for training, {} held out for validation\n", data, train.size(),
              val.size());
   fmt::print("model: {} layers, {} heads, d_model {}, context {}, {} parameters\n", c.n_layer,
@@ -367,11 +383,12 @@ int cmd_train(int argc, char** argv) {
       s.steps, s.accum, s.batch, s.lr, s.warmup);
   double initial = evaluate(model, val, s.batch, s.eval_batches);
   fmt::print("initial val_loss {:.4f} (ln 256 = {:.4f})\n", initial, std::log(256.0));
-  TrainResult r = train_loop(model, train, val, s);
-  save_model(out, model,
-             {{"gpt.trained_on", std::filesystem::path(data).filename().string()},
-              {"gpt.steps", std::to_string(s.steps)},
-              {"gpt.val_loss", fmt::format("{:.6f}", r.val_loss)}});
+  TrainResult r = train_loop(model, train, val, s, dp);
+  if (dp.root())  // only rank 0 writes (all ranks hold the same weights)
+    save_model(out, model,
+               {{"gpt.trained_on", std::filesystem::path(data).filename().string()},
+                {"gpt.steps", std::to_string(s.steps)},
+                {"gpt.val_loss", fmt::format("{:.6f}", r.val_loss)}});
   fmt::print("saved {}\n", out);
   fmt::print("final val_loss {:.4f}\n", r.val_loss);
   return 0;
@@ -400,7 +417,7 @@ std::string adapters_path(const std::string& out) {
   return p.string() + ".lora.safetensors";
 }
 
-int cmd_finetune(int argc, char** argv) {
+int cmd_finetune(int argc, char** argv, examples::DataParallel& dp) {
   std::set<std::string> known = kTrainOptions;
   known.insert({"from", "lora-rank", "lora-alpha"});
   Options o("finetune", argc, argv, known);
@@ -408,6 +425,7 @@ int cmd_finetune(int argc, char** argv) {
   std::string from = o.required("from");
   std::string data = o.required("data");
   std::string out = o.text("out", "gpt-finetuned.safetensors");
+  dp.print_only_on_root();
   bool lora = o.has("lora-rank");
   TrainSettings defaults;
   defaults.steps = 300;
@@ -438,7 +456,10 @@ int cmd_finetune(int argc, char** argv) {
   fmt::print("trainable parameters: {} of {} ({:.2f}%)\n", trainable, total,
              100.0 * static_cast<double>(trainable) / static_cast<double>(total));
 
-  TrainResult r = train_loop(*model, train, val, s);
+  if (dp.on())
+    fmt::print("data parallel: {} ranks, {} x {} windows per rank per step\n", dp.world(), s.accum,
+               s.batch);
+  TrainResult r = train_loop(*model, train, val, s, dp);
   Metadata extra = {{"gpt.finetuned_from", std::filesystem::path(from).filename().string()},
                     {"gpt.trained_on", std::filesystem::path(data).filename().string()},
                     {"gpt.steps", std::to_string(s.steps)}};
@@ -448,7 +469,7 @@ int cmd_finetune(int argc, char** argv) {
     am.insert(extra.begin(), extra.end());
     am["lora.rank"] = std::to_string(lc.rank);
     am["lora.alpha"] = fmt::format("{}", lc.alpha);
-    nn::save_safetensors(adapters_path(out), nn::lora_state_dict(*model), am);
+    if (dp.root()) nn::save_safetensors(adapters_path(out), nn::lora_state_dict(*model), am);
     fmt::print("saved the adapters alone to {}\n", adapters_path(out));
     nn::merge_lora(*model);
     final_loss = evaluate(*model, val, s.batch, s.eval_batches);
@@ -456,7 +477,7 @@ int cmd_finetune(int argc, char** argv) {
                final_loss, r.val_loss);
   }
   extra["gpt.val_loss"] = fmt::format("{:.6f}", final_loss);
-  save_model(out, *model, extra);
+  if (dp.root()) save_model(out, *model, extra);
   fmt::print("saved {}\n", out);
   fmt::print("final val_loss {:.4f} base val_loss {:.4f} trainable {} of {}\n", final_loss, base,
              trainable, total);
@@ -518,12 +539,42 @@ int cmd_plot(int argc, char** argv) {
 
 }  // namespace
 
+// Removes every `flag` from argv; whether there was one.
+bool take_flag(int& argc, char** argv, const std::string& flag) {
+  int kept = 0;
+  bool found = false;
+  for (int i = 0; i < argc; ++i) {
+    if (i > 0 && argv[i] == flag)
+      found = true;
+    else
+      argv[kept++] = argv[i];
+  }
+  argc = kept;
+  return found;
+}
+
 int main(int argc, char** argv) {
+  bool distributed = take_flag(argc, argv, "--distributed");
   std::string command = argc > 1 ? argv[1] : "";
+  bool trains = command == "train" || command == "finetune";
+  if (trains && (distributed || examples::DataParallel::launched_by_mpirun())) {
+    // Data-parallel: an error on one rank stops every rank (run prints it with the rank).
+    return examples::DataParallel::run("gpt " + command, [&] {
+      examples::DataParallel dp(true, argc, argv);
+      try {
+        return command == "train" ? cmd_train(argc, argv, dp) : cmd_finetune(argc, argv, dp);
+      } catch (const UsageError& e) {  // the same on every rank: all return
+        if (dp.root()) fmt::print(stderr, "{}\n{}", e.what(), kUsage);
+        return 2;
+      }
+    });
+  }
   try {
-    if (command == "train") return cmd_train(argc, argv);
+    if (distributed) throw UsageError("gpt: --distributed applies to train and finetune");
+    examples::DataParallel one(false, argc, argv);
+    if (command == "train") return cmd_train(argc, argv, one);
     if (command == "sample") return cmd_sample(argc, argv);
-    if (command == "finetune") return cmd_finetune(argc, argv);
+    if (command == "finetune") return cmd_finetune(argc, argv, one);
     if (command == "plot") return cmd_plot(argc, argv);
     if (command == "-h" || command == "--help" || command == "help") {
       fmt::print("{}", kUsage);

@@ -3,6 +3,7 @@
 //
 //   mnist [--data DIR] [--epochs 20] [--batch 32] [--lr 0.1] [--momentum 0.9] [--hidden 128]
 //         [--val 0.1] [--seed 0] [--csv FILE] [--train-size 6000] [--test-size 1000]
+//         [--distributed]
 //
 // DIR holds train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and
 // t10k-labels-idx1-ubyte (each may be gzip-compressed, with ".gz"). Pixels are scaled to [0, 1] and
@@ -11,6 +12,11 @@
 // training images, with a held-out fraction (--val) of them evaluated after every epoch; the test
 // images are evaluated once at the end. --csv writes the metrics of every epoch. Without --data, a
 // synthetic set of stroke-drawn digits is generated (--train-size and --test-size images).
+//
+// Data-parallel over MPI with --distributed, or when started by mpirun (`mpirun -np 2 mnist`):
+// every rank trains on its shard of each epoch with --batch images per step (a global batch of
+// batch x ranks), gradients are averaged across ranks, losses and accuracies are combined over
+// all ranks, and only rank 0 prints and writes the CSV. See docs/distributed.md.
 //
 // The last line printed is exactly "test accuracy <fraction>".
 #include <fmt/format.h>
@@ -23,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "data_parallel.h"
 #include "nn/nn.h"
 
 using namespace ag;
@@ -40,6 +47,7 @@ struct Settings {
   uint64_t seed = 0;
   std::string csv;
   int64_t train_size = 6000, test_size = 1000;  // synthetic data only
+  bool distributed = false;
 };
 
 [[noreturn]] void usage(const std::string& problem) {
@@ -47,7 +55,7 @@ struct Settings {
   fmt::print(stderr,
              "usage: mnist [--data DIR] [--epochs N] [--batch N] [--lr X] [--momentum X]\n"
              "             [--hidden N[,N...]] [--val FRACTION] [--seed N] [--csv FILE]\n"
-             "             [--train-size N] [--test-size N]\n");
+             "             [--train-size N] [--test-size N] [--distributed]\n");
   std::exit(problem.empty() ? 0 : 2);
 }
 
@@ -72,6 +80,10 @@ Settings parse(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string opt = argv[i];
     if (opt == "-h" || opt == "--help") usage("");
+    if (opt == "--distributed") {
+      s.distributed = true;
+      continue;
+    }
     if (i + 1 >= argc) usage(fmt::format("unknown option or missing value: '{}'", opt));
     std::string v = argv[++i];
     if (opt == "--data") {
@@ -123,24 +135,27 @@ int64_t num_classes(const Tensor& labels) {
 }
 
 // (training images, test images), flattened, pixels in [0, 1].
-std::pair<nn::TensorDataset, nn::TensorDataset> load_data(const Settings& s) {
+std::pair<nn::TensorDataset, nn::TensorDataset> load_data(const Settings& s, bool root) {
   if (!s.data.empty()) {
     auto [train, test] = nn::load_mnist(s.data, /*flatten=*/false);
     const Tensor& x = train.tensors()[0];
-    fmt::print("data: {} training and {} test images of {}x{} from {}\n", train.size(), test.size(),
-               x.size(1), x.size(2), s.data);
+    if (root)
+      fmt::print("data: {} training and {} test images of {}x{} from {}\n", train.size(),
+                 test.size(), x.size(1), x.size(2), s.data);
     return {flattened(train), flattened(test)};
   }
   nn::DigitsOptions o;
-  fmt::print("data: no --data given; {} training and {} test synthetic digit images of {}x{}\n",
-             s.train_size, s.test_size, o.rows, o.cols);
+  if (root)
+    fmt::print("data: no --data given; {} training and {} test synthetic digit images of {}x{}\n",
+               s.train_size, s.test_size, o.rows, o.cols);
   return {nn::synthetic_digits(s.train_size, /*seed=*/1, o),
           nn::synthetic_digits(s.test_size, /*seed=*/2, o)};
 }
 
-int run(const Settings& s) {
+int run(const Settings& s, examples::DataParallel& dp) {
+  const bool root = dp.root();
   // ---- data ----
-  auto [train_all, test] = load_data(s);
+  auto [train_all, test] = load_data(s, root);
   auto [train, val] = train_all.split(s.val);
   if (train.size() == 0) throw ValueError("mnist: no training images left after the split");
   const int64_t inputs = train.tensors()[0].size(1);
@@ -152,32 +167,50 @@ int run(const Settings& s) {
   sizes.insert(sizes.end(), s.hidden.begin(), s.hidden.end());
   sizes.push_back(classes);
   auto model = nn::make_mlp(sizes, "relu", 0.0, &init);
+  dp.attach(*model);  // several ranks: rank 0's weights everywhere, gradients averaged
   nn::SGD opt(model->parameters(), {.lr = s.lr, .momentum = s.momentum});
-  nn::DataLoader loader(train, {.batch_size = s.batch, .shuffle = true, .seed = s.seed + 1});
-  fmt::print("model: MLP {} ({} parameters), SGD lr {} momentum {}, batch {}, {} epochs\n",
-             fmt::join(sizes, "-"), model->num_parameters(), s.lr, s.momentum, s.batch, s.epochs);
-  fmt::print("training on {} images, validating on {}\n", train.size(), val.size());
+  examples::Batches loader(dp, train, s.batch, s.seed + 1);
+  if (root) {
+    fmt::print("model: MLP {} ({} parameters), SGD lr {} momentum {}, batch {}, {} epochs\n",
+               fmt::join(sizes, "-"), model->num_parameters(), s.lr, s.momentum, s.batch, s.epochs);
+    if (dp.on())
+      fmt::print("data parallel: {} ranks, batch {} per rank ({} in all)\n", dp.world(), s.batch,
+                 s.batch * dp.world());
+    fmt::print("training on {} images, validating on {}\n", train.size(), val.size());
+  }
 
   // ---- training ----
   std::optional<nn::MetricsLog> log;
-  if (!s.csv.empty()) log.emplace(s.csv);
-  nn::Progress progress(s.epochs, loader.batches_per_epoch());
+  if (!s.csv.empty() && root) log.emplace(s.csv);
+  // Only rank 0 shows progress (its own batches' loss while the epoch runs).
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> quiet(
+      root ? nullptr : std::fopen("/dev/null", "w"),
+      [](std::FILE* f) { return f ? std::fclose(f) : 0; });
+  nn::ProgressOptions po;
+  if (!root) po.out = quiet.get();
+  nn::Progress progress(s.epochs, loader.batches_per_epoch(), po);
   for (int64_t epoch = 1; epoch <= s.epochs; ++epoch) {
     progress.start_epoch(epoch);
-    for (auto batch : loader) {
+    double loss_sum = 0, samples = 0;  // this rank's, for the mean over all ranks
+    loader.epoch([&](const std::vector<Tensor>& batch) {
       opt.zero_grad();
       Tensor loss = nn::cross_entropy((*model)(batch[0]), batch[1]);
       loss.backward();
+      dp.average_gradients();
       opt.step();
       progress.step(loss.item(), batch[0].size(0));
-    }
-    nn::Metrics row{epoch, opt.steps(), progress.epoch_loss()};
+      loss_sum += loss.item() * static_cast<double>(batch[0].size(0));
+      samples += static_cast<double>(batch[0].size(0));
+    });
+    nn::Metrics row{epoch, opt.steps(), dp.mean(loss_sum, samples)};
     std::string summary;
+    if (dp.on()) summary = fmt::format("all ranks: loss {:.4f}", row.train_loss);
     if (val.size() > 0) {
-      nn::Evaluation v = nn::evaluate(*model, val);
+      nn::Evaluation v = dp.evaluate(*model, val);
       row.val_loss = v.loss;
       row.val_accuracy = v.accuracy;
-      summary = fmt::format("val loss {:.4f} accuracy {:.4f}", v.loss, v.accuracy);
+      summary += fmt::format("{}val loss {:.4f} accuracy {:.4f}", summary.empty() ? "" : ", ",
+                             v.loss, v.accuracy);
     }
     progress.end_epoch(summary);
     row.lr = opt.param_groups()[0].lr();
@@ -186,9 +219,11 @@ int run(const Settings& s) {
   }
   if (log) fmt::print("metrics written to {}\n", log->path());
 
-  nn::Evaluation t = nn::evaluate(*model, test);
-  fmt::print("test loss {:.4f}\n", t.loss);
-  fmt::print("test accuracy {:.4f}\n", t.accuracy);
+  nn::Evaluation t = dp.evaluate(*model, test);
+  if (root) {
+    fmt::print("test loss {:.4f}\n", t.loss);
+    fmt::print("test accuracy {:.4f}\n", t.accuracy);
+  }
   return 0;
 }
 
@@ -196,10 +231,9 @@ int run(const Settings& s) {
 
 int main(int argc, char** argv) {
   Settings s = parse(argc, argv);
-  try {
-    return run(s);
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "mnist: {}\n", e.what());
-    return 1;
-  }
+  return examples::DataParallel::run("mnist", [&] {
+    examples::DataParallel dp(s.distributed || examples::DataParallel::launched_by_mpirun(), argc,
+                              argv);
+    return run(s, dp);
+  });
 }
