@@ -60,7 +60,7 @@ Workload gpt_mini(int64_t batch) {
   Workload w;
   nn::GPTConfig c;  // vocab 256, 4 layers, 4 heads, d 128, context 64, GELU tanh, no dropout
   auto model = std::make_shared<nn::GPT>(c);
-  nn::AdamOptions o;
+  nn::AdamWOptions o;
   o.lr = 3e-4;
   o.weight_decay = 0.1;
   w.opt = std::make_unique<nn::AdamW>(model->parameters(), o);
