@@ -39,6 +39,7 @@ TensorList grad(const TensorList& outputs, const TensorList& inputs,
 // without recording are not checked. Off, it costs one predictable branch per recorded op and per
 // backward: no capture, no check, no allocation.
 bool is_anomaly_enabled();
+// Turns anomaly mode on or off for the calling thread (DetectAnomalyGuard does it for a scope).
 void set_anomaly_enabled(bool on);
 // RAII: anomaly mode on in this scope (on this thread).
 class DetectAnomalyGuard {
@@ -82,23 +83,29 @@ bool is_grad_norm_tracing();
 // grad.
 using GradReadyHook = std::function<void(const Tensor& leaf)>;
 
+// Owns one registered gradient-ready hook; destroying it (or remove()) unregisters the hook.
 class GradReadyHandle {
  public:
   GradReadyHandle() = default;
+  // Takes ownership of the hook registered under `id` (register_grad_ready_hook makes these).
   explicit GradReadyHandle(uint64_t id) : id_(id) {}
+  // Moves the registration; `other` is left empty.
   GradReadyHandle(GradReadyHandle&& other) noexcept : id_(other.id_) { other.id_ = 0; }
+  // Removes this handle's hook, then takes over `other`'s registration.
   GradReadyHandle& operator=(GradReadyHandle&& other) noexcept;
   GradReadyHandle(const GradReadyHandle&) = delete;
   GradReadyHandle& operator=(const GradReadyHandle&) = delete;
   ~GradReadyHandle() { remove(); }
   // Unregisters the hook (no-op if already removed).
   void remove();
+  // Whether the handle still owns a registered hook.
   bool active() const { return id_ != 0; }
 
  private:
   uint64_t id_ = 0;
 };
 
+// Registers `hook` on `leaf` (see above); the hook lives as long as the returned handle.
 [[nodiscard]] GradReadyHandle register_grad_ready_hook(const Tensor& leaf, GradReadyHook hook);
 
 }  // namespace ag

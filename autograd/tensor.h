@@ -51,6 +51,7 @@ struct TensorImpl {
   // grad_fn describes old values; using it in a recorded op then raises AutogradError.
   // kUntrackedView for detach() and the views taken from it (they carry no history).
   static constexpr uint32_t kUntrackedView = UINT32_MAX;
+  // The history stamp described above (kUntrackedView when not tracked).
   uint32_t view_history = kUntrackedView;
   std::shared_ptr<Node> grad_fn;  // null for leaves
   // The accumulated gradient (null until backward reaches it).
@@ -59,7 +60,9 @@ struct TensorImpl {
 
   // Counted in memory_stats().live_tensors.
   TensorImpl();
+  // Copies every field (a new live TensorImpl for the counters).
   TensorImpl(const TensorImpl& other);
+  // Copies every field; the counters are unchanged (no object is created).
   TensorImpl& operator=(const TensorImpl&) = default;
   ~TensorImpl();
   // Whether this is a view whose history was overtaken by a recorded in-place op on its base.
