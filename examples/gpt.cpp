@@ -347,6 +347,8 @@ TrainResult train_loop(nn::GPT& model, const nn::TextDataset& train, const nn::T
     window_steps = 0;
     if (save_now) save_state(step);
   }
+  // A run resumed from the state of its last step has nothing left to train: measure it here.
+  if (std::isnan(val_loss)) val_loss = evaluate(model, val, s.batch, s.eval_batches);
   TrainResult r;
   r.val_loss = val_loss;
   r.tokens_per_s = static_cast<double>(tokens_per_step * s.steps) / train_seconds;
