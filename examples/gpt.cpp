@@ -2,7 +2,7 @@
 //
 //   gpt train    [--data FILE] [--steps N] [--out CKPT] [--layers L] [--heads H] [--dim C]
 //                [--context T] [--batch B] [--accum K] [--lr LR] [--warmup W] [--eval-every E]
-//                [--seed S] [--log CSV]
+//                [--seed S] [--log CSV] [--save-every N] [--resume]
 //   gpt sample   --from CKPT [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]
 //   gpt finetune --from CKPT --data FILE [--steps N] [--out CKPT2] [--lora-rank R]
 //                [--lora-alpha A] [--batch B] [--accum K] [--lr LR] [--warmup W] [--eval-every E]
@@ -23,6 +23,13 @@
 // same model. Without --data it trains on examples/data/world.txt. The last line is `final val_loss
 // <x>`.
 //
+// --save-every N writes the whole training state every N steps to CKPT minus .safetensors plus
+// .state.safetensors (atomically: model, AdamW moments and step counts, the step reached, the
+// state of the random generator that draws the batches). --resume continues from that file: a
+// run killed at any moment and resumed with the same options ends with the same bytes in CKPT as
+// a run never stopped (tests/gpt_resume.sh kills one with SIGKILL). --kill-at-step N is for that
+// test: the process sends itself SIGKILL in the middle of step N.
+//
 // finetune: loads CKPT, measures its loss on the held-out part of the new text, then trains every
 // parameter (full fine-tuning) or, with --lora-rank, only low-rank adapters on the attention and
 // MLP projections. With LoRA it saves the merged model to CKPT2 and the adapters alone to CKPT2
@@ -35,6 +42,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -65,7 +73,7 @@ const char* kUsage =
     "usage:\n"
     "  gpt train    [--data FILE] [--steps N] [--out CKPT] [--layers L] [--heads H] [--dim C]\n"
     "               [--context T] [--batch B] [--accum K] [--lr LR] [--warmup W]\n"
-    "               [--eval-every E] [--seed S] [--log CSV]\n"
+    "               [--eval-every E] [--seed S] [--log CSV] [--save-every N] [--resume]\n"
     "  gpt sample   --from CKPT [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K]\n"
     "               [--seed S]\n"
     "  gpt finetune --from CKPT --data FILE [--steps N] [--out CKPT2] [--lora-rank R]\n"
@@ -78,7 +86,9 @@ const char* kUsage =
 // once; values are checked when read.
 class Options {
  public:
-  Options(const std::string& command, int argc, char** argv, const std::set<std::string>& known)
+  // `flags` are options without a value ("--resume").
+  Options(const std::string& command, int argc, char** argv, const std::set<std::string>& known,
+          const std::set<std::string>& flags = {})
       : command_(command) {
     for (int i = 2; i < argc; ++i) {
       std::string a = argv[i];
@@ -87,9 +97,15 @@ class Options {
         continue;
       }
       std::string name = a.substr(2);
+      if (flags.count(name)) {
+        if (!flags_.insert(name).second)
+          throw UsageError(fmt::format("gpt {}: option {} given twice", command, a));
+        continue;
+      }
       if (!known.count(name)) {
         std::string list;
         for (auto& k : known) list += " --" + k;
+        for (auto& k : flags) list += " --" + k;
         throw UsageError(fmt::format("gpt {}: unknown option {} (known:{})", command, a, list));
       }
       if (i + 1 >= argc)
@@ -100,6 +116,7 @@ class Options {
     }
   }
   bool has(const std::string& name) const { return values_.count(name) > 0; }
+  bool flag(const std::string& name) const { return flags_.count(name) > 0; }
   const std::vector<std::string>& positional() const { return positional_; }
 
   std::string text(const std::string& name, const std::string& fallback) const {
@@ -148,6 +165,7 @@ class Options {
  private:
   std::string command_;
   std::map<std::string, std::string> values_;
+  std::set<std::string> flags_;
   std::vector<std::string> positional_;
 };
 
@@ -158,59 +176,11 @@ void no_positional(const Options& o, const std::string& command) {
 
 // ---- checkpoints: safetensors with the model configuration in the metadata ----
 
-using Metadata = std::map<std::string, std::string>;
-
-Metadata config_metadata(const nn::GPTConfig& c) {
-  return {{"model", "gpt"},
-          {"gpt.vocab_size", std::to_string(c.vocab_size)},
-          {"gpt.n_layer", std::to_string(c.n_layer)},
-          {"gpt.n_head", std::to_string(c.n_head)},
-          {"gpt.d_model", std::to_string(c.d_model)},
-          {"gpt.context", std::to_string(c.context)},
-          {"gpt.gelu", c.gelu}};
-}
-
-nn::GPTConfig config_from_metadata(const Metadata& m, const std::string& path) {
-  auto get = [&](const std::string& key) {
-    auto it = m.find(key);
-    if (it == m.end())
-      fail<ValueError>("{}: not a gpt checkpoint (its metadata has no '{}')", path, key);
-    return it->second;
-  };
-  auto integer = [&](const std::string& key) {
-    std::string s = get(key);
-    try {
-      size_t used = 0;
-      int64_t v = std::stoll(s, &used);
-      if (used == s.size()) return v;
-    } catch (const std::exception&) {
-    }
-    fail<ValueError>("{}: metadata '{}' is '{}', not an integer", path, key, s);
-  };
-  nn::GPTConfig c;
-  c.vocab_size = integer("gpt.vocab_size");
-  c.n_layer = integer("gpt.n_layer");
-  c.n_head = integer("gpt.n_head");
-  c.d_model = integer("gpt.d_model");
-  c.context = integer("gpt.context");
-  c.gelu = get("gpt.gelu");
-  c.validate();
-  return c;
-}
-
-void save_model(const std::string& path, nn::GPT& model, Metadata extra = {}) {
-  Metadata m = config_metadata(model.config());
-  m.insert(extra.begin(), extra.end());
-  nn::save_safetensors(path, model.state_dict(), m);
-}
+using Metadata = nn::Metadata;
 
 std::shared_ptr<nn::GPT> load_model(const std::string& path) {
   if (!std::filesystem::exists(path)) fail<IOError>("checkpoint '{}' does not exist", path);
-  Metadata meta;
-  nn::StateDict state = nn::load_safetensors(path, &meta);
-  auto model = std::make_shared<nn::GPT>(config_from_metadata(meta, path));
-  model->load_state_dict(state);
-  return model;
+  return nn::load_gpt(path);
 }
 
 // ---- data ----
@@ -256,6 +226,12 @@ struct TrainSettings {
   int64_t log_every = 50;
   uint64_t seed = 0;
   std::string log_path;  // CSV, optional
+  // Training state: saved every save_every steps (0: never) to state_path, resumed from it.
+  int64_t save_every = 0;
+  bool resume = false;
+  std::string state_path;
+  Metadata run;              // what must not change between a run and its resumption
+  int64_t kill_at_step = 0;  // testing: SIGKILL itself in the middle of this step
 };
 
 struct TrainResult {
@@ -281,10 +257,63 @@ TrainResult train_loop(nn::GPT& model, const nn::TextDataset& train, const nn::T
   Generator gen(s.seed + 1 + 1000003ULL * static_cast<uint64_t>(dp.rank()));
   const int64_t tokens_per_step = s.batch * s.accum * train.context() * dp.world();
   double train_seconds = 0, window_loss = 0, val_loss = NAN;
-  int64_t window_steps = 0;
+  int64_t window_steps = 0, first_step = 1;
+
+  // The training state: model, optimizer, the step reached, the batch generator, the loss of the
+  // steps not yet logged (so the resumed run logs the same lines), and the run's settings.
+  auto save_state = [&](int64_t step) {
+    if (!dp.root()) return;  // only rank 0 writes
+    Metadata m = s.run;
+    m["train.step"] = std::to_string(step);
+    m["train.rng"] = gen.state();
+    m["train.window_loss"] = fmt::format("{}", window_loss);  // shortest exact representation
+    m["train.window_steps"] = std::to_string(window_steps);
+    m["train.seconds"] = fmt::format("{}", train_seconds);
+    nn::save_checkpoint(s.state_path, model, &opt, m);
+  };
+  if (s.resume && dp.on())
+    fail<ValueError>(
+        "--resume: not supported with --distributed yet (the state holds one rank's batch "
+        "generator)");
+  if (s.resume) {
+    if (!std::filesystem::exists(s.state_path))
+      fail<IOError>("--resume: no training state '{}' to resume from", s.state_path);
+    nn::CheckpointInfo info = nn::load_checkpoint(s.state_path, model, &opt);
+    const Metadata& m = info.metadata;
+    auto get = [&](const std::string& key) -> std::string {
+      auto it = m.find(key);
+      if (it == m.end()) fail<ValueError>("{}: not a training state (no '{}')", s.state_path, key);
+      return it->second;
+    };
+    for (auto& [key, value] : s.run)
+      if (get(key) != value)
+        fail<ValueError>(
+            "{}: saved by a run with {} = '{}'; this one has '{}' (resume with the "
+            "same options)",
+            s.state_path, key, get(key), value);
+    auto number = [&](const std::string& key) {
+      std::string v = get(key);
+      char* end = nullptr;
+      double x = std::strtod(v.c_str(), &end);
+      if (v.empty() || *end != '\0' || !std::isfinite(x))
+        fail<ValueError>("{}: '{}' is '{}', not a number", s.state_path, key, v);
+      return x;
+    };
+    double done = number("train.step");
+    if (done != std::floor(done) || done < 0 || done > static_cast<double>(s.steps))
+      fail<ValueError>("{}: train.step {} is not a step of this run", s.state_path, done);
+    first_step = static_cast<int64_t>(done) + 1;
+    gen.set_state(get("train.rng"));
+    window_loss = number("train.window_loss");
+    window_steps = static_cast<int64_t>(number("train.window_steps"));
+    train_seconds = number("train.seconds");
+    for (int64_t t = 1; t < first_step; ++t) schedule.step();
+    fmt::print("resumed from {} after step {}\n", s.state_path, first_step - 1);
+  }
+
   using Clock = std::chrono::steady_clock;
   model.train();
-  for (int64_t step = 1; step <= s.steps; ++step) {
+  for (int64_t step = first_step; step <= s.steps; ++step) {
     auto t0 = Clock::now();
     opt.zero_grad();
     double step_loss = 0;
@@ -300,6 +329,7 @@ TrainResult train_loop(nn::GPT& model, const nn::TextDataset& train, const nn::T
     double grad_norm = nn::clip_grad_norm_(trainable, 1.0);
     double lr = opt.param_groups()[0].lr();
     opt.step();
+    if (step == s.kill_at_step) std::raise(SIGKILL);  // mid-step: the update is not yet saved
     schedule.step();
     train_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
     window_loss += step_loss;
@@ -307,7 +337,11 @@ TrainResult train_loop(nn::GPT& model, const nn::TextDataset& train, const nn::T
 
     bool eval_now = step == s.steps || (s.eval_every > 0 && step % s.eval_every == 0);
     bool log_now = eval_now || step % s.log_every == 0 || step == 1;
-    if (!log_now) continue;
+    bool save_now = s.save_every > 0 && step % s.save_every == 0;
+    if (!log_now) {
+      if (save_now) save_state(step);
+      continue;
+    }
     double tps = static_cast<double>(tokens_per_step * step) / train_seconds;
     double mean_loss = dp.mean(window_loss, static_cast<double>(window_steps));
     std::string val_text;
@@ -324,7 +358,10 @@ TrainResult train_loop(nn::GPT& model, const nn::TextDataset& train, const nn::T
     if (!s.log_path.empty() && dp.root()) csv.save(s.log_path);
     window_loss = 0;
     window_steps = 0;
+    if (save_now) save_state(step);
   }
+  // A run resumed from the state of its last step has nothing left to train: measure it here.
+  if (std::isnan(val_loss)) val_loss = evaluate(model, val, s.batch, s.eval_batches);
   TrainResult r;
   r.val_loss = val_loss;
   r.tokens_per_s = static_cast<double>(tokens_per_step * s.steps) / train_seconds;
@@ -343,6 +380,9 @@ TrainSettings read_settings(const Options& o, const TrainSettings& defaults) {
   s.eval_every = o.integer("eval-every", s.eval_every, 0);
   s.seed = static_cast<uint64_t>(o.integer("seed", 0, 0));
   s.log_path = o.text("log", "");
+  s.save_every = o.integer("save-every", 0, 0);
+  s.resume = o.flag("resume");
+  s.kill_at_step = o.integer("kill-at-step", 0, 0);
   return s;
 }
 
@@ -351,10 +391,17 @@ const std::set<std::string> kTrainOptions = {"steps",      "batch", "accum", "lr
 
 // ---- subcommands ----
 
+// Where `gpt train --out CKPT` keeps its training state.
+std::string state_path(const std::string& out) {
+  std::filesystem::path p(out);
+  if (p.extension() == ".safetensors") p.replace_extension();
+  return p.string() + ".state.safetensors";
+}
+
 int cmd_train(int argc, char** argv, examples::DataParallel& dp) {
   std::set<std::string> known = kTrainOptions;
-  known.insert({"layers", "heads", "dim", "context"});
-  Options o("train", argc, argv, known);
+  known.insert({"layers", "heads", "dim", "context", "save-every", "kill-at-step"});
+  Options o("train", argc, argv, known, {"resume"});
   no_positional(o, "train");
   TrainSettings s = read_settings(o, TrainSettings{});
   nn::GPTConfig c;  // gpt-mini by default
@@ -367,6 +414,16 @@ int cmd_train(int argc, char** argv, examples::DataParallel& dp) {
   std::string data = o.text("data", default_data());
   std::string out = o.text("out", "gpt.safetensors");
   dp.print_only_on_root();
+  s.state_path = state_path(out);
+  s.run = nn::gpt_config_metadata(c);
+  s.run.insert({{"train.data", std::filesystem::path(data).filename().string()},
+                {"train.steps", std::to_string(s.steps)},
+                {"train.batch", std::to_string(s.batch)},
+                {"train.accum", std::to_string(s.accum)},
+                {"train.lr", fmt::format("{}", s.lr)},
+                {"train.warmup", std::to_string(s.warmup)},
+                {"train.weight_decay", fmt::format("{}", s.weight_decay)},
+                {"train.seed", std::to_string(s.seed)}});
 
   auto [train, val] = load_text(data, c.context);
   nn::GPT model(c);
@@ -381,14 +438,16 @@ int cmd_train(int argc, char** argv, examples::DataParallel& dp) {
       "training: {} steps of {} x {} windows, lr {} (warmup {}, cosine), AdamW wd 0.1, "
       "clip 1.0\n",
       s.steps, s.accum, s.batch, s.lr, s.warmup);
-  double initial = evaluate(model, val, s.batch, s.eval_batches);
-  fmt::print("initial val_loss {:.4f} (ln 256 = {:.4f})\n", initial, std::log(256.0));
+  if (!s.resume) {
+    double initial = evaluate(model, val, s.batch, s.eval_batches);
+    fmt::print("initial val_loss {:.4f} (ln 256 = {:.4f})\n", initial, std::log(256.0));
+  }
   TrainResult r = train_loop(model, train, val, s, dp);
   if (dp.root())  // only rank 0 writes (all ranks hold the same weights)
-    save_model(out, model,
-               {{"gpt.trained_on", std::filesystem::path(data).filename().string()},
-                {"gpt.steps", std::to_string(s.steps)},
-                {"gpt.val_loss", fmt::format("{:.6f}", r.val_loss)}});
+    nn::save_gpt(out, model,
+                 {{"gpt.trained_on", std::filesystem::path(data).filename().string()},
+                  {"gpt.steps", std::to_string(s.steps)},
+                  {"gpt.val_loss", fmt::format("{:.6f}", r.val_loss)}});
   fmt::print("saved {}\n", out);
   fmt::print("final val_loss {:.4f}\n", r.val_loss);
   return 0;
@@ -465,7 +524,7 @@ int cmd_finetune(int argc, char** argv, examples::DataParallel& dp) {
                     {"gpt.steps", std::to_string(s.steps)}};
   double final_loss = r.val_loss;
   if (lora) {
-    Metadata am = config_metadata(model->config());
+    Metadata am = nn::gpt_config_metadata(model->config());
     am.insert(extra.begin(), extra.end());
     am["lora.rank"] = std::to_string(lc.rank);
     am["lora.alpha"] = fmt::format("{}", lc.alpha);
@@ -477,7 +536,7 @@ int cmd_finetune(int argc, char** argv, examples::DataParallel& dp) {
                final_loss, r.val_loss);
   }
   extra["gpt.val_loss"] = fmt::format("{:.6f}", final_loss);
-  if (dp.root()) save_model(out, *model, extra);
+  if (dp.root()) nn::save_gpt(out, *model, extra);
   fmt::print("saved {}\n", out);
   fmt::print("final val_loss {:.4f} base val_loss {:.4f} trainable {} of {}\n", final_loss, base,
              trainable, total);

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cerrno>
 #include <cmath>
@@ -15,9 +16,16 @@
 #include <set>
 #include <sstream>
 #include <xtensor/xadapt.hpp>
-#include <xtensor/xnpy.hpp>
+#include <xtensor/xnpy.hpp>  // the writer
 
 #include "autograd/xtensor.h"
+
+#if __has_include(<zlib.h>)
+#include <zlib.h>
+#define AG_HAVE_ZLIB 1
+#else
+#define AG_HAVE_ZLIB 0
+#endif
 
 namespace ag::nn {
 namespace {
@@ -46,6 +54,34 @@ std::string npy_bytes(const Tensor& c) {
 constexpr const char* kMetadataKey = "__metadata__";
 constexpr const char* kOptimizerPrefix = "optimizer/";
 constexpr uint64_t kMaxHeaderBytes = uint64_t{100} << 20;  // as the reference implementation
+// The metadata entry holding the CRC-32 of the data section, as 8 lowercase hex digits.
+constexpr const char* kChecksumKey = "tapegrad.data_crc32";
+
+// ---- CRC-32 (the one of zlib, gzip and PNG: reflected polynomial 0xedb88320) ----
+
+#if AG_HAVE_ZLIB
+uint32_t crc32_update(uint32_t crc, const char* data, size_t n) {
+  if (n == 0) return crc;  // zlib would return its initial value for a null pointer
+  return static_cast<uint32_t>(
+      ::crc32_z(crc, reinterpret_cast<const Bytef*>(data), static_cast<z_size_t>(n)));
+}
+#else
+uint32_t crc32_update(uint32_t crc, const char* data, size_t n) {
+  static const auto table = [] {
+    std::array<uint32_t, 256> t{};
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xedb88320u ^ (c >> 1) : c >> 1;
+      t[i] = c;
+    }
+    return t;
+  }();
+  crc = ~crc;
+  for (size_t i = 0; i < n; ++i)
+    crc = table[(crc ^ static_cast<unsigned char>(data[i])) & 0xff] ^ (crc >> 8);
+  return ~crc;
+}
+#endif
 
 // ---- dtypes ----
 
@@ -270,6 +306,9 @@ Entry parse_entry(const std::string& path, const std::string& name, const Json& 
 
 void save_safetensors(const std::string& path, const StateDict& tensors, const Metadata& metadata) {
   // Check everything before the file is created.
+  if (metadata.count(kChecksumKey))
+    fail<ValueError>("save_safetensors: '{}': the metadata key '{}' is reserved for the checksum",
+                     path, kChecksumKey);
   std::set<std::string> names;
   std::vector<Tensor> data;
   for (auto& [name, t] : tensors) {
@@ -283,8 +322,13 @@ void save_safetensors(const std::string& path, const StateDict& tensors, const M
   }
 
   // Header: metadata first, then the tensors in the given order, their data packed back to back.
+  uint32_t crc = 0;
+  for (const Tensor& t : data)
+    crc = crc32_update(crc, bytes_of(t), static_cast<size_t>(t.numel()) * itemsize(t.dtype()));
+  Metadata meta = metadata;
+  meta[kChecksumKey] = fmt::format("{:08x}", crc);
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
-  if (!metadata.empty()) header[kMetadataKey] = metadata;
+  header[kMetadataKey] = meta;
   uint64_t offset = 0;
   for (size_t i = 0; i < data.size(); ++i) {
     uint64_t bytes = static_cast<uint64_t>(data[i].numel()) * itemsize(data[i].dtype());
@@ -387,8 +431,22 @@ StateDict load_safetensors(const std::string& path, Metadata* metadata) {
         fmt::format("{} bytes after the last tensor belong to no tensor", data_size - covered));
 
   // Data.
+  // The checksum, when the writer recorded one (ours always do; other tools' files have none).
+  bool has_checksum = false;
+  uint32_t expected_crc = 0;
+  if (auto it = meta.find(kChecksumKey); it != meta.end()) {
+    const std::string& hex = it->second;
+    if (hex.size() != 8 || hex.find_first_not_of("0123456789abcdef") != std::string::npos)
+      throw bad(
+          fmt::format("__metadata__ '{}' is '{}', not 8 lowercase hex digits", kChecksumKey, hex));
+    expected_crc = static_cast<uint32_t>(std::stoul(hex, nullptr, 16));
+    has_checksum = true;
+    meta.erase(it);
+  }
+
   StateDict out;
   std::vector<char> scratch;
+  uint32_t crc = 0;  // over the data section, in file order (the entries tile it)
   for (const Entry& e : entries) {
     Tensor t = Tensor::empty(e.shape, e.dtype->dtype);
     size_t bytes = e.end - e.begin;
@@ -400,11 +458,16 @@ StateDict load_safetensors(const std::string& path, Metadata* metadata) {
     in.seekg(static_cast<std::streamoff>(8 + length + e.begin));
     in.read(dst, static_cast<std::streamsize>(bytes));
     if (!in) throw bad(fmt::format("cannot read the data of tensor '{}'", e.name));
+    crc = crc32_update(crc, dst, bytes);
     if (e.dtype->convert != Convert::none) convert_into(t, dst, t.numel(), e.dtype->convert);
     if (t.dtype() == boolean)  // any non-zero byte is true; ours are 0 or 1
       for (int64_t i = 0; i < t.numel(); ++i) dst[i] = dst[i] != 0;
     out.emplace_back(e.name, t);
   }
+  if (has_checksum && crc != expected_crc)
+    throw bad(fmt::format(
+        "the data section is corrupt: its CRC-32 is {:08x} but the header records {:08x}", crc,
+        expected_crc));
   if (metadata) *metadata = std::move(meta);
   return out;
 }
@@ -493,34 +556,203 @@ void save_npy(const std::string& path, const Tensor& t) {
   w.commit();
 }
 
+namespace {
+
+// The dictionary of a .npy header, a Python literal such as
+//   {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }
+// read by a small parser of exactly that grammar: quoted keys, and values that are a quoted
+// string, True / False or a tuple of non-negative integers.
+struct NpyHeader {
+  std::string descr;
+  bool fortran_order = false;
+  std::vector<uint64_t> shape;
+};
+
+class NpyHeaderParser {
+ public:
+  NpyHeaderParser(const std::string& text, const std::string& path) : s_(text), path_(path) {}
+
+  NpyHeader parse() {
+    NpyHeader h;
+    bool seen_descr = false, seen_order = false, seen_shape = false;
+    expect('{');
+    while (true) {
+      skip_space();
+      if (peek() == '}') break;
+      std::string key = quoted();
+      expect(':');
+      skip_space();
+      if (key == "descr" && !seen_descr) {
+        h.descr = quoted();
+        seen_descr = true;
+      } else if (key == "fortran_order" && !seen_order) {
+        h.fortran_order = boolean();
+        seen_order = true;
+      } else if (key == "shape" && !seen_shape) {
+        h.shape = tuple();
+        seen_shape = true;
+      } else {
+        bad(fmt::format("unexpected or repeated key '{}'", key));
+      }
+      skip_space();
+      if (peek() == ',') {
+        ++i_;
+        continue;
+      }
+      if (peek() != '}') bad("expected ',' or '}' after a value");
+    }
+    ++i_;
+    skip_space();
+    if (i_ != s_.size()) bad("text after the dictionary");
+    if (!seen_descr || !seen_order || !seen_shape)
+      bad("the dictionary needs 'descr', 'fortran_order' and 'shape'");
+    return h;
+  }
+
+ private:
+  [[noreturn]] void bad(const std::string& what) const {
+    fail<IOError>("load_npy: '{}' is not a valid .npy file: header at character {}: {}", path_, i_,
+                  what);
+  }
+  char peek() const { return i_ < s_.size() ? s_[i_] : '\0'; }
+  void skip_space() {
+    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\t')) ++i_;
+  }
+  void expect(char c) {
+    skip_space();
+    if (peek() != c) bad(fmt::format("expected '{}'", c));
+    ++i_;
+  }
+  std::string quoted() {
+    char q = peek();
+    if (q != '\'' && q != '"') bad("expected a quoted string");
+    size_t end = s_.find(q, i_ + 1);
+    if (end == std::string::npos) bad("unterminated string");
+    std::string out = s_.substr(i_ + 1, end - i_ - 1);
+    i_ = end + 1;
+    return out;
+  }
+  bool boolean() {
+    if (s_.compare(i_, 4, "True") == 0) {
+      i_ += 4;
+      return true;
+    }
+    if (s_.compare(i_, 5, "False") == 0) {
+      i_ += 5;
+      return false;
+    }
+    bad("expected True or False");
+  }
+  std::vector<uint64_t> tuple() {
+    std::vector<uint64_t> out;
+    expect('(');
+    while (true) {
+      skip_space();
+      if (peek() == ')') break;
+      if (peek() < '0' || peek() > '9') bad("expected a non-negative integer size");
+      uint64_t v = 0;
+      while (peek() >= '0' && peek() <= '9') {
+        if (__builtin_mul_overflow(v, uint64_t{10}, &v) ||
+            __builtin_add_overflow(v, uint64_t(peek() - '0'), &v) ||
+            v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+          bad("a size does not fit 63 bits");
+        ++i_;
+      }
+      if (peek() == 'L') ++i_;  // Python 2's long literals
+      out.push_back(v);
+      if (out.size() > static_cast<size_t>(kMaxDims))
+        bad(fmt::format("more than {} axes", kMaxDims));
+      skip_space();
+      if (peek() == ',') {
+        ++i_;
+        continue;
+      }
+      if (peek() != ')') bad("expected ',' or ')' in the shape");
+    }
+    ++i_;
+    return out;
+  }
+
+  const std::string& s_;
+  const std::string& path_;
+  size_t i_ = 0;
+};
+
+}  // namespace
+
 Tensor load_npy(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec))
+    fail<IOError>("load_npy: cannot open '{}': {}", path,
+                  std::filesystem::exists(path, ec) ? "not a regular file" : "no such file");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail<IOError>("load_npy: cannot open '{}': {}", path, std::strerror(errno));
+  // The whole file: its size bounds every allocation below.
   std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::istringstream stream(all);
-  xt::detail::npy_file file = [&] {
-    try {
-      return xt::detail::load_npy_file(stream);
-    } catch (const std::exception& e) {
-      fail<IOError>("load_npy: '{}' is not a valid .npy file: {}", path, e.what());
-    }
-  }();
-  if (!stream)
-    fail<IOError>("load_npy: '{}' is truncated: the header announces {} bytes of data", path,
-                  file.n_bytes());
-  if (static_cast<int64_t>(file.m_shape.size()) > kMaxDims)
-    fail<IOError>("load_npy: '{}' has {} axes, at most {} are supported", path, file.m_shape.size(),
-                  kMaxDims);
-  const std::string& type = file.m_typestring;
-  try {
-    if (type == "<f4") return from_xarray<float>(std::move(file).cast<float>());
-    if (type == "<f8") return from_xarray<double>(std::move(file).cast<double>());
-    if (type == "<i8") return from_xarray<int64_t>(std::move(file).cast<int64_t>());
-    if (type == "|b1") return from_xarray<bool>(std::move(file).cast<bool>());
-  } catch (const std::exception& e) {
-    fail<IOError>("load_npy: '{}': {}", path, e.what());
+  if (in.bad()) fail<IOError>("load_npy: cannot read '{}'", path);
+
+  // Magic "\x93NUMPY", version major.minor, header length (u16 in 1.0, u32 in 2.0 and 3.0).
+  auto invalid = [&](const std::string& what) {
+    fail<IOError>("load_npy: '{}' is not a valid .npy file: {}", path, what);
+  };
+  if (all.size() < 10 || all.compare(0, 6, "\x93NUMPY") != 0)
+    invalid("it does not start with the magic \\x93NUMPY");
+  int major = static_cast<unsigned char>(all[6]), minor = static_cast<unsigned char>(all[7]);
+  if (major < 1 || major > 3 || minor != 0)
+    invalid(fmt::format("format version {}.{} (known: 1.0, 2.0, 3.0)", major, minor));
+  size_t start = major == 1 ? 10 : 12;
+  if (all.size() < start) invalid("truncated before the header length");
+  uint64_t header_len =
+      major == 1 ? load_le<uint16_t>(all.data() + 8) : load_le<uint32_t>(all.data() + 8);
+  if (header_len > all.size() - start)
+    invalid(fmt::format("the header length {} exceeds the {} bytes that follow it", header_len,
+                        all.size() - start));
+  NpyHeader h = NpyHeaderParser(all.substr(start, header_len), path).parse();
+
+  Dtype dtype;
+  if (h.descr == "<f4")
+    dtype = float32;
+  else if (h.descr == "<f8")
+    dtype = float64;
+  else if (h.descr == "<i8")
+    dtype = int64;
+  else if (h.descr == "|b1")
+    dtype = boolean;
+  else
+    fail<IOError>("load_npy: '{}' holds dtype '{}'; supported: <f4, <f8, <i8, |b1", path, h.descr);
+
+  // The data must be exactly what the shape announces; checked before anything is allocated.
+  uint64_t bytes = itemsize(dtype);
+  for (uint64_t d : h.shape)
+    if (__builtin_mul_overflow(bytes, d, &bytes))
+      invalid(fmt::format("the shape {} is too large", fmt::join(h.shape, ", ")));
+  uint64_t have = all.size() - start - header_len;
+  if (have < bytes)
+    fail<IOError>(
+        "load_npy: '{}' is truncated: the header announces {} bytes of data, the file "
+        "holds {}",
+        path, bytes, have);
+  if (have > bytes)
+    invalid(fmt::format("{} bytes follow the {} bytes of data its header announces", have - bytes,
+                        bytes));
+
+  // Fortran order is the row-major data of the reversed shape, transposed back.
+  Shape shape;
+  for (size_t i = 0; i < h.shape.size(); ++i)
+    shape.push_back(
+        static_cast<int64_t>(h.fortran_order ? h.shape[h.shape.size() - 1 - i] : h.shape[i]));
+  Tensor t = Tensor::empty(shape, dtype);
+  char* dst = bytes_of(t);
+  if (bytes > 0) std::memcpy(dst, all.data() + start + header_len, bytes);
+  if (dtype == boolean)  // any non-zero byte is true
+    for (uint64_t i = 0; i < bytes; ++i) dst[i] = dst[i] != 0;
+  if (h.fortran_order && t.dim() > 1) {
+    std::vector<int64_t> reverse(static_cast<size_t>(t.dim()));
+    for (size_t i = 0; i < reverse.size(); ++i)
+      reverse[i] = static_cast<int64_t>(reverse.size() - 1 - i);
+    t = t.permute(reverse).contiguous();
   }
-  fail<IOError>("load_npy: '{}' holds dtype '{}'; supported: <f4, <f8, <i8, |b1", path, type);
+  return t;
 }
 
 }  // namespace ag::nn

@@ -16,9 +16,12 @@
 //
 // Writes are atomic: the file is written to "<path>.tmp.<pid>", flushed to disk (fsync) and renamed
 // over `path`, so a failure mid-write leaves a previous checkpoint at `path` intact.
-// Reads validate the whole file (header length against the file size, JSON syntax, dtype names,
-// shape * itemsize == byte span, offsets in bounds, without gaps or overlaps) and raise IOError
-// naming the path and the problem before anything is returned or loaded into a model.
+// Writes record the CRC-32 of the data section in the metadata, under "tapegrad.data_crc32" (8
+// lowercase hex digits; the key is reserved). Reads validate the whole file (header length against
+// the file size, JSON syntax, dtype names, shape * itemsize == byte span, offsets in bounds,
+// without gaps or overlaps, and the CRC-32 when the file has one: files written by other tools load
+// without it) and raise IOError naming the path and the problem before anything is returned or
+// loaded into a model. The checksum entry is not returned with the metadata.
 #pragma once
 
 #include <map>
@@ -69,12 +72,14 @@ struct CheckpointInfo {
 CheckpointInfo load_checkpoint(const std::string& path, Module& module,
                                Optimizer* optimizer = nullptr, bool strict = true);
 
-// ---- single tensors as NumPy .npy files (written and read with xtensor) ----
+// ---- single tensors as NumPy .npy files ----
 //
-// save_npy writes a C-ordered .npy (format 1.0) of any tensor (float32 "<f4", float64 "<f8", int64
-// "<i8", bool "|b1"), atomically like the checkpoints. load_npy reads those four dtypes, C or
-// Fortran order (returned row-major); IOError naming the path for a missing, truncated or malformed
-// file, or another dtype.
+// save_npy writes a C-ordered .npy (format 1.0, by xtensor) of any tensor (float32 "<f4", float64
+// "<f8", int64 "<i8", bool "|b1"), atomically like the checkpoints. load_npy reads those four
+// dtypes from format 1.0, 2.0 or 3.0 files, C or Fortran order (returned row-major). The header is
+// parsed and the size its shape announces is checked against the file's length before anything
+// is allocated: IOError naming the path for a missing, truncated or malformed file (or one with
+// bytes after its data), or another dtype.
 void save_npy(const std::string& path, const Tensor& t);
 Tensor load_npy(const std::string& path);
 

@@ -8,6 +8,7 @@
 #include "nn/data/idx.h"
 #include "nn/data/synthetic.h"
 #include "nn/data/text.h"
+#include "nn/gpt_checkpoint.h"
 #include "nn/init.h"
 #include "nn/layers.h"
 #include "nn/linear.h"

@@ -166,8 +166,12 @@ int64_t apply_lora(Module& model, const LoRAConfig& c) {
 }
 
 void merge_lora(Module& model) {
+  // Gather the layers first: merging removes (frees) each adapter module, which the list of
+  // named_modules() also holds; looking at it after its merge was a use after free (found by ASan).
+  std::vector<Linear*> layers;
   for (auto& [name, m] : model.named_modules())
-    if (auto* lin = dynamic_cast<Linear*>(m)) lin->merge_adapter();
+    if (auto* lin = dynamic_cast<Linear*>(m)) layers.push_back(lin);
+  for (Linear* lin : layers) lin->merge_adapter();
   model.unfreeze("*");
 }
 

@@ -39,6 +39,23 @@ std::string safetensors_file(const std::string& header, const std::string& data)
   return s + header + data;
 }
 
+// CRC-32 as zlib computes it, bit by bit (independent of the library's table or zlib call).
+uint32_t reference_crc32(const std::string& bytes) {
+  uint32_t crc = 0xffffffffu;
+  for (unsigned char b : bytes) {
+    crc ^= b;
+    for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ ((crc & 1) ? 0xedb88320u : 0u);
+  }
+  return ~crc;
+}
+
+// The header length of a safetensors file (u64 little-endian in its first 8 bytes).
+uint64_t header_length(const std::string& bytes) {
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[i]);
+  return n;
+}
+
 // A model with parameters in nested modules and an int64 buffer.
 struct Tiny : nn::Module {
   explicit Tiny(uint64_t seed, int64_t hidden = 4) {
@@ -120,7 +137,8 @@ TEST_CASE("the file is safetensors byte for byte: length, JSON header padded to 
   CHECK(n % 8 == 0);
   REQUIRE(bytes.size() == 8 + n + 16 + 16);
   auto header = nlohmann::json::parse(bytes.substr(8, n));
-  CHECK(header["__metadata__"] == nlohmann::json{{"k", "v"}});
+  CHECK(header["__metadata__"]["k"] == "v");
+  CHECK(header["__metadata__"].size() == 2);  // and the checksum (tested below)
   CHECK(header["a"]["dtype"] == "F32");
   CHECK(header["a"]["shape"] == nlohmann::json{2, 2});
   CHECK(header["a"]["data_offsets"] == nlohmann::json{0, 16});
@@ -261,6 +279,74 @@ TEST_CASE("optimizer state: Adam's buffers and hyper-parameters come back exactl
   }
   train(b, adam_b, 2);
   CHECK(snapshot(b) == snapshot(a));  // bit for bit the run that never stopped
+}
+
+TEST_CASE("the data section's CRC-32 is recorded and checked: corruption is refused") {
+  CHECK(reference_crc32("123456789") == 0xcbf43926u);  // the standard check value
+  TempDir dir;
+  Tiny source(1);
+  std::string path = dir.file("m.safetensors");
+  nn::save_checkpoint(path, source, nullptr, {{"epoch", "4"}});
+  std::string good = read_bytes(path);
+  uint64_t n = header_length(good);
+  auto header = nlohmann::json::parse(good.substr(8, n));
+  CHECK(header["__metadata__"]["tapegrad.data_crc32"] ==
+        fmt::format("{:08x}", reference_crc32(good.substr(8 + n))));
+  Tiny model(2);
+  nn::CheckpointInfo info = nn::load_checkpoint(path, model);
+  CHECK(info.metadata == nn::Metadata{{"epoch", "4"}});  // the checksum entry is not returned
+  CHECK(snapshot(model) == snapshot(source));
+
+  Tiny other(3);
+  auto before = snapshot(other);
+  SUBCASE("one bit flipped in the data: IOError, nothing loaded") {
+    for (size_t at : {size_t{8 + n}, good.size() / 2 + n / 2, good.size() - 1}) {
+      std::string bad = good;
+      bad[at] = static_cast<char>(bad[at] ^ 0x10);
+      write_bytes(path, bad);
+      CHECK_THROWS_WITH_PARTS(nn::load_checkpoint(path, other), IOError, path.c_str(), "corrupt",
+                              "CRC-32");
+      CHECK_THROWS_WITH_PARTS(nn::load_safetensors(path), IOError, "corrupt");
+      CHECK(snapshot(other) == before);
+    }
+  }
+  SUBCASE("a checksum entry that is not 8 hex digits") {
+    std::string bad = good;
+    size_t at = bad.find("tapegrad.data_crc32\":\"");
+    REQUIRE(at != std::string::npos);
+    bad[at + 22] = 'X';
+    write_bytes(path, bad);
+    CHECK_THROWS_WITH_PARTS(nn::load_checkpoint(path, other), IOError, "tapegrad.data_crc32",
+                            "hex");
+    CHECK(snapshot(other) == before);
+  }
+  SUBCASE("a file without a checksum (written by another tool) loads") {
+    nn::StateDict state = source.state_dict();
+    std::string data, text = "{";
+    uint64_t offset = 0;
+    for (auto& [name, t] : state) {
+      Tensor c = t.contiguous();
+      std::string bytes;
+      if (c.dtype() == float32)
+        for (float v : c.to_vector<float>()) append_le(bytes, v);
+      else
+        for (int64_t v : c.to_vector<int64_t>()) append_le(bytes, v);
+      text += fmt::format(R"({}"{}":{{"dtype":"{}","shape":{},"data_offsets":[{},{}]}})",
+                          offset ? "," : "", name, c.dtype() == float32 ? "F32" : "I64",
+                          nlohmann::json(c.shape().vec()).dump(), offset, offset + bytes.size());
+      offset += bytes.size();
+      data += bytes;
+    }
+    write_bytes(path, safetensors_file(text + "}", data));
+    nn::load_checkpoint(path, other);
+    CHECK(snapshot(other) == snapshot(source));
+  }
+  SUBCASE("the key is reserved") {
+    CHECK_THROWS_WITH_PARTS(
+        nn::save_checkpoint(path, source, nullptr, {{"tapegrad.data_crc32", "00000000"}}),
+        ValueError, "tapegrad.data_crc32", "reserved");
+    CHECK(read_bytes(path) == good);
+  }
 }
 
 TEST_CASE("a failed write leaves the previous checkpoint intact and no temporary file") {
@@ -566,4 +652,64 @@ TEST_CASE(".npy files written elsewhere: Fortran order is read row-major; bad fi
                           "missing.npy");
   CHECK_THROWS_WITH_PARTS(nn::save_npy(dir.file("no/such/dir/x.npy"), ones({2})), IOError,
                           "save_npy");
+}
+
+TEST_CASE(".npy headers are checked against the file before anything is allocated") {
+  TempDir dir;
+  std::string path = dir.file("x.npy");
+  auto rejected = [&](const std::string& bytes, const char* part) {
+    write_bytes(path, bytes);
+    CHECK_THROWS_WITH_PARTS(nn::load_npy(path), IOError, "load_npy", path.c_str(), part);
+  };
+  std::string two_floats;
+  append_le(two_floats, 1.5f);
+  append_le(two_floats, -2.0f);
+  auto dict = [](const std::string& shape) {
+    return "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + ", }";
+  };
+  // 2^60 elements, or sizes whose product overflows 64 bits: refused, not allocated.
+  rejected(npy_file(dict("(1152921504606846976,)"), two_floats), "truncated");
+  rejected(npy_file(dict("(4294967296, 4294967296, 16)"), two_floats), "too large");
+  rejected(npy_file(dict("(99999999999999999999,)"), two_floats), "63 bits");
+  rejected(npy_file(dict("(-2,)"), two_floats), "non-negative integer");
+  rejected(npy_file(dict("(1, 1, 1, 1, 1, 1, 1, 1, 2)"), two_floats), "more than 8 axes");
+  // A header length beyond the end of the file (the sign of its bytes must not matter).
+  std::string s = "\x93NUMPY\x01";
+  s += '\x00';
+  s += "\xff\xff";
+  rejected(s + "{}", "header length 65535");
+  std::string v2 = "\x93NUMPY\x02";
+  v2 += '\x00';
+  v2 += "\xf0\xff\xff\xff";
+  rejected(v2, "header length 4294967280");
+  rejected(std::string("\x93NUMPY\x01", 7), "magic");
+  rejected(std::string("\x93NUMPY\x04\x00\x00\x00\x00\x00", 10), "version 4.0");
+  // Header dictionaries that are not what NumPy writes.
+  rejected(npy_file("", two_floats), "expected '{'");
+  rejected(npy_file("{'descr': '<f4', 'shape': (2,), }", two_floats), "fortran_order");
+  rejected(npy_file("{'descr': '<f4', 'fortran_order': Maybe, 'shape': (2,), }", two_floats),
+           "True or False");
+  rejected(npy_file(dict("(2,)") + " extra", two_floats), "after the dictionary");
+  rejected(npy_file("{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (2,)}",
+                    two_floats),
+           "repeated key 'descr'");
+  rejected(npy_file(dict("(2,)"), two_floats + "xx"), "2 bytes follow");
+  rejected(npy_file(dict("(3,)"), two_floats), "truncated");
+
+  // What NumPy writes is read, in any key order, version 2.0 too, and 0-d / empty shapes.
+  write_bytes(path,
+              npy_file("{'shape': (2,), 'fortran_order': False, 'descr': '<f4'}", two_floats));
+  CHECK(nn::load_npy(path).to_vector<float>() == std::vector<float>{1.5f, -2.0f});
+  std::string header = dict("(2,)");
+  while ((12 + header.size() + 1) % 64 != 0) header += ' ';
+  header += '\n';
+  std::string v2ok = "\x93NUMPY\x02";
+  v2ok += '\x00';
+  append_le<uint32_t>(v2ok, static_cast<uint32_t>(header.size()));
+  write_bytes(path, v2ok + header + two_floats);
+  CHECK(nn::load_npy(path).to_vector<float>() == std::vector<float>{1.5f, -2.0f});
+  write_bytes(path, npy_file(dict("()"), two_floats.substr(0, 4)));
+  CHECK(nn::load_npy(path).dim() == 0);
+  write_bytes(path, npy_file(dict("(0, 5)"), ""));
+  CHECK(nn::load_npy(path).shape() == Shape{0, 5});
 }

@@ -306,6 +306,11 @@ TEST_CASE("IDX errors name the file and the problem") {
                           "2 x 2 x 4 = 16 bytes");
   write_bytes(p, idx_file(0x803, {3, 2}, {}));
   CHECK_THROWS_WITH_PARTS(nn::read_idx_images(p), IOError, "truncated header");
+  // No images, but an image size whose pixel count overflows int64 (was undefined behaviour).
+  write_bytes(p, idx_file(0x803, {0, 0xffffffff, 0xffffffff}, {}));
+  CHECK_THROWS_WITH_PARTS(nn::read_idx_images(p), IOError, p.c_str(),
+                          "4294967295 x 4294967295 pixels are too large");
+  CHECK_THROWS_WITH_PARTS(nn::read_idx_images(p, /*flatten=*/false), IOError, "too large");
   write_bytes(p, "\x00\x00");
   CHECK_THROWS_WITH_PARTS(nn::read_idx_images(p), IOError, "shorter than the 4-byte IDX magic");
   write_bytes(p, "");

@@ -314,6 +314,71 @@ TEST_CASE("save and load round trip through safetensors, with the config in the 
   CHECK(read.at("note") == "round trip");
 }
 
+TEST_CASE("save_gpt / load_gpt: the model is rebuilt from the metadata of its checkpoint") {
+  TempFile f("gpt.safetensors");
+  nn::GPTConfig c = tiny_config(1);
+  c.n_layer = 2;
+  c.gelu = "none";
+  nn::GPT model(c);
+  nn::save_gpt(f.path.string(), model, {{"note", "kept"}});
+  nn::Metadata meta;
+  auto back = nn::load_gpt(f.path.string(), &meta);
+  CHECK(back->config().n_layer == 2);
+  CHECK(back->config().d_model == 8);
+  CHECK(back->config().gelu == "none");
+  CHECK(meta.at("note") == "kept");
+  Tensor x = random_tokens(2, 4, 62);
+  CHECK(logits_of(*back, x).to_vector<float>() == logits_of(model, x).to_vector<float>());
+
+  // The parameter count the metadata implies is what the model has.
+  for (int64_t layers : {1, 3})
+    for (int64_t dim : {8, 12}) {
+      nn::GPTConfig k = tiny_config();
+      k.n_layer = layers;
+      k.d_model = dim;
+      k.context = 5;
+      k.vocab_size = 7;
+      CHECK(nn::gpt_num_parameters(k) == nn::GPT(k).num_parameters());
+    }
+}
+
+TEST_CASE("load_gpt refuses metadata that does not describe the file, before building a model") {
+  TempFile f("bad.safetensors");
+  std::string path = f.path.string();
+  nn::GPT model(tiny_config());
+  auto save_with = [&](const std::string& key, const std::string& value) {
+    nn::Metadata m = nn::gpt_config_metadata(model.config());
+    if (value.empty())
+      m.erase(key);
+    else
+      m[key] = value;
+    nn::save_safetensors(path, model.state_dict(), m);
+  };
+  // A model of 2^40 layers (or of more parameters than 63 bits count) is refused, not allocated.
+  save_with("gpt.n_layer", "1099511627776");
+  CHECK_THROWS_WITH_PARTS(nn::load_gpt(path), ValueError, path.c_str(), "describes a GPT of",
+                          "holds");
+  save_with("gpt.d_model", "4000000000");
+  CHECK_THROWS_WITH_PARTS(nn::load_gpt(path), ValueError, "2^63");
+  save_with("gpt.n_layer", "2");  // the right kind of file, the wrong count
+  CHECK_THROWS_WITH_PARTS(nn::load_gpt(path), ValueError, "describes a GPT of");
+  save_with("gpt.d_model", " 8");
+  CHECK_THROWS_WITH_PARTS(nn::load_gpt(path), ValueError, "gpt.d_model", "not an integer");
+  save_with("gpt.context", "0x4");
+  CHECK_THROWS_WITH_PARTS(nn::load_gpt(path), ValueError, "gpt.context", "not an integer");
+  save_with("gpt.n_head", "3");
+  CHECK_THROWS_WITH_PARTS(nn::load_gpt(path), ValueError, path.c_str(), "n_head 3");
+  save_with("gpt.vocab_size", "");
+  CHECK_THROWS_WITH_PARTS(nn::load_gpt(path), ValueError, "not a gpt checkpoint", "gpt.vocab_size");
+  // Same parameter count, other shapes (vocab and context swapped): load_state_dict names them.
+  nn::GPTConfig c = tiny_config();
+  c.vocab_size = 4;
+  c.context = 256;
+  nn::Metadata m = nn::gpt_config_metadata(c);
+  nn::save_safetensors(path, model.state_dict(), m);
+  CHECK_THROWS_WITH_PARTS(nn::load_gpt(path), ValueError, path.c_str(), "wte.weight");
+}
+
 TEST_CASE("the same seed samples the same text") {
   nn::GPT model(tiny_config());
   Tensor prompt = nn::ByteTokenizer::encode("ab");

@@ -1,7 +1,9 @@
 #include "autograd/ops/random.h"
 
+#include <bit>
 #include <cmath>
 #include <numeric>
+#include <sstream>
 
 #include "autograd/kernels/dispatch.h"
 #include "autograd/node.h"
@@ -25,6 +27,27 @@ double Generator::normal() {
   spare_ = v * f;
   has_spare_ = true;
   return u * f;
+}
+
+std::string Generator::state() const {
+  std::ostringstream out;
+  out << engine_ << ' ' << (has_spare_ ? 1 : 0) << ' ' << std::bit_cast<uint64_t>(spare_);
+  return out.str();
+}
+
+void Generator::set_state(const std::string& text) {
+  std::istringstream in(text);
+  std::mt19937_64 engine;
+  int spare_flag = -1;
+  uint64_t spare_bits = 0;
+  in >> engine >> spare_flag >> spare_bits;
+  char extra;
+  if (!in || (spare_flag != 0 && spare_flag != 1) || (in >> extra))
+    fail<ValueError>("Generator::set_state: the text ({} characters) is not a generator state",
+                     text.size());
+  engine_ = engine;
+  has_spare_ = spare_flag == 1;
+  spare_ = std::bit_cast<double>(spare_bits);
 }
 
 Generator& default_generator() {

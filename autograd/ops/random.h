@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <mutex>
 #include <random>
+#include <string>
 
 #include "autograd/tensor.h"
 
@@ -26,6 +27,11 @@ class Generator {
   double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
   double normal();
   std::mutex& mutex() { return mutex_; }
+  // The whole state as text (the engine's words and the cached second normal), for checkpoints.
+  // set_state() of that text makes this generator continue exactly where the saved one stood;
+  // ValueError for text that state() did not produce.
+  std::string state() const;
+  void set_state(const std::string& text);
 
  private:
   std::mt19937_64 engine_;

@@ -205,9 +205,13 @@ void write_idx(const std::string& path, uint32_t magic, const std::vector<int64_
 
 Tensor read_idx_images(const std::string& path, bool flatten) {
   IdxContents c = read_idx(path, kImagesMagic, "read_idx_images");
-  int64_t n = c.dims[0], rows = c.dims[1], cols = c.dims[2];
+  int64_t n = c.dims[0], rows = c.dims[1], cols = c.dims[2], pixels = 0;
+  // With no images the data size does not bound the image size: its strides must still fit.
+  if (__builtin_mul_overflow(rows, cols, &pixels))
+    fail<IOError>("read_idx_images: '{}': images of {} x {} pixels are too large", path, rows,
+                  cols);
   Tensor images =
-      flatten ? Tensor::empty({n, rows * cols}, float32) : Tensor::empty({n, rows, cols}, float32);
+      flatten ? Tensor::empty({n, pixels}, float32) : Tensor::empty({n, rows, cols}, float32);
   float* out = images.data<float>();
   for (size_t i = 0; i < c.bytes.size(); ++i) out[i] = static_cast<float>(c.bytes[i]) / 255.0f;
   return images;
