@@ -6,6 +6,7 @@
 #                                                   the portability rows)
 #   bench/compare.sh --memory                      peak RSS over 5,000 mlp784 steps, ours and PyTorch's
 #   bench/compare.sh --no-portability ...          without the portability rows
+#   bench/compare.sh --no-build ...                measure build/ as it is (no scripts/build first)
 #
 # Portability rows: our command runs with OPENBLAS_CORETYPE=Prescott, which makes OpenBLAS pick its
 # SSE3 kernels as it does by itself on CPUs it does not know; the peers run as usual. Our float32
@@ -24,12 +25,14 @@ peers=${PEERS:-/tmp/tapegrad-peers}
 rounds=3
 memory=0
 portability=1
+build=1
 workloads=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds=$2; shift 2 ;;
     --memory) memory=1; shift ;;
     --no-portability) portability=0; shift ;;
+    --no-build) build=0; shift ;;
     *) workloads+=("$1"); shift ;;
   esac
 done
@@ -40,7 +43,7 @@ for p in python3-torch python3-numpy libtorch-dev libopenblas-dev libdnnl-dev; d
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then apt-get update -qq && apt-get install -y -qq "${need[@]}"; fi
-scripts/build >/dev/null
+[ "$build" = 1 ] && scripts/build >/dev/null
 
 mkdir -p "$peers"
 cp -u "$peers_src"/* "$peers"/

@@ -112,12 +112,19 @@ Tensor matmul_kernel(const Tensor& a_in, const Tensor& b_in) {
         idx[d] = 0;
       }
     }
-    const int threads = available_threads<T>();
-    const bool spread = threads > 1 && nbatch >= threads && m * n * k < kSplitWork;
-#pragma omp parallel for schedule(static) num_threads(threads) if (spread)
-    for (int64_t t = 0; t < nbatch; ++t)
+    auto entry = [&](int64_t t) {
       gemm(la.trans, lb.trans, m, n, k, pa + offsets[2 * t], la.ld, pb + offsets[2 * t + 1], lb.ld,
            po + t * m * n, n);
+    };
+    const int threads = available_threads<T>();
+    if (threads > 1 && nbatch >= threads && m * n * k < kSplitWork) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+      for (int64_t t = 0; t < nbatch; ++t) entry(t);
+    } else {
+      // Not under an inactive `parallel if (false)`: the GEMM's own parallel region would then be
+      // nested and start a new team of threads on every call.
+      for (int64_t t = 0; t < nbatch; ++t) entry(t);
+    }
   });
   return out;
 }
