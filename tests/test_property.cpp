@@ -1498,7 +1498,7 @@ Invalid invalid_step(Builder& b, int xid) {
         {"maximum", [](const Tensor& p, const Tensor& q) { return ag::maximum(p, q); }},
         {"lt", [](const Tensor& p, const Tensor& q) { return ag::lt(p, q); }},
     };
-    add([&] {
+    add([=, &b] {
       auto& f = b.choose(bins);
       BF fn = f.second;
       bool swap = b.coin(0.5);
@@ -1506,24 +1506,24 @@ Invalid invalid_step(Builder& b, int xid) {
                                  swap ? X : fmt::format("{}", bad)),
                      f.first, E::kShape, [=] { swap ? fn(y, x) : fn(x, y); }};
     });
-    add([&] {
+    add([=, &b] {
       Tensor m = ag::zeros(bad, ag::boolean);
       return Invalid{fmt::format("where(mask {}, {}, {})", bad, X, X), "where", E::kShape,
                      [=] { ag::where(m, x, x); }};
     });
-    add([&] {
+    add([=, &b] {
       Tensor m = ag::zeros(bad, ag::boolean);
       return Invalid{fmt::format("masked_fill({}, mask {}, 0)", X, bad), "masked_fill", E::kShape,
                      [=] { ag::masked_fill(x, m, 0.0); }};
     });
-    add([&] {
+    add([=, &b] {
       return Invalid{fmt::format("clone({}).add_({})", X, bad), "add_", E::kShape, [=] {
                        Tensor c = x.clone();
                        c.add_(y);
                      }};
     });
   }
-  add([&] {
+  add([=, &b] {
     Tensor m = ag::zeros(xs, ag::float64);
     return Invalid{fmt::format("where(float64 condition {}, {}, {})", xs, X, X), "where", E::kDtype,
                    [=] { ag::where(m, x, x); }};
@@ -1562,7 +1562,7 @@ Invalid invalid_step(Builder& b, int xid) {
         {"gather",
          [](const Tensor& t, int64_t a) { ag::gather(t, a, ag::zeros(t.shape(), ag::int64)); }},
     };
-    add([&] {
+    add([=, &b] {
       auto& f = b.choose(red);
       // 0-d tensors accept axes 0 and -1, like PyTorch; transpose uses axis 0 as well.
       int64_t a = r == 0 ? (b.coin(0.5) ? 1 : -2) : out_axis;
@@ -1570,7 +1570,7 @@ Invalid invalid_step(Builder& b, int xid) {
       return Invalid{fmt::format("{}({}, axis {})", f.first, X, a), f.first,
                      r == 0 ? E::kAxis : E::kIndex, [=] { fn(x, a); }};
     });
-    add([&] {
+    add([=, &b] {
       int64_t a = r + 2 + b.integer(0, 2);
       if (b.coin(0.5)) a = -a - 1;
       return Invalid{fmt::format("unsqueeze({}, {})", X, a), "unsqueeze", E::kIndex,
@@ -1578,12 +1578,12 @@ Invalid invalid_step(Builder& b, int xid) {
     });
   }
   if (r >= 1) {
-    add([&] {
+    add([=, &b] {
       std::vector<int64_t> axes{0, -r};
       return Invalid{fmt::format("sum({}, axes {{0, {}}})", X, -r), "sum", E::kIndex,
                      [=] { ag::sum(x, axes); }};
     });
-    add([&] {
+    add([=, &b] {
       bool wrong_len = r == 1 || b.coin(0.5);
       std::vector<int64_t> order(wrong_len ? r + 1 : r);
       std::iota(order.begin(), order.end(), 0);
@@ -1591,25 +1591,25 @@ Invalid invalid_step(Builder& b, int xid) {
       return Invalid{fmt::format("permute({}, {})", X, axes_text(order)), "permute",
                      wrong_len ? E::kShape : E::kIndex, [=] { ag::permute(x, order); }};
     });
-    add([&] {
+    add([=, &b] {
       int64_t a = b.integer(0, r - 1);
       int64_t i = b.coin(0.5) ? xs[a] + b.integer(0, 2) : -xs[a] - 1 - b.integer(0, 2);
       return Invalid{fmt::format("select({}, {}, {})", X, a, i), "select", E::kIndex,
                      [=] { ag::select(x, a, i); }};
     });
-    add([&] {
+    add([=, &b] {
       int64_t step = -b.integer(0, 2);
       return Invalid{fmt::format("slice({}, 0, 0, 1, step {})", X, step), "slice", E::kValue,
                      [=] { ag::slice(x, 0, 0, 1, step); }};
     });
-    add([&] {
+    add([=, &b] {
       int64_t k = -b.integer(0, 1);
       bool sp = b.coin(0.5);
       return Invalid{fmt::format("{}({}, {}, 0)", sp ? "split" : "chunk", X, k),
                      sp ? "split" : "chunk", E::kValue,
                      [=] { sp ? ag::split(x, k, 0) : ag::chunk(x, k, 0); }};
     });
-    add([&] {
+    add([=, &b] {
       int64_t a = b.integer(0, r - 1);
       Shape s = xs;
       s[a] = s[a] + 1;
@@ -1628,7 +1628,7 @@ Invalid invalid_step(Builder& b, int xid) {
                      }};
     });
   }
-  add([&] {
+  add([=, &b] {
     Shape s = xs;
     s.push_back(2);
     Tensor other = b.constant(s, -1, 1);
@@ -1636,23 +1636,23 @@ Invalid invalid_step(Builder& b, int xid) {
                      ag::stack({x, other});
                    }};
   });
-  add([&] {
+  add([=, &b] {
     bool is_cat = b.coin(0.5);
     return Invalid{is_cat ? "cat({})" : "stack({})", is_cat ? "cat" : "stack", E::kValue,
                    [=] { is_cat ? ag::cat({}) : ag::stack({}); }};
   });
-  add([&] {
+  add([=, &b] {
     Shape s{x.numel() + 1 + b.integer(0, 3)};
     return Invalid{fmt::format("reshape({}, {})", X, s), "reshape", E::kShape,
                    [=] { ag::reshape(x, s); }};
   });
-  add([&] {
+  add([=, &b] {
     Shape s{-1, -1};
     return Invalid{fmt::format("view({}, [-1, -1])", X), "view", E::kShape,
                    [=] { ag::view(x, s); }};
   });
   if (r >= 2 && xs[0] > 1 && xs[1] > 1 && x.numel() > 0) {
-    add([&] {
+    add([=, &b] {
       Tensor tt = x.contiguous().transpose(0, 1);
       Shape s{x.numel()};
       return Invalid{fmt::format("view(transpose({}, 0, 1), {})", X, s), "view", E::kShape,
@@ -1660,7 +1660,7 @@ Invalid invalid_step(Builder& b, int xid) {
     });
   }
   if (can_clash) {
-    add([&] {
+    add([=, &b] {
       return Invalid{fmt::format("expand({}, {})", X, bad), "expand", E::kShape,
                      [=] { ag::expand(x, bad); }};
     });
@@ -1675,7 +1675,7 @@ Invalid invalid_step(Builder& b, int xid) {
         {"argmax", [](const Tensor& t, int64_t a) { ag::argmax(t, a); }},
         {"norm", [](const Tensor& t, int64_t a) { ag::norm(t, kInf, {a}); }},
     };
-    add([&] {
+    add([=, &b] {
       auto& f = b.choose(extremum);
       Shape s = xs;
       if (s.empty()) s.push_back(0);
@@ -1688,14 +1688,14 @@ Invalid invalid_step(Builder& b, int xid) {
     });
   }
   if (r >= 1) {
-    add([&] {
+    add([=, &b] {
       int64_t a = b.coin(0.5) ? r : -r - 1;
       Shape s = xs;
       s[0] += 1;
       return Invalid{fmt::format("slice_backward({}, {}, axis {}, 0, 1)", X, s, a),
                      "slice_backward", E::kIndex, [=] { ag::slice_backward(x, s, a, 0, 1); }};
     });
-    add([&] {
+    add([=, &b] {
       Shape s = xs;
       s.push_back(2);
       return Invalid{fmt::format("slice_backward({}, {}, 0, 0, 1)", X, s), "slice_backward",
@@ -1703,7 +1703,7 @@ Invalid invalid_step(Builder& b, int xid) {
     });
   }
   // matmul: inner sizes, 0-d operands, batch axes, dtypes
-  add([&] {
+  add([=, &b] {
     int64_t k = r ? xs[r - 1] : 1;
     Shape s{k + 1, 2};
     Tensor w = b.constant(s, -1, 1);
@@ -1711,27 +1711,27 @@ Invalid invalid_step(Builder& b, int xid) {
     return Invalid{fmt::format("matmul({}, {})", r ? X : "[3]", s), "matmul", E::kShape,
                    [=] { ag::matmul(xx, w); }};
   });
-  add([&] {
+  add([=, &b] {
     Tensor s0 = ag::scalar_tensor(2.0, ag::float64);
     return Invalid{fmt::format("matmul({}, [])", X), "matmul", E::kShape,
                    [=] { ag::matmul(x, s0); }};
   });
-  add([&] {
+  add([=, &b] {
     Tensor a = b.constant({2, 3, 4}, -1, 1), c = b.constant({3, 4, 2}, -1, 1);
     return Invalid{"matmul([2, 3, 4], [3, 4, 2])", "matmul", E::kShape, [=] { ag::matmul(a, c); }};
   });
-  add([&] {
+  add([=, &b] {
     Tensor a = ag::zeros({2, 3}, ag::int64), c = b.constant({3, 2}, -1, 1);
     return Invalid{"matmul(int64 [2, 3], float64 [3, 2])", "matmul", E::kDtype,
                    [=] { ag::matmul(a, c); }};
   });
-  add([&] {
+  add([=, &b] {
     Tensor w = b.constant({3, (r ? xs[r - 1] : 2) + 1}, -1, 1);
     Tensor xx = r ? x : b.constant({2}, -1, 1);
     return Invalid{fmt::format("linear({}, {})", r ? X : "[2]", w.shape()), "linear", E::kShape,
                    [=] { ag::linear(xx, w); }};
   });
-  add([&] {
+  add([=, &b] {
     Tensor a = b.constant({3}, -1, 1), c = b.constant({2, 2}, -1, 1);
     return Invalid{"outer([3], [2, 2])", "outer", E::kShape, [=] { ag::outer(a, c); }};
   });
@@ -1752,7 +1752,7 @@ Invalid invalid_step(Builder& b, int xid) {
         {"softplus", [](const Tensor& t) { ag::softplus(t); }},
         {"leaky_relu", [](const Tensor& t) { ag::leaky_relu(t); }},
     };
-    add([&] {
+    add([=, &b] {
       auto& f = b.choose(need_float);
       UF fn = f.second;
       Tensor i = ag::zeros(r ? xs : Shape{2}, ag::int64);
@@ -1765,12 +1765,12 @@ Invalid invalid_step(Builder& b, int xid) {
     int64_t a = b.integer(0, r - 1);
     int64_t n = xs[a];
     int64_t badi = b.coin(0.5) ? n + b.integer(0, 2) : -1 - b.integer(0, 2);
-    add([&] {
+    add([=, &b] {
       Tensor idx = Tensor::from_vector(std::vector<int64_t>{badi});
       return Invalid{fmt::format("index_select({}, {}, [{}])", X, a, badi), "index_select",
                      E::kIndex, [=] { ag::index_select(x, a, idx); }};
     });
-    add([&] {
+    add([=, &b] {
       Tensor idx = Tensor::from_vector(std::vector<int64_t>{badi});
       Shape s = xs;
       s[a] = 1;
@@ -1778,14 +1778,14 @@ Invalid invalid_step(Builder& b, int xid) {
       return Invalid{fmt::format("index_add({}, {}, [{}], {})", X, a, badi, s), "index_add",
                      E::kIndex, [=] { ag::index_add(x, a, idx, src); }};
     });
-    add([&] {
+    add([=, &b] {
       Shape s;
       s.resize(r, 1);
       Tensor idx = ag::full(s, static_cast<double>(badi), ag::int64);
       return Invalid{fmt::format("gather({}, {}, {} of {})", X, a, s, badi), "gather", E::kIndex,
                      [=] { ag::gather(x, a, idx); }};
     });
-    add([&] {
+    add([=, &b] {
       Shape s;
       s.resize(r, 1);
       Tensor idx = ag::full(s, static_cast<double>(badi), ag::int64);
@@ -1793,19 +1793,19 @@ Invalid invalid_step(Builder& b, int xid) {
       return Invalid{fmt::format("scatter_add({}, {}, {} of {}, {})", X, a, s, badi, s),
                      "scatter_add", E::kIndex, [=] { ag::scatter_add(x, a, idx, src); }};
     });
-    add([&] {
+    add([=, &b] {
       Tensor idx = ag::zeros({1}, ag::float64);
       return Invalid{fmt::format("index_select({}, {}, float64 [1])", X, a), "index_select",
                      E::kDtype, [=] { ag::index_select(x, a, idx); }};
     });
-    add([&] {
+    add([=, &b] {
       Shape s = xs;
       s.push_back(1);
       Tensor idx = ag::zeros(s, ag::int64);
       return Invalid{fmt::format("gather({}, {}, index {})", X, a, s), "gather", E::kShape,
                      [=] { ag::gather(x, a, idx); }};
     });
-    add([&] {
+    add([=, &b] {
       Shape s;
       s.resize(r, 1);
       Tensor idx = ag::zeros(s, ag::int64);
@@ -1817,21 +1817,21 @@ Invalid invalid_step(Builder& b, int xid) {
     });
   }
   if (r == 2) {
-    add([&] {
+    add([=, &b] {
       int64_t bi = b.coin(0.5) ? xs[0] + b.integer(0, 2) : -1;
       Tensor ids = Tensor::from_vector(std::vector<int64_t>{0, bi});
       return Invalid{fmt::format("embedding({}, [0, {}])", X, bi), "embedding", E::kIndex,
                      [=] { ag::embedding(x, ids); }};
     });
   } else {
-    add([&] {
+    add([=, &b] {
       Tensor ids = ag::zeros({1}, ag::int64);
       return Invalid{fmt::format("embedding({}, [0])", X), "embedding", E::kShape,
                      [=] { ag::embedding(x, ids); }};
     });
   }
   // cross_entropy
-  add([&] {
+  add([=, &b] {
     int64_t n = b.integer(1, 3), c = b.integer(1, 4);
     Tensor logits = b.constant({n, c}, -1, 1);
     std::vector<int64_t> t(n, 0);
@@ -1840,25 +1840,25 @@ Invalid invalid_step(Builder& b, int xid) {
     return Invalid{fmt::format("cross_entropy([{}, {}], target {})", n, c, t), "cross_entropy",
                    E::kIndex, [=] { ag::cross_entropy(logits, target); }};
   });
-  add([&] {
+  add([=, &b] {
     Tensor target = ag::zeros({r ? xs[0] : 1}, ag::float64);
     Tensor logits = r == 2 && xs[1] > 0 ? x : b.constant({target.numel(), 3}, -1, 1);
     return Invalid{fmt::format("cross_entropy({}, float64 target)", logits.shape()),
                    "cross_entropy", E::kDtype, [=] { ag::cross_entropy(logits, target); }};
   });
-  add([&] {
+  add([=, &b] {
     Tensor logits = b.constant({2, 3, 2}, -1, 1);
     Tensor target = ag::zeros({2}, ag::int64);
     return Invalid{"cross_entropy([2, 3, 2], [2])", "cross_entropy", E::kShape,
                    [=] { ag::cross_entropy(logits, target); }};
   });
-  add([&] {
+  add([=, &b] {
     Tensor logits = b.constant({2, 3}, -1, 1);
     Tensor target = ag::zeros({3}, ag::int64);
     return Invalid{"cross_entropy([2, 3], target [3])", "cross_entropy", E::kShape,
                    [=] { ag::cross_entropy(logits, target); }};
   });
-  add([&] {
+  add([=, &b] {
     Tensor logits = b.constant({2, 3}, -1, 1);
     Tensor target = ag::zeros({2}, ag::int64);
     bool reduction = b.coin(0.5);
@@ -1871,19 +1871,19 @@ Invalid invalid_step(Builder& b, int xid) {
                        ag::cross_entropy(logits, target, "mean", -100, 1.5);
                    }};
   });
-  add([&] {
+  add([=, &b] {
     Tensor logits = b.constant({2, 3}, -1, 1), q = b.constant({2, 4}, 0, 1);
     return Invalid{"cross_entropy_soft([2, 3], [2, 4])", "cross_entropy_soft", E::kShape,
                    [=] { ag::cross_entropy_soft(logits, q); }};
   });
   // layer_norm
-  add([&] {
+  add([=, &b] {
     Shape ns{(r ? xs[r - 1] : 1) + 1};
     return Invalid{fmt::format("layer_norm({}, {})", X, ns), "layer_norm", E::kShape,
                    [=] { ag::layer_norm(x, ns); }};
   });
   if (r >= 1) {
-    add([&] {
+    add([=, &b] {
       Shape ns{xs[r - 1]};
       Tensor w = b.constant({xs[r - 1] + 1}, -1, 1);
       return Invalid{fmt::format("layer_norm({}, {}, weight {})", X, ns, w.shape()), "layer_norm",
@@ -1891,91 +1891,91 @@ Invalid invalid_step(Builder& b, int xid) {
     });
   }
   // bad arguments
-  add([&] {
+  add([=, &b] {
     double p = -b.integer(0, 2);
     return Invalid{fmt::format("norm({}, p={})", X, num(p)), "norm", E::kValue,
                    [=] { ag::norm(x, p); }};
   });
-  add([&] {
+  add([=, &b] {
     return Invalid{fmt::format("gelu({}, \"fast\")", X), "gelu", E::kValue,
                    [=] { ag::gelu(x, "fast"); }};
   });
-  add([&] {
+  add([=, &b] {
     return Invalid{fmt::format("softplus({}, beta=0)", X), "softplus", E::kValue,
                    [=] { ag::softplus(x, 0.0); }};
   });
-  add([&] {
+  add([=, &b] {
     double p = b.coin(0.5) ? 1.5 : -0.1;
     return Invalid{fmt::format("dropout({}, {})", X, num(p)), "dropout", E::kValue,
                    [=] { ag::dropout(x, p); }};
   });
   if (r < 2) {
-    add([&] {
+    add([=, &b] {
       return Invalid{fmt::format("tril({})", X), "tril", E::kShape, [=] { ag::tril(x); }};
     });
   }
-  add([&] {
+  add([=, &b] {
     Tensor labels = Tensor::from_vector(std::vector<int64_t>{0, 5});
     return Invalid{"one_hot([0, 5], 5)", "one_hot", E::kIndex, [=] { ag::one_hot(labels, 5); }};
   });
   // more shapes, dtypes and arguments
-  add([&] {
+  add([=, &b] {
     Shape s{-1};
     s.push_back(-1);
     for (int64_t d : xs) s.push_back(d);
     return Invalid{fmt::format("expand({}, {})", X, s), "expand", E::kShape,
                    [=] { ag::expand(x, s); }};
   });
-  add([&] {
+  add([=, &b] {
     Shape s{-2, 1};
     return Invalid{fmt::format("reshape({}, [-2, 1])", X), "reshape", E::kShape,
                    [=] { ag::reshape(x, s); }};
   });
-  add([&] {
+  add([=, &b] {
     Tensor idx = ag::zeros({1, 1}, ag::int64);
     Tensor xx = r ? x : b.constant({2}, -1, 1);
     return Invalid{fmt::format("index_select({}, 0, index [1, 1])", r ? X : "[2]"), "index_select",
                    E::kShape, [=] { ag::index_select(xx, 0, idx); }};
   });
-  add([&] {
+  add([=, &b] {
     Tensor w = b.constant({3, 2}, -1, 1);
     Tensor ids = ag::zeros({2}, ag::float64);
     return Invalid{"embedding([3, 2], float64 ids)", "embedding", E::kDtype,
                    [=] { ag::embedding(w, ids); }};
   });
-  add([&] {
+  add([=, &b] {
     Shape ns = xs;
     ns.insert(0, 2);
     return Invalid{fmt::format("layer_norm({}, {})", X, ns), "layer_norm", E::kShape,
                    [=] { ag::layer_norm(x, ns); }};
   });
-  add([&] {
+  add([=, &b] {
     Tensor q = ag::zeros({2, 3}, ag::int64), logits = b.constant({2, 3}, -1, 1);
     return Invalid{"cross_entropy_soft([2, 3], int64 [2, 3])", "cross_entropy_soft", E::kDtype,
                    [=] { ag::cross_entropy_soft(logits, q); }};
   });
-  add([&] {
+  add([=, &b] {
     int64_t in = r ? xs[r - 1] : 2;
     Tensor xx = r ? x : b.constant({2}, -1, 1);
     Tensor w = b.constant({3, in}, -1, 1), bias = b.constant({4}, -1, 1);
     return Invalid{fmt::format("linear({}, [3, {}], bias [4])", r ? X : "[2]", in), "linear",
                    E::kShape, [=] { ag::linear(xx, w, bias); }};
   });
-  add([&] {
+  add([=, &b] {
     Tensor a = b.constant({3}, -1, 1), c = b.constant({4}, -1, 1);
     return Invalid{"matmul([3], [4])", "matmul", E::kShape, [=] { ag::matmul(a, c); }};
   });
-  add([&] {
+  add([=, &b] {
     Tensor a = ag::scalar_tensor(1.0, ag::float64), c = b.constant({4}, -1, 1);
     return Invalid{"outer([], [4])", "outer", E::kShape, [=] { ag::outer(a, c); }};
   });
-  add([&] {
+  add([=, &b] {
     Tensor s0 = ag::scalar_tensor(1.0, ag::float64);
     bool tr = b.coin(0.5);
     return Invalid{tr ? "triu([])" : "select([], 0, 0)", tr ? "triu" : "select", E::kShape,
                    [=] { tr ? ag::triu(s0) : ag::select(s0, 0, 0); }};
   });
-  add([&] {
+  add([=, &b] {
     Tensor s0 = ag::scalar_tensor(1.0, ag::float64);
     bool sp = b.coin(0.5);
     return Invalid{sp ? "split([], 1)" : "cat({[], []})", sp ? "split" : "cat", E::kShape, [=] {
@@ -1985,24 +1985,24 @@ Invalid invalid_step(Builder& b, int xid) {
                        ag::cat({s0, s0});
                    }};
   });
-  add([&] {
+  add([=, &b] {
     Tensor f32 = b.constant(xs, -1, 1).to(ag::float32);
     return Invalid{fmt::format("stack({{{}, float32 {}}})", X, xs), "stack", E::kDtype, [=] {
                      ag::stack({x, f32});
                    }};
   });
-  add([&] {
+  add([=, &b] {
     Tensor labels = ag::zeros({2}, ag::int64);
     int64_t c = -b.integer(1, 3);
     return Invalid{fmt::format("one_hot([2], {})", c), "one_hot", E::kValue,
                    [=] { ag::one_hot(labels, c); }};
   });
-  add([&] {
+  add([=, &b] {
     int64_t corr = -b.integer(1, 3);
     return Invalid{fmt::format("std({}, all, correction {})", X, corr), "std", E::kValue,
                    [=] { ag::std(x, {}, corr); }};
   });
-  add([&] {
+  add([=, &b] {
     Tensor i = ag::zeros(r ? xs : Shape{2}, ag::int64);
     bool drop = b.coin(0.5);
     return Invalid{fmt::format("{}(int64 {})", drop ? "dropout" : "layer_norm", i.shape()),
@@ -2013,7 +2013,7 @@ Invalid invalid_step(Builder& b, int xid) {
                        ag::layer_norm(i, Shape{i.shape().back()});
                    }};
   });
-  add([&] {
+  add([=, &b] {
     Tensor i = ag::zeros(xs, ag::int64);
     return Invalid{fmt::format("int64 {}.mul_({})", xs, X), "mul_", E::kDtype, [=] {
                      Tensor c = i;
@@ -2021,14 +2021,14 @@ Invalid invalid_step(Builder& b, int xid) {
                    }};
   });
   if (can_clash) {
-    add([&] {
+    add([=, &b] {
       return Invalid{fmt::format("clone({}).copy_({})", X, bad), "copy_", E::kShape, [=] {
                        Tensor c = x.detach().clone();
                        c.copy_(y);
                      }};
     });
   }
-  add([&] {
+  add([=, &b] {
     Tensor m = ag::zeros(xs, ag::int64);
     return Invalid{fmt::format("masked_fill({}, int64 mask {}, 0)", X, xs), "masked_fill",
                    E::kDtype, [=] { ag::masked_fill(x, m, 0.0); }};
@@ -2047,13 +2047,13 @@ Invalid invalid_step(Builder& b, int xid) {
         {"multinomial", [] { ag::multinomial(ag::full({2}, -1.0), 1); }},
         {"dropout", [] { ag::dropout(ag::ones({2}), std::nan("")); }},
     };
-    add([&] {
+    add([=, &b] {
       auto& f = b.choose(factories);
       return Invalid{fmt::format("{}(bad argument)", f.first), f.first, E::kValue, f.second};
     });
   }
   if (r >= 1) {
-    add([&] {
+    add([=, &b] {
       Shape s = xs;
       s.push_back(2);
       Tensor g = b.constant(s, -1, 1);
@@ -2068,20 +2068,20 @@ Invalid invalid_step(Builder& b, int xid) {
     });
   }
   // misuse of backward
-  add([&] {
+  add([=, &b] {
     Tensor leaf = b.constant(xs, -1, 1).requires_grad_();
     Tensor g = b.constant(bad == xs ? Shape{x.numel() + 1} : bad, -1, 1);
     return Invalid{fmt::format("(leaf {} * 2).backward(gradient {})", xs, g.shape()), "backward",
                    E::kShape, [=] { (leaf * 2.0).backward(g); }};
   });
   if (x.numel() != 1) {
-    add([&] {
+    add([=, &b] {
       Tensor leaf = b.constant(xs, -1, 1).requires_grad_();
       return Invalid{fmt::format("(leaf {} * 2).backward()", xs), "backward", E::kAutograd,
                      [=] { (leaf * 2.0).backward(); }};
     });
   }
-  add([&] {
+  add([=, &b] {
     Tensor leaf = b.constant(xs, -1, 1).requires_grad_();
     return Invalid{fmt::format("l = exp(leaf {}).sum(); l.backward(); l.backward()", xs),
                    "backward", E::kAutograd, [=] {
@@ -2090,18 +2090,18 @@ Invalid invalid_step(Builder& b, int xid) {
                      l.backward();
                    }};
   });
-  add([&] {
+  add([=, &b] {
     Tensor c = b.constant(xs, -1, 1);
     return Invalid{fmt::format("constant {}.sum().backward()", xs), "backward", E::kAutograd,
                    [=] { c.sum().backward(); }};
   });
-  add([&] {
+  add([=, &b] {
     Tensor i = ag::zeros(xs, ag::int64);
     return Invalid{fmt::format("int64 {}.requires_grad_()", xs), "requires_grad_", E::kDtype,
                    [=] { Tensor(i).requires_grad_(); }};
   });
   // in place on a leaf that requires grad
-  add([&] {
+  add([=, &b] {
     Tensor leaf = b.constant(xs, -1, 1).requires_grad_();
     return Invalid{fmt::format("leaf {}.mul_(2)", xs), "mul_", E::kAutograd,
                    [=] { Tensor(leaf).mul_(2.0); }};
