@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "cli.h"
 #include "nn/nn.h"
 
 using namespace ag;
@@ -53,19 +54,11 @@ struct Settings {
 }
 
 int64_t to_int(const std::string& option, const std::string& s, int64_t min) {
-  char* end = nullptr;
-  long long v = std::strtoll(s.c_str(), &end, 10);
-  if (s.empty() || *end != '\0' || v < min)
-    usage(fmt::format("{} expects an integer >= {}, got '{}'", option, min, s));
-  return v;
+  return examples::parse_int(option, s, min, usage);
 }
 
 double to_double(const std::string& option, const std::string& s) {
-  char* end = nullptr;
-  double v = std::strtod(s.c_str(), &end);
-  if (s.empty() || *end != '\0' || !(v >= 0))
-    usage(fmt::format("{} expects a number >= 0, got '{}'", option, s));
-  return v;
+  return examples::parse_nonnegative(option, s, usage);
 }
 
 Settings parse(int argc, char** argv) {
