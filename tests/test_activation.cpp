@@ -186,3 +186,28 @@ TEST_CASE("relu_backward: g where relu's output is positive, itself differentiab
   CHECK_THROWS_WITH_PARTS(relu_backward(zeros({2}), zeros({3})), ShapeError, "relu_backward", "[2]",
                           "[3]");
 }
+
+TEST_CASE(
+    "softmax, log_softmax and exp on rows shorter than, equal to and longer than a register") {
+  for (Dtype d : {float64, float32}) {
+    for (int64_t c : {1, 2, 3, 7, 10, 15, 16, 17, 31, 33}) {
+      CAPTURE(c);
+      Tensor xd = test::leaf({3, c}, -30, 30, uint64_t(c)).detach().to(d);
+      std::vector<double> v = test::values(xd), sm(v.size()), lsm(v.size()), e(v.size());
+      for (int64_t r = 0; r < 3; ++r) {
+        double m = -INFINITY, s = 0;
+        for (int64_t j = 0; j < c; ++j) m = std::max(m, v[r * c + j]);
+        for (int64_t j = 0; j < c; ++j) s += std::exp(v[r * c + j] - m);
+        for (int64_t j = 0; j < c; ++j) {
+          sm[r * c + j] = std::exp(v[r * c + j] - m) / s;
+          lsm[r * c + j] = v[r * c + j] - m - std::log(s);
+          e[r * c + j] = std::exp(v[r * c + j] / 4);
+        }
+      }
+      const double tol = d == float64 ? 1e-12 : 2e-6;
+      CHECK(test::allclose(softmax(xd, -1), Tensor::from_vector(sm, {3, c}), tol, tol));
+      CHECK(test::allclose(log_softmax(xd, -1), Tensor::from_vector(lsm, {3, c}), tol, tol));
+      CHECK(test::allclose(exp(mul(xd, 0.25)), Tensor::from_vector(e, {3, c}), tol, tol));
+    }
+  }
+}

@@ -479,3 +479,25 @@ TEST_CASE("reductions of tensors large enough to be split between threads are ex
   Tensor f = ones({300000});
   CHECK(sum(f).item() == 300000.0);
 }
+
+TEST_CASE("long contiguous reductions (interleaved partial sums) match a double reference") {
+  // Lengths around the eight partial results and the threads' grain; float32 sums are accumulated
+  // in double, so they match the double reference to float rounding.
+  for (int64_t n : {1, 15, 16, 17, 100, 65535, 200001}) {
+    CAPTURE(n);
+    Tensor x = leaf({n}, -1, 2, 7).detach();
+    std::vector<double> v = values(x);
+    double ref = 0, mx = -INFINITY;
+    for (double e : v) ref += e, mx = std::max(mx, e);
+    CHECK(sum(x).item() == doctest::Approx(ref).epsilon(1e-12));
+    CHECK(sum(x.to(float32)).item() == doctest::Approx(ref).epsilon(1e-6));
+    CHECK(amax(x).item() == mx);
+    // A NaN anywhere in the row makes the maximum NaN (each of the eight partial results).
+    for (int64_t at : {int64_t(0), n / 2, n - 1}) {
+      Tensor y = x.clone();
+      y.data<double>()[at] = NAN;
+      CHECK(std::isnan(amax(y).item()));
+      CHECK(std::isnan(sum(y).item()));
+    }
+  }
+}

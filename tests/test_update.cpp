@@ -154,3 +154,84 @@ TEST_CASE("adam_step_ errors name the op and what differs") {
   CHECK_THROWS_WITH_PARTS(adam_step_(q, ones({4}), m, v, none, {}), AutogradError, "adam_step_",
                           "NoGradGuard");
 }
+
+TEST_CASE("many-parameter steps equal the one-parameter steps, element for element") {
+  // A group as the optimizers pass it: sizes below and above the threads' grain, a strided
+  // parameter, a float64 one, per-parameter first_step and bias corrections.
+  NoGradGuard ng;
+  const std::vector<Shape> shapes = {{3}, {200, 784}, {17}, {256, 256}, {5, 8}};
+  auto make = [&](uint64_t seed) {
+    std::vector<Tensor> ts;
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      Tensor t = leaf(shapes[i], -1, 1, seed + i).detach().to(i == 2 ? float64 : float32);
+      if (i == 4) t = transpose(t.contiguous(), 0, 1);  // strided: walked on its own
+      ts.push_back(t);
+    }
+    return ts;
+  };
+  auto copies = [](const std::vector<Tensor>& ts) {
+    std::vector<Tensor> out;
+    for (const Tensor& t : ts) {
+      Tensor c = t.clone();
+      out.push_back(t.is_contiguous() ? c : transpose(transpose(t, 0, 1).clone(), 0, 1));
+    }
+    return out;
+  };
+  const std::vector<Tensor> grads = make(100);
+  SUBCASE("sgd") {
+    for (bool momentum : {false, true}) {
+      std::vector<Tensor> p1 = make(1), p2 = copies(p1);
+      std::vector<Tensor> b1 = make(50), b2 = copies(b1);
+      std::vector<SgdItem> items;
+      for (size_t i = 0; i < p1.size(); ++i) {
+        SgdStep s{.lr = 0.1, .weight_decay = 0.01, .first_step = i % 2 == 0};
+        if (momentum) s.momentum = 0.9, s.dampening = 0.1;
+        items.push_back({&p1[i], &grads[i], &b1[i], s});
+        sgd_step_(p2[i], grads[i], b2[i], s);
+      }
+      sgd_step_(items);
+      for (size_t i = 0; i < p1.size(); ++i) {
+        CAPTURE(i);
+        CHECK(values(p1[i]) == values(p2[i]));
+        CHECK(values(b1[i]) == values(b2[i]));
+        CHECK(values(p1[i]) != values(make(1)[i]));  // it did step
+      }
+    }
+  }
+  SUBCASE("adam") {
+    for (bool ams : {false, true}) {
+      std::vector<Tensor> p1 = make(1), p2 = copies(p1);
+      std::vector<Tensor> m1 = make(30), m2 = copies(m1), v1 = make(60), v2 = copies(v1);
+      for (auto* vs : {&v1, &v2})
+        for (Tensor& v : *vs) v.mul_(v);  // second moments are >= 0
+      std::vector<Tensor> x1 = copies(v1), x2 = copies(v1);
+      std::vector<AdamItem> items;
+      for (size_t i = 0; i < p1.size(); ++i) {
+        AdamStep s{.lr = 0.01,
+                   .weight_decay = 0.1,
+                   .decoupled = i % 2 == 1,
+                   .bias_correction1 = 1 - std::pow(0.9, double(i + 1)),
+                   .bias_correction2 = 1 - std::pow(0.999, double(i + 1))};
+        Tensor none;
+        items.push_back({&p1[i], &grads[i], &m1[i], &v1[i], ams ? &x1[i] : nullptr, s});
+        adam_step_(p2[i], grads[i], m2[i], v2[i], ams ? x2[i] : none, s);
+      }
+      adam_step_(items);
+      for (size_t i = 0; i < p1.size(); ++i) {
+        CAPTURE(i);
+        CHECK(values(p1[i]) == values(p2[i]));
+        CHECK(values(m1[i]) == values(m2[i]));
+        CHECK(values(v1[i]) == values(v2[i]));
+        if (ams) CHECK(values(x1[i]) == values(x2[i]));
+      }
+    }
+  }
+  SUBCASE("a bad item is reported before any parameter is written") {
+    std::vector<Tensor> p = make(1);
+    const std::vector<double> before = values(p[0]);
+    Tensor wrong = zeros({4});
+    std::vector<SgdItem> items = {{&p[0], &grads[0], nullptr, {}}, {&p[1], &wrong, nullptr, {}}};
+    CHECK_THROWS_WITH_PARTS(sgd_step_(items), ShapeError, "sgd_step_", "[4]");
+    CHECK(values(p[0]) == before);
+  }
+}

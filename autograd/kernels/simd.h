@@ -36,7 +36,17 @@ void map_simd(const Tensor& out, F f, const In&... in) {
         int64_t i = 0;
         for (; i + W <= n; i += W)
           f(B::load_unaligned(reinterpret_cast<const T*>(p[I + 1]) + i)...).store_unaligned(o + i);
-        for (; i < n; ++i) o[i] = f(reinterpret_cast<const T*>(p[I + 1])[i]...);
+        if (i < n) {
+          // The tail as one more register: each operand's last r values, padded with its last
+          // value (so f only sees values of the row); r results are kept.
+          const int64_t r = n - i;
+          alignas(64) T lanes[N][W];
+          ((std::copy_n(reinterpret_cast<const T*>(p[I + 1]) + i, r, lanes[I]),
+            std::fill(lanes[I] + r, lanes[I] + W, lanes[I][r - 1])),
+           ...);
+          f(B::load_aligned(lanes[I])...).store_aligned(lanes[N - 1]);
+          std::copy_n(lanes[N - 1], r, o + i);
+        }
       } else {
         for (int64_t i = 0; i < n; ++i)
           *reinterpret_cast<T*>(p[0] + i * s[0]) =
@@ -114,7 +124,10 @@ T row_max(const T* x, int64_t n) {
 // (y may be null when only the sum is wanted), returning sum_k y[k] (in double, as row_sum).
 template <class T>
 double exp_shifted_sum(const T* x, T* y, int64_t n, T shift) {
-  return row_sum<T>(n, [&]<class V>(int64_t k, V) {
+  using B = xsimd::batch<T>;
+  constexpr int64_t W = B::size;
+  const int64_t body = n / W * W, r = n - body;
+  double total = row_sum<T>(body, [&]<class V>(int64_t k, V) {
     V e = xsimd::exp(load<V>(x + k) - V(shift));
     if (y) {
       if constexpr (std::is_same_v<V, T>)
@@ -124,6 +137,19 @@ double exp_shifted_sum(const T* x, T* y, int64_t n, T shift) {
     }
     return e;
   });
+  if (r > 0) {
+    // The tail (all of a row shorter than a register, such as ten class logits) as one register,
+    // padded with its last value; only its r lanes are kept and added.
+    alignas(64) T lanes[W];
+    std::copy_n(x + body, r, lanes);
+    std::fill(lanes + r, lanes + W, lanes[r - 1]);
+    xsimd::exp(B::load_aligned(lanes) - B(shift)).store_aligned(lanes);
+    for (int64_t k = 0; k < r; ++k) {
+      total += static_cast<double>(lanes[k]);
+      if (y) y[body + k] = lanes[k];
+    }
+  }
+  return total;
 }
 
 }  // namespace ag::kernels

@@ -1,8 +1,11 @@
 #include "autograd/ops/update.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <vector>
 
 #include "autograd/grad_mode.h"
 #include "autograd/kernels/dispatch.h"
@@ -35,30 +38,57 @@ Tensor check_update(const char* op, const Tensor& p, const Tensor& g) {
   return g.to(p.dtype());
 }
 
-// Calls f(values) for every element of N tensors of one shape and dtype T, values being a
-// std::array of N xsimd batches (dense rows, a register at a time) or N scalars (tails and strided
-// rows); operands marked in `write` are stored back. f is a generic lambda, written once for both.
+// f(values) over n contiguous elements of N operands, values being a std::array of N xsimd
+// batches (f is a generic lambda, also called with scalars by strided_elements); operands marked
+// in `write` are stored back. The tail goes through one more register, padded with each operand's
+// last value, so every element gets the same arithmetic wherever a range starts or ends.
 template <class T, size_t N, class F>
-void update_elements(const std::array<const Tensor*, N>& ops, const std::array<bool, N>& write,
-                     F f) {
+void dense_elements(const std::array<T*, N>& ptr, int64_t n, const std::array<bool, N>& write,
+                    const F& f) {
+  using B = xsimd::batch<T>;
+  constexpr int64_t W = B::size;
+  int64_t i = 0;
+  for (; i + W <= n; i += W) {
+    std::array<B, N> v;
+    for (size_t k = 0; k < N; ++k) v[k] = B::load_unaligned(ptr[k] + i);
+    f(v);
+    for (size_t k = 0; k < N; ++k)
+      if (write[k]) v[k].store_unaligned(ptr[k] + i);
+  }
+  if (i == n) return;
+  const int64_t r = n - i;
+  alignas(64) T lanes[N][W];
+  std::array<B, N> v;
+  for (size_t k = 0; k < N; ++k) {
+    std::copy_n(ptr[k] + i, r, lanes[k]);
+    std::fill(lanes[k] + r, lanes[k] + W, lanes[k][r - 1]);
+    v[k] = B::load_aligned(lanes[k]);
+  }
+  f(v);
+  for (size_t k = 0; k < N; ++k)
+    if (write[k]) {
+      v[k].store_aligned(lanes[k]);
+      std::copy_n(lanes[k], r, ptr[k] + i);
+    }
+}
+
+// The same over N tensors of one shape and dtype T in any layout (rows with other strides are
+// walked an element at a time).
+template <class T, size_t N, class F>
+void strided_elements(const std::array<const Tensor*, N>& ops, const std::array<bool, N>& write,
+                      const F& f) {
   std::array<const TensorImpl*, N> impls;
   for (size_t k = 0; k < N; ++k) impls[k] = ops[k]->impl();
   auto L = kernels::make_loop<int(N)>(ops[0]->shape(), impls);
   kernels::for_each_row(L, [&](char** ptr, const int64_t* st, int64_t n) {
     bool dense = true;
-    for (size_t k = 0; k < N; ++k) dense = dense && st[k] == static_cast<int64_t>(sizeof(T));
-    int64_t i = 0;
-    if (dense) {
-      using B = xsimd::batch<T>;
-      for (; i + int64_t(B::size) <= n; i += B::size) {
-        std::array<B, N> v;
-        for (size_t k = 0; k < N; ++k) v[k] = B::load_unaligned(reinterpret_cast<T*>(ptr[k]) + i);
-        f(v);
-        for (size_t k = 0; k < N; ++k)
-          if (write[k]) v[k].store_unaligned(reinterpret_cast<T*>(ptr[k]) + i);
-      }
+    std::array<T*, N> p;
+    for (size_t k = 0; k < N; ++k) {
+      dense = dense && st[k] == static_cast<int64_t>(sizeof(T));
+      p[k] = reinterpret_cast<T*>(ptr[k]);
     }
-    for (; i < n; ++i) {
+    if (dense) return dense_elements<T, N>(p, n, write, f);
+    for (int64_t i = 0; i < n; ++i) {
       std::array<T, N> v;
       for (size_t k = 0; k < N; ++k) v[k] = *reinterpret_cast<T*>(ptr[k] + i * st[k]);
       f(v);
@@ -66,9 +96,81 @@ void update_elements(const std::array<const Tensor*, N>& ops, const std::array<b
         if (write[k]) *reinterpret_cast<T*>(ptr[k] + i * st[k]) = v[k];
     }
   });
-  for (size_t k = 0; k < N; ++k)
-    if (write[k]) ++ops[k]->impl()->storage->version;
 }
+
+// Updates many parameters: items[i] are the N operands of parameter i (dtype T, one shape each),
+// make_f(i) the element function for it. Contiguous parameters share one parallel region: thread
+// t of nt updates the t-th of nt equal pieces of each (split on 64-byte boundaries), the same rows
+// its GEMMs produced the gradient of, so the data is still in that core's cache. The others are
+// walked one at a time. Every written operand's version is bumped.
+template <class T, size_t N, class MakeF>
+void update_many(const std::vector<std::array<const Tensor*, N>>& items,
+                 const std::array<bool, N>& write, const MakeF& make_f) {
+  struct Dense {
+    std::array<T*, N> ptr;
+    int64_t n;
+    size_t item;
+  };
+  std::vector<Dense> dense;
+  dense.reserve(items.size());
+  int64_t total = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    bool contiguous = true;
+    for (const Tensor* t : items[i]) contiguous = contiguous && t->is_contiguous();
+    if (!contiguous) {
+      strided_elements<T, N>(items[i], write, make_f(i));
+      continue;
+    }
+    Dense d{{}, items[i][0]->numel(), i};
+    for (size_t k = 0; k < N; ++k) d.ptr[k] = const_cast<T*>(items[i][k]->template data<T>());
+    dense.push_back(d);
+    total += d.n;
+  }
+  // Piece t of nt of every parameter.
+  auto run = [&](int64_t t, int64_t nt) {
+    constexpr int64_t kLine = 64 / sizeof(T);
+    for (const Dense& d : dense) {
+      auto at = [&](int64_t j) { return j == nt ? d.n : d.n * j / nt / kLine * kLine; };
+      const int64_t b = at(t), e = at(t + 1);
+      if (b >= e) continue;
+      std::array<T*, N> p = d.ptr;
+      for (T*& q : p) q += b;
+      dense_elements<T, N>(p, e - b, write, make_f(d.item));
+    }
+  };
+  const int threads = total >= 2 * kernels::kParallelGrain && !omp_in_parallel()
+                          ? static_cast<int>(std::min<int64_t>(omp_get_max_threads(),
+                                                               total / kernels::kParallelGrain))
+                          : 1;
+  if (threads <= 1) {
+    run(0, 1);
+  } else {
+#pragma omp parallel num_threads(threads)
+    run(omp_get_thread_num(), omp_get_num_threads());
+  }
+  for (const auto& ops : items)
+    for (size_t k = 0; k < N; ++k)
+      if (write[k]) ++ops[k]->impl()->storage->version;
+}
+
+// Calls run.template operator()<T>(indices) for each group of items sharing a dtype and a key
+// (whether an optional operand is present), so each group is one update_many.
+template <class Item, class Key, class Run>
+void by_dtype_and_key(std::span<const Item> items, Key key, Run run) {
+  std::vector<size_t> idx;
+  idx.reserve(items.size());
+  for (Dtype d : {float32, float64})
+    for (bool k : {false, true}) {
+      idx.clear();
+      for (size_t i = 0; i < items.size(); ++i)
+        if (items[i].param->dtype() == d && key(items[i]) == k) idx.push_back(i);
+      if (!idx.empty())
+        kernels::dispatch_floating(d, "update",
+                                   [&]<class T>() { run.template operator()<T>(idx, k); });
+    }
+}
+
+bool present(const Tensor* t) { return t != nullptr && t->defined(); }
 
 template <class V>
 V square_root(V x) {
@@ -88,56 +190,94 @@ V max_keeping_nan(V a, V b) {  // as ag::maximum: NaN if either is NaN
 
 }  // namespace
 
-void adam_step_(Tensor& p, const Tensor& g_in, Tensor& m, Tensor& v, Tensor& vmax,
-                const AdamStep& s) {
+void adam_step_(std::span<const AdamItem> items) {
   const char* op = "adam_step_";
-  Tensor g = check_update(op, p, g_in);
-  check_state(op, p, m, "exp_avg");
-  check_state(op, p, v, "exp_avg_sq");
-  const bool ams = vmax.defined();
-  if (ams) check_state(op, p, vmax, "max_exp_avg_sq");
-  const bool l2 = !s.decoupled && s.weight_decay != 0, dec = s.decoupled && s.weight_decay != 0;
-  kernels::dispatch_floating(p.dtype(), op, [&]<class T>() {
-    const T wd = static_cast<T>(s.weight_decay), decay = static_cast<T>(1 - s.lr * s.weight_decay);
-    const T b1 = static_cast<T>(1 - s.beta1), b2 = static_cast<T>(s.beta2);
-    const T nb2 = static_cast<T>(1 - s.beta2), eps = static_cast<T>(s.eps);
-    const T rbc2 = static_cast<T>(1 / std::sqrt(s.bias_correction2));
-    const T step = static_cast<T>(-s.lr / s.bias_correction1);
+  std::vector<Tensor> grads(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    const AdamItem& it = items[i];
+    grads[i] = check_update(op, *it.param, *it.grad);
+    check_state(op, *it.param, *it.exp_avg, "exp_avg");
+    check_state(op, *it.param, *it.exp_avg_sq, "exp_avg_sq");
+    if (present(it.max_exp_avg_sq))
+      check_state(op, *it.param, *it.max_exp_avg_sq, "max_exp_avg_sq");
+  }
+  auto ams_of = [](const AdamItem& it) { return present(it.max_exp_avg_sq); };
+  by_dtype_and_key(items, ams_of, [&]<class T>(const std::vector<size_t>& idx, bool ams) {
     // Operands: p, g, m, v, vmax (v again, not written, without amsgrad).
-    update_elements<T, 5>({&p, &g, &m, &v, ams ? &vmax : &v}, {true, false, true, true, ams},
-                          [&](auto& x) {
-                            using V = std::decay_t<decltype(x[0])>;
-                            V gv = l2 ? x[1] + V(wd) * x[0] : x[1];
-                            if (dec) x[0] = x[0] * V(decay);
-                            x[2] = x[2] + V(b1) * (gv - x[2]);
-                            x[3] = V(b2) * x[3] + V(nb2) * gv * gv;
-                            if (ams) x[4] = max_keeping_nan(x[4], x[3]);
-                            V root = square_root(ams ? x[4] : x[3]);
-                            x[0] = x[0] + V(step) * x[2] / (root * V(rbc2) + V(eps));
-                          });
+    std::vector<std::array<const Tensor*, 5>> ops;
+    ops.reserve(idx.size());
+    for (size_t i : idx) {
+      const AdamItem& it = items[i];
+      ops.push_back({it.param, &grads[i], it.exp_avg, it.exp_avg_sq,
+                     ams ? it.max_exp_avg_sq : it.exp_avg_sq});
+    }
+    update_many<T, 5>(ops, {true, false, true, true, ams}, [&](size_t j) {
+      const AdamStep& s = items[idx[j]].step;
+      const bool l2 = !s.decoupled && s.weight_decay != 0, dec = s.decoupled && s.weight_decay != 0;
+      const T wd = static_cast<T>(s.weight_decay),
+              decay = static_cast<T>(1 - s.lr * s.weight_decay);
+      const T b1 = static_cast<T>(1 - s.beta1), b2 = static_cast<T>(s.beta2);
+      const T nb2 = static_cast<T>(1 - s.beta2), eps = static_cast<T>(s.eps);
+      const T rbc2 = static_cast<T>(1 / std::sqrt(s.bias_correction2));
+      const T step = static_cast<T>(-s.lr / s.bias_correction1);
+      return [=](auto& x) {
+        using V = std::decay_t<decltype(x[0])>;
+        V gv = l2 ? x[1] + V(wd) * x[0] : x[1];
+        if (dec) x[0] = x[0] * V(decay);
+        x[2] = x[2] + V(b1) * (gv - x[2]);
+        x[3] = V(b2) * x[3] + V(nb2) * gv * gv;
+        if (ams) x[4] = max_keeping_nan(x[4], x[3]);
+        V root = square_root(ams ? x[4] : x[3]);
+        x[0] = x[0] + V(step) * x[2] / (root * V(rbc2) + V(eps));
+      };
+    });
   });
 }
 
-void sgd_step_(Tensor& p, const Tensor& g_in, Tensor& buf, const SgdStep& s) {
+void adam_step_(Tensor& p, const Tensor& g, Tensor& m, Tensor& v, Tensor& vmax, const AdamStep& s) {
+  const AdamItem item{&p, &g, &m, &v, &vmax, s};
+  adam_step_(std::span<const AdamItem>(&item, 1));
+}
+
+void sgd_step_(std::span<const SgdItem> items) {
   const char* op = "sgd_step_";
-  Tensor g = check_update(op, p, g_in);
-  const bool mom = s.momentum != 0;
-  if (mom) check_state(op, p, buf, "momentum_buffer");
-  kernels::dispatch_floating(p.dtype(), op, [&]<class T>() {
-    const T lr = static_cast<T>(s.lr), wd = static_cast<T>(s.weight_decay);
-    const T mu = static_cast<T>(s.momentum), keep = static_cast<T>(1 - s.dampening);
-    const bool l2 = s.weight_decay != 0, first = s.first_step, nesterov = s.nesterov;
+  std::vector<Tensor> grads(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    const SgdItem& it = items[i];
+    grads[i] = check_update(op, *it.param, *it.grad);
+    if (it.step.momentum != 0) {
+      if (it.momentum_buffer == nullptr) fail<ValueError>("{}: momentum_buffer is undefined", op);
+      check_state(op, *it.param, *it.momentum_buffer, "momentum_buffer");
+    }
+  }
+  auto mom_of = [](const SgdItem& it) { return it.step.momentum != 0; };
+  by_dtype_and_key(items, mom_of, [&]<class T>(const std::vector<size_t>& idx, bool mom) {
     // Operands: p, g, momentum buffer (g again, not written, without momentum).
-    update_elements<T, 3>({&p, &g, mom ? &buf : &g}, {true, false, mom}, [&](auto& x) {
-      using V = std::decay_t<decltype(x[0])>;
-      V d = l2 ? x[1] + V(wd) * x[0] : x[1];
-      if (mom) {
-        x[2] = first ? d : V(mu) * x[2] + V(keep) * d;
-        d = nesterov ? d + V(mu) * x[2] : x[2];
-      }
-      x[0] = x[0] - V(lr) * d;
+    std::vector<std::array<const Tensor*, 3>> ops;
+    ops.reserve(idx.size());
+    for (size_t i : idx)
+      ops.push_back({items[i].param, &grads[i], mom ? items[i].momentum_buffer : &grads[i]});
+    update_many<T, 3>(ops, {true, false, mom}, [&](size_t j) {
+      const SgdStep& s = items[idx[j]].step;
+      const T lr = static_cast<T>(s.lr), wd = static_cast<T>(s.weight_decay);
+      const T mu = static_cast<T>(s.momentum), keep = static_cast<T>(1 - s.dampening);
+      const bool l2 = s.weight_decay != 0, first = s.first_step, nesterov = s.nesterov;
+      return [=](auto& x) {
+        using V = std::decay_t<decltype(x[0])>;
+        V d = l2 ? x[1] + V(wd) * x[0] : x[1];
+        if (mom) {
+          x[2] = first ? d : V(mu) * x[2] + V(keep) * d;
+          d = nesterov ? d + V(mu) * x[2] : x[2];
+        }
+        x[0] = x[0] - V(lr) * d;
+      };
     });
   });
+}
+
+void sgd_step_(Tensor& p, const Tensor& g, Tensor& buf, const SgdStep& s) {
+  const SgdItem item{&p, &g, &buf, s};
+  sgd_step_(std::span<const SgdItem>(&item, 1));
 }
 
 }  // namespace ag

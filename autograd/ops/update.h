@@ -3,6 +3,8 @@
 // are not recorded: call them under NoGradGuard, on leaves.
 #pragma once
 
+#include <span>
+
 #include "autograd/tensor.h"
 
 namespace ag {
@@ -47,5 +49,31 @@ struct SgdStep {
 //   p <- p - lr d
 // Same requirements and errors as adam_step_.
 void sgd_step_(Tensor& p, const Tensor& g, Tensor& buf, const SgdStep& s);
+
+// ---- many parameters in one pass (what the optimizers call) ----
+// A step of each listed parameter with its own hyper-parameters (the bias corrections and
+// first_step differ from parameter to parameter; the rest normally do not). Results are those of
+// the one-parameter forms above, element for element; the difference is the schedule: all
+// contiguous parameters of a dtype are updated in one parallel region (each thread takes its
+// share of every parameter), instead of one region per parameter and small ones on one thread
+// while the others wait. Non-contiguous operands are updated one parameter at a time. Errors as
+// above, raised before any parameter is written.
+struct AdamItem {
+  Tensor* param;
+  const Tensor* grad;
+  Tensor* exp_avg;
+  Tensor* exp_avg_sq;
+  Tensor* max_exp_avg_sq;  // null or undefined without amsgrad
+  AdamStep step;
+};
+void adam_step_(std::span<const AdamItem> items);
+
+struct SgdItem {
+  Tensor* param;
+  const Tensor* grad;
+  Tensor* momentum_buffer;  // null or undefined without momentum
+  SgdStep step;
+};
+void sgd_step_(std::span<const SgdItem> items);
 
 }  // namespace ag

@@ -39,27 +39,29 @@ void Adam::step() {
     double lr = option(g, "lr"), b1 = option(g, "beta1"), b2 = option(g, "beta2");
     double eps = option(g, "eps"), wd = option(g, "weight_decay");
     bool amsgrad = option(g, "amsgrad") != 0;
+    // One pass over the whole group (adam_step_'s many-parameter form).
+    std::vector<Tensor> params = g.params, grads(g.params.size());
+    std::vector<AdamItem> items;
+    items.reserve(params.size());
     for (size_t i = 0; i < g.params.size(); ++i) {
-      Tensor p = g.params[i];
-      Tensor grad = p.grad();
-      if (!grad.defined()) continue;
+      Tensor& p = params[i];
+      grads[i] = p.grad();
+      if (!grads[i].defined()) continue;
       Tensor& step_t = buffer(gi, i, "step", scalar_tensor(0.0, float64));
       step_t.add_(1.0);
       double t = step_t.item();
-      Tensor& m = buffer(gi, i, "exp_avg", p);
-      Tensor& v = buffer(gi, i, "exp_avg_sq", p);
-      Tensor none;
-      Tensor& vmax = amsgrad ? buffer(gi, i, "max_exp_avg_sq", p) : none;
-      AdamStep s{.lr = lr,
-                 .beta1 = b1,
-                 .beta2 = b2,
-                 .eps = eps,
-                 .weight_decay = wd,
-                 .decoupled = decoupled_,
-                 .bias_correction1 = 1 - std::pow(b1, t),
-                 .bias_correction2 = 1 - std::pow(b2, t)};
-      adam_step_(p, grad, m, v, vmax, s);
+      items.push_back({&p, &grads[i], &buffer(gi, i, "exp_avg", p), &buffer(gi, i, "exp_avg_sq", p),
+                       amsgrad ? &buffer(gi, i, "max_exp_avg_sq", p) : nullptr,
+                       AdamStep{.lr = lr,
+                                .beta1 = b1,
+                                .beta2 = b2,
+                                .eps = eps,
+                                .weight_decay = wd,
+                                .decoupled = decoupled_,
+                                .bias_correction1 = 1 - std::pow(b1, t),
+                                .bias_correction2 = 1 - std::pow(b2, t)}});
     }
+    adam_step_(items);
   }
 }
 

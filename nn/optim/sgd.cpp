@@ -22,21 +22,26 @@ void SGD::step() {
     double lr = option(g, "lr"), mom = option(g, "momentum"), damp = option(g, "dampening");
     double wd = option(g, "weight_decay");
     bool nesterov = option(g, "nesterov") != 0;
+    // One pass over the whole group (sgd_step_'s many-parameter form).
+    std::vector<Tensor> params = g.params, grads(g.params.size());
+    std::vector<SgdItem> items;
+    items.reserve(params.size());
     for (size_t i = 0; i < g.params.size(); ++i) {
-      Tensor p = g.params[i];
-      Tensor grad = p.grad();
-      if (!grad.defined()) continue;
+      Tensor& p = params[i];
+      grads[i] = p.grad();
+      if (!grads[i].defined()) continue;
       const bool first = mom != 0 && !has_buffer(gi, i, "momentum");
-      Tensor none;
-      Tensor& b = mom != 0 ? buffer(gi, i, "momentum", p) : none;
-      sgd_step_(p, grad, b,
-                {.lr = lr,
-                 .momentum = mom,
-                 .dampening = damp,
-                 .weight_decay = wd,
-                 .nesterov = nesterov,
-                 .first_step = first});
+      items.push_back({&p,
+                       &grads[i],
+                       mom != 0 ? &buffer(gi, i, "momentum", p) : nullptr,
+                       {.lr = lr,
+                        .momentum = mom,
+                        .dampening = damp,
+                        .weight_decay = wd,
+                        .nesterov = nesterov,
+                        .first_step = first}});
     }
+    sgd_step_(items);
   }
 }
 
