@@ -60,7 +60,7 @@ TensorList check_directions(const char* op, const char* name, const TensorList& 
 }
 
 // f(xs) with recording on (even inside a NoGradGuard), its outputs checked.
-TensorList evaluate(const char* op, const TensorListFn& f, const TensorList& xs) {
+TensorList evaluate(const char* op, const TensorFn& f, const TensorList& xs) {
   EnableGradGuard recording;
   TensorList ys = f(xs);
   if (ys.empty()) fail<ValueError>("{}: the function returned no outputs", op);
@@ -76,7 +76,7 @@ TensorList evaluate(const char* op, const TensorListFn& f, const TensorList& xs)
 }
 
 // The single one-element output of the objective of hessian, hvp and vhp.
-Tensor evaluate_scalar(const char* op, const TensorListFn& f, const TensorList& xs) {
+Tensor evaluate_scalar(const char* op, const TensorFn& f, const TensorList& xs) {
   TensorList ys = evaluate(op, f, xs);
   if (ys.size() != 1)
     fail<ShapeError>("{}: the function must return a single one-element tensor, got {} outputs", op,
@@ -87,7 +87,7 @@ Tensor evaluate_scalar(const char* op, const TensorListFn& f, const TensorList& 
   return ys[0];
 }
 
-TensorListFn as_list_fn(const ScalarFn& f) {
+TensorFn as_list_fn(const ScalarFn& f) {
   return [f](const TensorList& xs) { return TensorList{f(xs)}; };
 }
 
@@ -140,7 +140,7 @@ namespace detail {
 
 // (f(xs), J v) for inputs xs that require grad. An undefined vs[j] is a zero tangent for input j
 // (its column is not computed at all). With create_graph, J v is recorded as a function of xs.
-std::pair<TensorList, TensorList> forward_jvp(const char* op, const TensorListFn& f,
+std::pair<TensorList, TensorList> forward_jvp(const char* op, const TensorFn& f,
                                               const TensorList& xs, const TensorList& vs,
                                               bool create_graph) {
   TensorList ys = evaluate(op, f, xs);
@@ -177,7 +177,7 @@ std::pair<TensorList, TensorList> forward_jvp(const char* op, const TensorListFn
 
 // (f(xs), H v) for a one-element objective f and inputs xs that require grad; undefined vs[j] as
 // in forward_jvp.
-std::pair<Tensor, TensorList> forward_over_reverse_hvp(const char* op, const TensorListFn& f,
+std::pair<Tensor, TensorList> forward_over_reverse_hvp(const char* op, const TensorFn& f,
                                                        const TensorList& xs, const TensorList& vs,
                                                        bool create_graph) {
   Tensor y = evaluate_scalar(op, f, xs);
@@ -267,7 +267,7 @@ JacobianTable finish(JacobianTable J, bool create_graph) {
   return J;
 }
 
-JacobianTable jacobian_of(const char* op, const TensorListFn& f, const TensorList& inputs,
+JacobianTable jacobian_of(const char* op, const TensorFn& f, const TensorList& inputs,
                           bool create_graph, JacobianStrategy strategy) {
   TensorList xs = prepare_inputs(op, inputs, create_graph);
   if (strategy == JacobianStrategy::reverse)
@@ -278,7 +278,7 @@ JacobianTable jacobian_of(const char* op, const TensorListFn& f, const TensorLis
   return finish(jacobian_columns(product, xs, [&] { return evaluate(op, f, xs); }), create_graph);
 }
 
-JacobianTable hessian_of(const char* op, const TensorListFn& f, const TensorList& inputs,
+JacobianTable hessian_of(const char* op, const TensorFn& f, const TensorList& inputs,
                          bool create_graph, JacobianStrategy outer) {
   TensorList xs = prepare_inputs(op, inputs, create_graph);
   if (outer == JacobianStrategy::reverse) {
@@ -292,18 +292,16 @@ JacobianTable hessian_of(const char* op, const TensorListFn& f, const TensorList
   return finish(jacobian_columns(product, xs, [&] { return xs; }), create_graph);
 }
 
-std::pair<Tensor, TensorList> hvp_of(const char* op, const TensorListFn& f,
-                                     const TensorList& inputs, const TensorList& v,
-                                     bool create_graph) {
+std::pair<Tensor, TensorList> hvp_of(const char* op, const TensorFn& f, const TensorList& inputs,
+                                     const TensorList& v, bool create_graph) {
   TensorList xs = prepare_inputs(op, inputs, create_graph);
   TensorList vs = check_directions(op, "v", v, inputs, "input");
   auto [y, hv] = detail::forward_over_reverse_hvp(op, f, xs, vs, create_graph);
   return {finish(y, create_graph), finish(std::move(hv), create_graph)};
 }
 
-std::pair<Tensor, TensorList> vhp_of(const char* op, const TensorListFn& f,
-                                     const TensorList& inputs, const TensorList& v,
-                                     bool create_graph) {
+std::pair<Tensor, TensorList> vhp_of(const char* op, const TensorFn& f, const TensorList& inputs,
+                                     const TensorList& v, bool create_graph) {
   TensorList xs = prepare_inputs(op, inputs, create_graph);
   TensorList vs = check_directions(op, "v", v, inputs, "input");
   Tensor y = evaluate_scalar(op, f, xs);
@@ -315,7 +313,7 @@ std::pair<Tensor, TensorList> vhp_of(const char* op, const TensorListFn& f,
 
 }  // namespace
 
-std::pair<TensorList, TensorList> vjp(const TensorListFn& f, const TensorList& inputs,
+std::pair<TensorList, TensorList> vjp(const TensorFn& f, const TensorList& inputs,
                                       const TensorList& u, bool create_graph) {
   TensorList xs = prepare_inputs("vjp", inputs, create_graph);
   TensorList ys = evaluate("vjp", f, xs);
@@ -324,7 +322,7 @@ std::pair<TensorList, TensorList> vjp(const TensorListFn& f, const TensorList& i
   return {finish(std::move(ys), create_graph), finish(std::move(g), create_graph)};
 }
 
-std::pair<TensorList, TensorList> jvp(const TensorListFn& f, const TensorList& inputs,
+std::pair<TensorList, TensorList> jvp(const TensorFn& f, const TensorList& inputs,
                                       const TensorList& v, bool create_graph) {
   TensorList xs = prepare_inputs("jvp", inputs, create_graph);
   TensorList vs = check_directions("jvp", "v", v, inputs, "input");
@@ -339,7 +337,7 @@ std::pair<Tensor, Tensor> jvp(const std::function<Tensor(const Tensor&)>& f, con
   return {ys[0], jv[0]};
 }
 
-JacobianTable jacobian(const TensorListFn& f, const TensorList& inputs, bool create_graph,
+JacobianTable jacobian(const TensorFn& f, const TensorList& inputs, bool create_graph,
                        JacobianStrategy strategy) {
   return jacobian_of("jacobian", f, inputs, create_graph, strategy);
 }
@@ -355,7 +353,7 @@ JacobianTable hessian(const ScalarFn& f, const TensorList& inputs, bool create_g
   return hessian_of("hessian", as_list_fn(f), inputs, create_graph, outer);
 }
 
-JacobianTable hessian(const TensorListFn& f, const TensorList& inputs, bool create_graph,
+JacobianTable hessian(const TensorFn& f, const TensorList& inputs, bool create_graph,
                       JacobianStrategy outer) {
   return hessian_of("hessian", f, inputs, create_graph, outer);
 }
@@ -371,8 +369,8 @@ std::pair<Tensor, TensorList> hvp(const ScalarFn& f, const TensorList& inputs, c
   return hvp_of("hvp", as_list_fn(f), inputs, v, create_graph);
 }
 
-std::pair<Tensor, TensorList> hvp(const TensorListFn& f, const TensorList& inputs,
-                                  const TensorList& v, bool create_graph) {
+std::pair<Tensor, TensorList> hvp(const TensorFn& f, const TensorList& inputs, const TensorList& v,
+                                  bool create_graph) {
   return hvp_of("hvp", f, inputs, v, create_graph);
 }
 
@@ -381,8 +379,8 @@ std::pair<Tensor, TensorList> vhp(const ScalarFn& f, const TensorList& inputs, c
   return vhp_of("vhp", as_list_fn(f), inputs, v, create_graph);
 }
 
-std::pair<Tensor, TensorList> vhp(const TensorListFn& f, const TensorList& inputs,
-                                  const TensorList& v, bool create_graph) {
+std::pair<Tensor, TensorList> vhp(const TensorFn& f, const TensorList& inputs, const TensorList& v,
+                                  bool create_graph) {
   return vhp_of("vhp", f, inputs, v, create_graph);
 }
 

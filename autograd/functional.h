@@ -40,12 +40,11 @@
 #include <utility>
 #include <vector>
 
+#include "autograd/gradcheck.h"  // TensorFn: a function of a list of tensors returning a list
 #include "autograd/node.h"
 
 namespace ag {
 
-// A function of several tensors with several outputs (the same type as gradcheck's TensorFn).
-using TensorListFn = std::function<TensorList(const TensorList&)>;
 // A function of several tensors with one output: the scalar objectives of hessian, hvp and vhp.
 using ScalarFn = std::function<Tensor(const TensorList&)>;
 // Jacobians and Hessians of functions of lists: table[i][j] is the block of output i (or of input
@@ -65,14 +64,14 @@ enum class JacobianStrategy {
 // empty when f has a single one-element output: u = 1 then). Returns (f(inputs), J^T u), the
 // latter with one tensor per input, of that input's shape. Outputs that do not depend on an input
 // contribute zeros to it.
-std::pair<TensorList, TensorList> vjp(const TensorListFn& f, const TensorList& inputs,
+std::pair<TensorList, TensorList> vjp(const TensorFn& f, const TensorList& inputs,
                                       const TensorList& u = {}, bool create_graph = false);
 
 // Jacobian-vector product J v, in forward mode: the directional derivative of f at `inputs` along
 // `v`. `v` has one tensor per input, of that input's shape and dtype (it may be empty when there is
 // a single one-element input: v = 1 then). Returns (f(inputs), J v), the latter with one tensor per
 // output, of that output's shape.
-std::pair<TensorList, TensorList> jvp(const TensorListFn& f, const TensorList& inputs,
+std::pair<TensorList, TensorList> jvp(const TensorFn& f, const TensorList& inputs,
                                       const TensorList& v = {}, bool create_graph = false);
 
 // The same for a function of one tensor: returns (f(x), J v), J v of f(x)'s shape.
@@ -84,7 +83,7 @@ std::pair<Tensor, Tensor> jvp(const std::function<Tensor(const Tensor&)>& f, con
 // The full Jacobian, J[i][j] = d output_i / d input_j, of shape output_i.shape + input_j.shape
 // (element [a..., b...] is d output_i[a...] / d input_j[b...]). `strategy` picks rows (reverse:
 // m backward passes) or columns (forward: n forward passes); both give the same numbers.
-JacobianTable jacobian(const TensorListFn& f, const TensorList& inputs, bool create_graph = false,
+JacobianTable jacobian(const TensorFn& f, const TensorList& inputs, bool create_graph = false,
                        JacobianStrategy strategy = JacobianStrategy::reverse);
 
 // The Jacobian of a function of one tensor, of shape f(x).shape + x.shape (reverse strategy).
@@ -100,8 +99,8 @@ Tensor jacobian(const std::function<Tensor(const Tensor&)>& f, const Tensor& x);
 // per input element).
 JacobianTable hessian(const ScalarFn& f, const TensorList& inputs, bool create_graph = false,
                       JacobianStrategy outer = JacobianStrategy::forward);
-// The same for a TensorListFn, which must return exactly one one-element tensor.
-JacobianTable hessian(const TensorListFn& f, const TensorList& inputs, bool create_graph = false,
+// The same for a TensorFn, which must return exactly one one-element tensor.
+JacobianTable hessian(const TensorFn& f, const TensorList& inputs, bool create_graph = false,
                       JacobianStrategy outer = JacobianStrategy::forward);
 
 // The Hessian of a function of one tensor returning a 0-d (one-element) tensor: shape
@@ -113,16 +112,16 @@ Tensor hessian(const std::function<Tensor(const Tensor&)>& f, const Tensor& x);
 // tensor per input. f must return a single one-element tensor.
 std::pair<Tensor, TensorList> hvp(const ScalarFn& f, const TensorList& inputs, const TensorList& v,
                                   bool create_graph = false);
-// The same for a TensorListFn with exactly one one-element output.
-std::pair<Tensor, TensorList> hvp(const TensorListFn& f, const TensorList& inputs,
-                                  const TensorList& v, bool create_graph = false);
+// The same for a TensorFn with exactly one one-element output.
+std::pair<Tensor, TensorList> hvp(const TensorFn& f, const TensorList& inputs, const TensorList& v,
+                                  bool create_graph = false);
 
 // Vector-Hessian product v^T H, reverse-over-reverse: the gradient of <grad f, v>. Returns
 // (f(inputs), v^T H) with one tensor per input. Equals hvp's result, H being symmetric.
 std::pair<Tensor, TensorList> vhp(const ScalarFn& f, const TensorList& inputs, const TensorList& v,
                                   bool create_graph = false);
-// The same for a TensorListFn with exactly one one-element output.
-std::pair<Tensor, TensorList> vhp(const TensorListFn& f, const TensorList& inputs,
-                                  const TensorList& v, bool create_graph = false);
+// The same for a TensorFn with exactly one one-element output.
+std::pair<Tensor, TensorList> vhp(const TensorFn& f, const TensorList& inputs, const TensorList& v,
+                                  bool create_graph = false);
 
 }  // namespace ag

@@ -89,7 +89,7 @@ void bench_jacobian(int64_t n, int64_t m, int steps) {
   ag::Tensor W1 = ag::mul(ag::randn({hidden, n}, ag::float64, &g), 1.0 / std::sqrt(n));
   ag::Tensor W2 = ag::mul(ag::randn({m, hidden}, ag::float64, &g), 1.0 / std::sqrt(hidden));
   ag::Tensor x = ag::randn({n}, ag::float64, &g);
-  ag::TensorListFn f = [&](const ag::TensorList& in) {
+  ag::TensorFn f = [&](const ag::TensorList& in) {
     return ag::TensorList{ag::tanh(ag::matmul(W2, ag::tanh(ag::matmul(W1, in[0]))))};
   };
   double rev =

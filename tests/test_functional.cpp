@@ -168,10 +168,10 @@ TEST_CASE("hessian of a function of two vectors: f(x, y) = (x . y)^2") {
     CHECK(max_diff(H[1][0], Hxy.t()) < 1e-14);
     CHECK(max_diff(H[1][1], Hyy) < 1e-14);
   }
-  // The TensorListFn form, and shapes of blocks of different inputs: x [2, 2], y [3].
+  // The TensorFn form, and shapes of blocks of different inputs: x [2, 2], y [3].
   Tensor X = rnd({2, 2}, 16), Y = rnd({3}, 17);
   auto g = [](const TensorList& t) { return TensorList{mul(sum(square(t[0])), sum(exp(t[1])))}; };
-  JacobianTable H = hessian(TensorListFn(g), {X, Y});
+  JacobianTable H = hessian(TensorFn(g), {X, Y});
   CHECK(H[0][0].shape() == Shape{2, 2, 2, 2});
   CHECK(H[0][1].shape() == Shape{2, 2, 3});
   CHECK(H[1][0].shape() == Shape{3, 2, 2});
@@ -202,10 +202,10 @@ TEST_CASE("hvp and vhp equal the Hessian times the vector") {
     CHECK(max_diff(hv[i], apply(i)) < 1e-13);
     CHECK(max_diff(vh[i], apply(i)) < 1e-13);
   }
-  // The TensorListFn forms.
+  // The TensorFn forms.
   auto fl = [&f](const TensorList& t) { return TensorList{f(t)}; };
-  CHECK(max_diff(hvp(TensorListFn(fl), {a, B}, {va, vB}).second[1], hv[1]) == 0.0);
-  CHECK(max_diff(vhp(TensorListFn(fl), {a, B}, {va, vB}).second[0], vh[0]) == 0.0);
+  CHECK(max_diff(hvp(TensorFn(fl), {a, B}, {va, vB}).second[1], hv[1]) == 0.0);
+  CHECK(max_diff(vhp(TensorFn(fl), {a, B}, {va, vB}).second[0], vh[0]) == 0.0);
 }
 
 TEST_CASE("jvp and vjp are consistent: <u, J v> = <J^T u, v>, and J v matches the Jacobian") {
@@ -335,12 +335,12 @@ TEST_CASE("bad arguments raise the project's errors, naming the call and the sha
   // The objective of hessian / hvp / vhp must be a single one-element tensor.
   CHECK_THROWS_WITH_PARTS(hessian([](const Tensor& t) { return mul(t, 2.0); }, x), ShapeError,
                           "hessian", "one-element", "[2, 3]");
-  CHECK_THROWS_WITH_PARTS(hessian(TensorListFn([](const TensorList& t) {
+  CHECK_THROWS_WITH_PARTS(hessian(TensorFn([](const TensorList& t) {
                                     return TensorList{sum(t[0]), sum(t[0])};
                                   }),
                                   {x}),
                           ShapeError, "hessian", "2 outputs");
-  CHECK_THROWS_WITH_PARTS(hvp(TensorListFn(f), {x}, {x}), ShapeError, "hvp", "[2, 3]");
+  CHECK_THROWS_WITH_PARTS(hvp(TensorFn(f), {x}, {x}), ShapeError, "hvp", "[2, 3]");
   // Inputs: not floating, undefined, none.
   Tensor labels = arange(int64_t{3}, int64);
   CHECK_THROWS_WITH_PARTS(jacobian([](const Tensor& t) { return t; }, labels), DtypeError,
