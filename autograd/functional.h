@@ -17,17 +17,17 @@
 // y_i.shape + x_j.shape (PyTorch's tuple of tuples); a Hessian as H[i][j] of shape
 // x_i.shape + x_j.shape. The single-tensor forms return the one tensor.
 //
-// Cost, for n = the number of input elements and m = the number of output elements, in units of one
-// evaluation of f (a forward pass) and one backward pass (about 1-3 forward passes):
+// Cost, for n = the number of input elements and m = the number of output elements, in forward
+// passes (evaluations of f), backward passes and passes of f carrying tangents (forward mode):
 //   vjp       one forward + one backward, whatever n and m
-//   jvp       one forward pass carrying tangents (about 2-3 forward passes), whatever n and m
+//   jvp       one forward pass carrying tangents, whatever n and m (before ag::fwd: 2 backward)
 //   jacobian  reverse: one forward + m backward passes (rows)     -> cheaper when m < n
 //             forward: n forward passes carrying tangents (columns) -> cheaper when n < m
 //   hessian   forward-over-reverse: n gradient evaluations carrying tangents (columns of H)
 //             reverse-over-reverse: one gradient with create_graph + n backward passes through it
 //   hvp       one gradient evaluation carrying a tangent: a small multiple of one gradient
 //   vhp       one gradient with create_graph + one backward through it (same H v for a symmetric H)
-// docs/functional.md has measured figures and the rule of thumb.
+// docs/functional.md has the measured ratios and which strategy to pick.
 //
 // Errors (the project's hierarchy, naming the call and the shapes): ValueError for no inputs, an
 // undefined input or output; DtypeError for an input, output or direction that is not floating
