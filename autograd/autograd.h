@@ -5,6 +5,7 @@
 #include "autograd/engine.h"
 #include "autograd/error.h"
 #include "autograd/function.h"
+#include "autograd/functional.h"
 #include "autograd/grad_mode.h"
 #include "autograd/gradcheck.h"
 #include "autograd/graph_export.h"

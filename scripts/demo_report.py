@@ -6,8 +6,8 @@
   demo_report.py tutorial DIR TUTORIAL  rewrites every <!-- name --> ... <!-- /name --> block of
                                         TUTORIAL with the matching excerpt of DIR's output
 
-DIR is what scripts/demo wrote (backprop_by_hand, gd_variants, gradient_flow and custom_op run into
-it). The tape is rendered with graphviz (`dot -Tsvg`), which must be installed.
+DIR is what scripts/demo wrote (backprop_by_hand, gd_variants, gradient_flow, custom_op and newton
+run into it). The tape is rendered with graphviz (`dot -Tsvg`), which must be installed.
 """
 import csv
 import datetime
@@ -186,6 +186,7 @@ def tutorial_blocks(dir_):
     gd = lines_of(dir_, "gd_variants.txt")
     gf = lines_of(dir_, "gradient_flow.txt")
     co = lines_of(dir_, "custom_op.txt")
+    nt = lines_of(dir_, "newton.txt")
     blocks = {}
     start = find(gd, r"^Summary")
     blocks["gd-summary"] = fenced(paragraph(gd, start))
@@ -210,6 +211,12 @@ def tutorial_blocks(dir_):
     while flow and not flow[-1].strip():
         flow.pop()
     blocks["gradient-flow"] = fenced(flow)
+    hessian = find(nt, r"^Hessian of the article's network")
+    summary = [l for l in nt[:hessian] if not l.strip().startswith("wrote ")]
+    while summary and not summary[-1].strip():
+        summary.pop()
+    blocks["newton-summary"] = fenced(summary)
+    blocks["newton-hessian"] = fenced(nt[hessian:])
     return blocks
 
 
@@ -567,6 +574,42 @@ and names the first one whose backward disagrees:</p>
 """
 
 
+def page_newton(dir_):
+    lines = lines_of(dir_, "newton.txt")
+    head = find(lines, r"^\s+method\s+iterations")
+    rows = []
+    for l in paragraph(lines, head + 1):
+        m = re.match(r"^\s+(Newton|gradient descent)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)"
+                     r"\s+(\S+)(.*)$", l)
+        if m:
+            note = E(m.group(7).strip().strip("()"))
+            rows.append([E(m.group(1)), m.group(2), m.group(3), m.group(4), m.group(5),
+                         sci(m.group(6)), note])
+    tbl = table(["method", "iterations", "seconds", "µs / iteration", "final loss", "|∇L|", ""],
+                rows, "lrrrrrl", "gd")
+    verdict = [l for l in lines if l.strip().startswith("Newton reached")]
+    hessian = find(lines, r"^Hessian of the article's network")
+    blocks = []
+    for l in lines[hessian:]:
+        m = re.match(r"^\s+(\w+,\w+)\s+(\[.*?\])\s+(\S+)\s+(\S+)$", l)
+        if m:
+            blocks.append([E(m.group(1)), E(m.group(2)), sci(m.group(3)), sci(m.group(4))])
+    last = lines[-1]
+    return f"""
+<p><code>examples/newton.cpp</code> fits a logistic regression two ways from the same start:
+gradient descent, θ ← θ − η∇L, and Newton's method, θ ← θ − H<sup>−1</sup>∇L, with the Hessian
+H computed by the engine (<code>ag::hessian</code>, forward-over-reverse), until |∇L| ≤ 10<sup>−10</sup>.</p>
+{tbl}
+<p>{E(verdict[0].strip()) if verdict else ""}</p>
+{svg_inline(dir_, "newton_iterations.svg", "gradient norm vs iterations")}
+{svg_inline(dir_, "newton_time.svg", "gradient norm vs time")}
+<p>The Hessian of the article's 4-5-3 network (the one of the tape above) with respect to all 43
+parameters, by the engine and by formulas derived by hand, block by block:</p>
+{table(["block", "shape", "max |H|", "max |hand − engine|"], blocks, "llrr", "tape")}
+<p class="big"><span class="ok">{E(last)}</span></p>
+"""
+
+
 def write_page(dir_):
     sections = [
         ("formulas", "The formulas", FORMULAS),
@@ -575,6 +618,7 @@ def write_page(dir_):
         ("tape", "The tape of one step, with gradient norms", page_tape(dir_)),
         ("flow", "Vanishing and exploding gradients", page_flow(dir_)),
         ("custom-op", "Your own op, checked against finite differences", page_custom(dir_)),
+        ("newton", "Second derivatives: Newton's method and the Hessian", page_newton(dir_)),
     ]
     nav = "".join(f'<li><a href="#{i}">{E(t)}</a></li>' for i, t, _ in sections)
     body = "".join(f'<section id="{i}"><h2>{n}. {E(t)}</h2>{c}</section>'

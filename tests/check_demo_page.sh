@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The demo page test: runs the four teaching examples into <source>/demo-output (as scripts/demo
+# The demo page test: runs the teaching examples into <source>/demo-output (as scripts/demo
 # does), writes demo-output/index.html, opens it in headless Chromium and checks that
 #   - every figure holds a drawn picture (inline SVG with a size) and every <img> loaded,
 #   - nothing was logged as an error (page errors, failed loads, console.error),

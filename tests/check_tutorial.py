@@ -23,7 +23,7 @@ import tempfile
 
 # The blocks the tutorial promises (issue 17); others found in the page are checked too.
 REQUIRED = ["gd-summary", "gd-discussion", "bbh-table", "bbh-training", "bbh-last", "custom-op",
-            "gradient-flow"]
+            "gradient-flow", "newton-summary", "newton-hessian"]
 MARKER = re.compile(r"^<!-- (/?)([a-z0-9-]+) -->\s*$")
 
 
