@@ -10,6 +10,7 @@
 
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/gemm.h"
+#include "autograd/kernels/rows.h"
 #include "autograd/node.h"
 #include "autograd/ops/elementwise.h"
 #include "autograd/ops/index.h"
@@ -62,30 +63,32 @@ inline std::pair<int64_t, int64_t> valid_range(int64_t W, int64_t OW, int64_t s,
 }
 
 // x: one sample's group of channels [C/G, H, W] -> col [C/G * kh * kw, OH * OW] (zeros where the
-// receptive field reaches into the padding).
+// receptive field reaches into the padding). Rows are short (an image's width): they are copied and
+// zeroed with the short-row helpers of kernels/rows.h, not std::fill (a memset call per row).
 template <class T>
 void im2col(const T* x, const Geom& g, T* col) {
-  const int64_t P = g.P();
+  const int64_t P = g.P(), OW = g.OW, OH = g.OH, H = g.H, W = g.W, sw = g.p.sw;
   for (int64_t c = 0; c < g.Cg(); ++c)
     for (int64_t u = 0; u < g.kh; ++u)
       for (int64_t v = 0; v < g.kw; ++v) {
         T* row = col + ((c * g.kh + u) * g.kw + v) * P;
-        auto [lo, hi] = valid_range(g.W, g.OW, g.p.sw, g.p.pw, v * g.p.dw);
-        for (int64_t i = 0; i < g.OH; ++i) {
-          T* r = row + i * g.OW;
+        const auto [lo, hi] = valid_range(W, OW, sw, g.p.pw, v * g.p.dw);
+        const T* xc = x + c * H * W - g.p.pw + v * g.p.dw;
+        for (int64_t i = 0; i < OH; ++i) {
+          T* r = row + i * OW;
           const int64_t ih = i * g.p.sh - g.p.ph + u * g.p.dh;
-          if (ih < 0 || ih >= g.H) {
-            std::fill(r, r + g.OW, T(0));
+          if (ih < 0 || ih >= H) {
+            kernels::zero_row(r, OW);
             continue;
           }
-          const T* xr = x + (c * g.H + ih) * g.W - g.p.pw + v * g.p.dw;
-          std::fill(r, r + lo, T(0));
-          if (g.p.sw == 1) {
-            for (int64_t j = lo; j < hi; ++j) r[j] = xr[j];  // rows are short: no memmove call
+          const T* xr = xc + ih * W;
+          kernels::zero_row(r, lo);
+          if (sw == 1) {
+            kernels::copy_row(r + lo, xr + lo, hi - lo);
           } else {
-            for (int64_t j = lo; j < hi; ++j) r[j] = xr[j * g.p.sw];
+            for (int64_t j = lo; j < hi; ++j) r[j] = xr[j * sw];
           }
-          std::fill(r + hi, r + g.OW, T(0));
+          kernels::zero_row(r + hi, OW - hi);
         }
       }
 }
@@ -93,20 +96,38 @@ void im2col(const T* x, const Geom& g, T* col) {
 // The adjoint of im2col: adds col [C/G * kh * kw, OH * OW] back into x [C/G, H, W].
 template <class T>
 void col2im(const T* col, const Geom& g, T* x) {
-  const int64_t P = g.P();
+  const int64_t P = g.P(), OW = g.OW, OH = g.OH, H = g.H, W = g.W, sw = g.p.sw;
   for (int64_t c = 0; c < g.Cg(); ++c)
     for (int64_t u = 0; u < g.kh; ++u)
       for (int64_t v = 0; v < g.kw; ++v) {
         const T* row = col + ((c * g.kh + u) * g.kw + v) * P;
-        auto [lo, hi] = valid_range(g.W, g.OW, g.p.sw, g.p.pw, v * g.p.dw);
-        for (int64_t i = 0; i < g.OH; ++i) {
+        const auto [lo, hi] = valid_range(W, OW, sw, g.p.pw, v * g.p.dw);
+        T* xc = x + c * H * W - g.p.pw + v * g.p.dw;
+        for (int64_t i = 0; i < OH; ++i) {
           const int64_t ih = i * g.p.sh - g.p.ph + u * g.p.dh;
-          if (ih < 0 || ih >= g.H) continue;
-          const T* r = row + i * g.OW;
-          T* xr = x + (c * g.H + ih) * g.W - g.p.pw + v * g.p.dw;
-          for (int64_t j = lo; j < hi; ++j) xr[j * g.p.sw] += r[j];
+          if (ih < 0 || ih >= H) continue;
+          const T* r = row + i * OW;
+          T* xr = xc + ih * W;
+          if (sw == 1) {
+            kernels::add_row(xr + lo, r + lo, hi - lo);
+          } else {
+            for (int64_t j = lo; j < hi; ++j) xr[j * sw] += r[j];
+          }
         }
       }
+}
+
+// A per-thread scratch buffer of at least n elements, kept between calls (the convolutions of a
+// training step ask for the same sizes every step), not initialised.
+template <class T>
+T* scratch(int64_t n) {
+  thread_local std::vector<T> buffer;
+  if (int64_t(buffer.size()) < n) {
+    buffer.clear();
+    buffer.shrink_to_fit();
+    buffer.resize(size_t(n));
+  }
+  return buffer.data();
 }
 
 // Threads for a loop over n samples: one per sample at most, one inside a parallel region.
@@ -121,9 +142,9 @@ template <class T, class F>
 void for_each_sample(int64_t N, int64_t col_size, int threads, F&& f) {
 #pragma omp parallel num_threads(threads)
   {
-    std::vector<T> col(size_t(std::max<int64_t>(col_size, 1)));
+    T* col = scratch<T>(std::max<int64_t>(col_size, 1));
 #pragma omp for schedule(static)
-    for (int64_t n = 0; n < N; ++n) f(n, col.data(), omp_get_thread_num());
+    for (int64_t n = 0; n < N; ++n) f(n, col, omp_get_thread_num());
   }
 }
 
