@@ -12,6 +12,7 @@
 
 #include "autograd/grad_mode.h"
 #include "autograd/kernels/dispatch.h"
+#include "autograd/kernels/max_pool.h"
 #include "autograd/node.h"
 #include "autograd/ops/elementwise.h"
 #include "autograd/ops/index.h"
@@ -58,13 +59,7 @@ PoolGeom pool_geom(const char* op, const Tensor& x, Size2 kernel, Size2 stride, 
           (W + 2 * padding.w - kernel.w) / stride.w + 1};
 }
 
-// take ? a : b through the bits, so that no branch is emitted (GCC turns a float ?: into a jump).
-template <class T>
-T select_bits(bool take, T a, T b) {
-  using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
-  const U mask = U(0) - U(take);
-  return std::bit_cast<T>(U((std::bit_cast<U>(a) & mask) | (std::bit_cast<U>(b) & ~mask)));
-}
+using kernels::select_bits;
 
 // out and idx [planes, OH, OW]: the window maxima and their flat positions h * W + w. Works a whole
 // output row at a time: for each offset (u, v) of the window, every column j compares its candidate
@@ -72,40 +67,18 @@ T select_bits(bool take, T a, T b) {
 // vectorises (per element branches mispredict on random data). Offsets run in row-major order and
 // only a strictly larger value (or a first NaN) replaces the best, so the first maximum wins.
 //
-// The common 2x2 window with stride 2 and no padding has a loop of its own: the four candidates of
-// an output are compared in the same order with the same rule, in one pass over the output row.
+// The common 2x2 window with stride 2 and no padding has a loop of its own (kernels/max_pool.h):
+// the four candidates of an output are compared in the same order with the same rule.
 template <class T>
 void max_pool_2x2(const T* x, T* out, int64_t* idx, const PoolGeom& g) {
   const int64_t H = g.H, W = g.W, OH = g.OH, OW = g.OW;
-  // b replaces the best a when larger, or NaN over a number.
-  auto better = [](T b, T a) { return (b > a) | ((b != b) & (a == a)); };
 #pragma omp parallel for if (g.planes * OH * OW > (1 << 15))
-  for (int64_t pl = 0; pl < g.planes; ++pl) {
+  for (int64_t pl = 0; pl < g.planes; ++pl)
     for (int64_t i = 0; i < OH; ++i) {
       const T* r0 = x + (pl * H + 2 * i) * W;
-      const T* r1 = r0 + W;
-      T* best = out + (pl * OH + i) * OW;
-      int64_t* at = idx + (pl * OH + i) * OW;
-      const int64_t base = 2 * i * W;
-      for (int64_t j = 0; j < OW; ++j) {
-        // Candidates in row-major order; the offset of the best from the window's corner is kept
-        // with integer masks, like the value with select_bits: no branch to mispredict.
-        T m = r0[2 * j];
-        int64_t off = 0;
-        auto consider = [&](T c, int64_t c_off) {
-          const bool t = better(c, m);
-          const int64_t mask = -int64_t(t);
-          m = select_bits(t, c, m);
-          off = (off & ~mask) | (c_off & mask);
-        };
-        consider(r0[2 * j + 1], 1);
-        consider(r1[2 * j], W);
-        consider(r1[2 * j + 1], W + 1);
-        best[j] = m;
-        at[j] = base + 2 * j + off;
-      }
+      kernels::max_pool_2x2_row(r0, r0 + W, out + (pl * OH + i) * OW, idx + (pl * OH + i) * OW, OW,
+                                2 * i * W, W);
     }
-  }
 }
 
 template <class T>
