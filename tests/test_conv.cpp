@@ -84,6 +84,8 @@ TEST_CASE("conv2d equals the definition: stride, padding, dilation, groups, bias
       {{2, 4, 5, 5}, {6, 4, 1, 1}, {}, true},                      // 1x1, pointwise path
       {{1, 1, 5, 5}, {1, 1, 5, 5}, {}, false},                     // kernel = image
       {{2, 2, 4, 4}, {2, 2, 2, 2}, {3, 3, 0, 0, 1, 1, 1}, false},  // stride > kernel
+      {{1, 2, 5, 3}, {2, 2, 9, 9}, {1, 1, 4, 4, 1, 1, 1}, true},   // padding wider than the image
+      {{2, 3, 6, 7}, {2, 3, 3, 3}, {1, 1, 2, 2, 2, 2, 1}, true},   // "same" size with dilation
   };
   for (size_t i = 0; i < cases.size(); ++i) {
     CAPTURE(i);

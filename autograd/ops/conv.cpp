@@ -62,18 +62,45 @@ inline std::pair<int64_t, int64_t> valid_range(int64_t W, int64_t OW, int64_t s,
   return {lo, hi};
 }
 
+// Output rows i whose input row i - ph + off (stride 1) falls inside [0, H): [lo, hi).
+inline std::pair<int64_t, int64_t> valid_rows(int64_t H, int64_t OH, int64_t ph, int64_t off) {
+  const int64_t lo = std::clamp<int64_t>(ph - off, 0, OH);
+  return {lo, std::clamp<int64_t>(H + ph - off, lo, OH)};
+}
+
+// With stride 1 and an output as wide as the input (padding "same"), a kernel offset's whole block
+// of valid rows is one contiguous run in both the input and the unrolled row; only the columns
+// that wrap around into the padding need fixing.
+bool contiguous_rows(const Geom& g) { return g.p.sh == 1 && g.p.sw == 1 && g.OW == g.W; }
+
 // x: one sample's group of channels [C/G, H, W] -> col [C/G * kh * kw, OH * OW] (zeros where the
 // receptive field reaches into the padding). Rows are short (an image's width): they are copied and
 // zeroed with the short-row helpers of kernels/rows.h, not std::fill (a memset call per row).
 template <class T>
 void im2col(const T* x, const Geom& g, T* col) {
   const int64_t P = g.P(), OW = g.OW, OH = g.OH, H = g.H, W = g.W, sw = g.p.sw;
+  const bool runs = contiguous_rows(g);
   for (int64_t c = 0; c < g.Cg(); ++c)
     for (int64_t u = 0; u < g.kh; ++u)
       for (int64_t v = 0; v < g.kw; ++v) {
         T* row = col + ((c * g.kh + u) * g.kw + v) * P;
         const auto [lo, hi] = valid_range(W, OW, sw, g.p.pw, v * g.p.dw);
         const T* xc = x + c * H * W - g.p.pw + v * g.p.dw;
+        if (runs) {
+          const auto [i0, i1] = valid_rows(H, OH, g.p.ph, u * g.p.dh);
+          if (i1 <= i0 || hi <= lo) {  // the offset sees only padding
+            kernels::zero_row(row, P);
+            continue;
+          }
+          // Rows i0..i1-1 in one copy, then the wrapped-around columns back to zero.
+          kernels::zero_row(row, i0 * OW + lo);
+          const T* xr = xc + (i0 - g.p.ph + u * g.p.dh) * W;
+          kernels::copy_row(row + i0 * OW + lo, xr + lo, (i1 - 1 - i0) * OW + hi - lo);
+          for (int64_t i = i0; i + 1 < i1; ++i) kernels::zero_row(row + i * OW + hi, OW - hi + lo);
+          const int64_t tail = (i1 - 1) * OW + hi;
+          kernels::zero_row(row + tail, P - tail);
+          continue;
+        }
         for (int64_t i = 0; i < OH; ++i) {
           T* r = row + i * OW;
           const int64_t ih = i * g.p.sh - g.p.ph + u * g.p.dh;
@@ -93,16 +120,27 @@ void im2col(const T* x, const Geom& g, T* col) {
       }
 }
 
-// The adjoint of im2col: adds col [C/G * kh * kw, OH * OW] back into x [C/G, H, W].
+// The adjoint of im2col: adds col [C/G * kh * kw, OH * OW] back into x [C/G, H, W]. col is
+// scratch: the entries that fall into the padding may be overwritten with zeros.
 template <class T>
-void col2im(const T* col, const Geom& g, T* x) {
+void col2im(T* col, const Geom& g, T* x) {
   const int64_t P = g.P(), OW = g.OW, OH = g.OH, H = g.H, W = g.W, sw = g.p.sw;
+  const bool runs = contiguous_rows(g);
   for (int64_t c = 0; c < g.Cg(); ++c)
     for (int64_t u = 0; u < g.kh; ++u)
       for (int64_t v = 0; v < g.kw; ++v) {
-        const T* row = col + ((c * g.kh + u) * g.kw + v) * P;
+        T* row = col + ((c * g.kh + u) * g.kw + v) * P;
         const auto [lo, hi] = valid_range(W, OW, sw, g.p.pw, v * g.p.dw);
         T* xc = x + c * H * W - g.p.pw + v * g.p.dw;
+        if (runs) {
+          // As in im2col: zero the wrapped-around columns, then one addition over the run.
+          const auto [i0, i1] = valid_rows(H, OH, g.p.ph, u * g.p.dh);
+          if (i1 <= i0 || hi <= lo) continue;
+          for (int64_t i = i0; i + 1 < i1; ++i) kernels::zero_row(row + i * OW + hi, OW - hi + lo);
+          T* xr = xc + (i0 - g.p.ph + u * g.p.dh) * W;
+          kernels::add_row(xr + lo, row + i0 * OW + lo, (i1 - 1 - i0) * OW + hi - lo);
+          continue;
+        }
         for (int64_t i = 0; i < OH; ++i) {
           const int64_t ih = i * g.p.sh - g.p.ph + u * g.p.dh;
           if (ih < 0 || ih >= H) continue;
