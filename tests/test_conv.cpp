@@ -167,6 +167,17 @@ TEST_CASE("conv2d and its gradients on rows wider than a SIMD register, float32 
   }
 }
 
+TEST_CASE("conv2d with an unrolled input above the kept scratch size (16 MiB) equals its halves") {
+  // 32 channels, 3x3, 128x128: the unrolled input is 288 x 16384 floats (18.9 MB) and gets a
+  // buffer of its own; each 16-channel half (9.4 MB) uses the kept per-thread buffer.
+  Tensor x = leaf({1, 32, 128, 128}, -1, 1, 47).detach().to(float32);
+  Tensor w = leaf({2, 32, 3, 3}, -1, 1, 48).detach().to(float32);
+  Tensor whole = conv2d(x, w, Tensor(), 1, 1);
+  Tensor halves = conv2d(x.slice(1, 0, 16), w.slice(1, 0, 16), Tensor(), 1, 1) +
+                  conv2d(x.slice(1, 16, 32), w.slice(1, 16, 32), Tensor(), 1, 1);
+  CHECK(test::allclose(whole, halves, 1e-4, 1e-4));
+}
+
 TEST_CASE("conv2d with padding \"same\" keeps the size; an odd total pads the end") {
   Tensor x = leaf({1, 2, 5, 6}, -1, 1, 50).detach();
   // 3x3: one row / column each side, exactly padding 1.

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include <fmt/ranges.h>
@@ -155,10 +156,17 @@ void col2im(T* col, const Geom& g, T* x) {
       }
 }
 
-// A per-thread scratch buffer of at least n elements, kept between calls (the convolutions of a
-// training step ask for the same sizes every step), not initialised.
+// Scratch of n elements for one thread, not initialised. Up to kKeptScratch bytes it is a
+// per-thread buffer kept between calls (the convolutions of a training step ask for the same sizes
+// every step); larger requests get a buffer of their own in `own`, freed by the caller, so that one
+// large convolution does not pin its memory for the rest of the process.
+constexpr int64_t kKeptScratch = int64_t(16) << 20;
 template <class T>
-T* scratch(int64_t n) {
+T* scratch(int64_t n, std::unique_ptr<T[]>& own) {
+  if (n * int64_t(sizeof(T)) > kKeptScratch) {
+    own.reset(new T[size_t(n)]);
+    return own.get();
+  }
   thread_local std::vector<T> buffer;
   if (int64_t(buffer.size()) < n) {
     buffer.clear();
@@ -180,7 +188,8 @@ template <class T, class F>
 void for_each_sample(int64_t N, int64_t col_size, int threads, F&& f) {
 #pragma omp parallel num_threads(threads)
   {
-    T* col = scratch<T>(std::max<int64_t>(col_size, 1));
+    std::unique_ptr<T[]> own;
+    T* col = scratch<T>(std::max<int64_t>(col_size, 1), own);
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; ++n) f(n, col, omp_get_thread_num());
   }
