@@ -58,7 +58,9 @@ inline void max_pool_2x2_row(const T* r0, const T* r1, T* best, int64_t* at, int
                              int64_t base, int64_t W) {
   int64_t j = 0;
 #if defined(__AVX512F__)
+  // Offsets go through 32-bit lanes: planes at most 2^30 wide (any real image).
   if constexpr (std::is_same_v<T, float>) {
+    if (W >= (int64_t(1) << 30)) return max_pool_2x2_row_scalar(r0, r1, best, at, j, OW, base, W);
     const __m512i even =
         _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
