@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Where one workload's time goes: samples `build/bench/bench <workload>` with `perf record` (the
 # cpu-clock software event, which works without hardware counters) and sorts the samples into
-# GEMM, elementwise, softmax/LayerNorm/loss, optimizer, OpenMP (barriers and spinning), memory, and
-# engine (tape, nodes, tensors, reference counts). Prints one line per category with its share.
+# GEMM, convolution and pooling (im2col, col2im, max-pool), elementwise, softmax/LayerNorm/loss,
+# optimizer, OpenMP (barriers and spinning), memory, and engine (tape, nodes, tensors, reference
+# counts). Prints one line per category with its share.
 #
-#   bench/profile.sh mlp784|gpt-mini|tiny [--steps N]
+#   bench/profile.sh mlp784|gpt-mini|tiny|cnn [--steps N]
 #
 # Needs Debian's linux-perf (installed if missing). Run it on an otherwise idle machine: under
 # contention OpenMP's waiting threads dominate every profile.
@@ -24,6 +25,7 @@ perf report -i "$data" --sort dso,sym --stdio 2>/dev/null | awk '
     share = $1; sub(/%/, "", share); dso = $2; line = $0
     if (dso ~ /libdnnl|libopenblas/ || line ~ /\[JIT\]/ || line ~ /small_gemm|Gemm/) c = "GEMM (oneDNN, OpenBLAS, own small loop)"
     else if (dso ~ /libgomp/) c = "OpenMP runtime (barriers, waiting threads)"
+    else if (line ~ /im2col|col2im|conv_input_kernel|conv_weight_kernel|conv_forward_kernel|max_pool/) c = "convolution and pooling (im2col, col2im, max-pool)"
     else if (line ~ /layer_norm|softmax|cross_entropy|exp_shifted|row_sum|row_max|map_row/) c = "softmax, LayerNorm, loss"
     else if (line ~ /adam_step|sgd_step|update_elements/) c = "optimizer step"
     else if (line ~ /run_rows|kernels::map|reduce|gelu|relu|tanh|elementwise|for_each_row|copy_/) c = "elementwise and reductions"

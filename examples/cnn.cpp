@@ -3,6 +3,12 @@
 //
 //   cnn [--data DIR] [--epochs 5] [--batch 64] [--lr 0.02] [--momentum 0.9] [--val 0.1]
 //       [--seed 0] [--train-size 3000] [--test-size 1000] [--image-size 28]
+//   cnn --write-data DIR [--train-size 3000] [--test-size 1000] [--image-size 28]
+//
+// --write-data writes the synthetic training and test images that a run without --data would use
+// into DIR as IDX files with MNIST's names (pixels rounded to bytes), and exits: another program
+// (examples/cnn_torch.py, the same recipe in PyTorch) and this one given --data DIR then train on
+// identical bytes.
 //
 // DIR holds train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and
 // t10k-labels-idx1-ubyte (each may be gzip-compressed, with ".gz"), as for examples/mnist. Pixels
@@ -22,6 +28,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,7 +41,7 @@ using namespace ag;
 namespace {
 
 struct Settings {
-  std::string data;
+  std::string data, write_data;
   int64_t epochs = 5;
   int64_t batch = 64;
   double lr = 0.02;
@@ -49,7 +56,8 @@ struct Settings {
   fmt::print(stderr,
              "usage: cnn [--data DIR] [--epochs N] [--batch N] [--lr X] [--momentum X]\n"
              "           [--val FRACTION] [--seed N] [--train-size N] [--test-size N]\n"
-             "           [--image-size N]\n");
+             "           [--image-size N]\n"
+             "       cnn --write-data DIR [--train-size N] [--test-size N] [--image-size N]\n");
   std::exit(problem.empty() ? 0 : 2);
 }
 
@@ -70,6 +78,8 @@ Settings parse(int argc, char** argv) {
     std::string v = argv[++i];
     if (opt == "--data") {
       s.data = v;
+    } else if (opt == "--write-data") {
+      s.write_data = v;
     } else if (opt == "--epochs") {
       s.epochs = to_int(opt, v, 1);
     } else if (opt == "--batch") {
@@ -101,6 +111,16 @@ int64_t num_classes(const Tensor& labels) {
   return v.empty() ? 0 : *std::max_element(v.begin(), v.end()) + 1;
 }
 
+// The synthetic training and test sets ([N, size * size] pixels in [0, 1], labels [N]).
+std::pair<nn::TensorDataset, nn::TensorDataset> synthetic_data(const Settings& s) {
+  nn::DigitsOptions o;
+  o.rows = o.cols = s.image_size;
+  o.max_shift = 2.0 * static_cast<double>(s.image_size) / 28.0;
+  o.jitter = static_cast<double>(s.image_size) / 28.0;
+  return {nn::synthetic_digits(s.train_size, /*seed=*/1, o),
+          nn::synthetic_digits(s.test_size, /*seed=*/2, o)};
+}
+
 // Images [N, rows, cols] (or flattened [N, rows * cols]) -> [N, 1, H, W] with H, W >= 28: sides
 // below 28 are padded with zeros, centred.
 nn::TensorDataset as_images(const nn::TensorDataset& d, int64_t rows, int64_t cols) {
@@ -123,14 +143,29 @@ std::pair<nn::TensorDataset, nn::TensorDataset> load_data(const Settings& s) {
                rows, cols, s.data);
     return {as_images(train, rows, cols), as_images(test, rows, cols)};
   }
-  nn::DigitsOptions o;
-  o.rows = o.cols = s.image_size;
-  o.max_shift = 2.0 * static_cast<double>(s.image_size) / 28.0;
-  o.jitter = static_cast<double>(s.image_size) / 28.0;
   fmt::print("data: no --data given; {} training and {} test synthetic digit images of {}x{}\n",
-             s.train_size, s.test_size, o.rows, o.cols);
-  return {as_images(nn::synthetic_digits(s.train_size, /*seed=*/1, o), o.rows, o.cols),
-          as_images(nn::synthetic_digits(s.test_size, /*seed=*/2, o), o.rows, o.cols)};
+             s.train_size, s.test_size, s.image_size, s.image_size);
+  auto [train, test] = synthetic_data(s);
+  return {as_images(train, s.image_size, s.image_size),
+          as_images(test, s.image_size, s.image_size)};
+}
+
+// --write-data DIR (created if missing): the synthetic sets as IDX files ([N, rows, cols] bytes,
+// labels).
+int write_data(const Settings& s) {
+  auto [train, test] = synthetic_data(s);
+  const std::string& dir = s.write_data;
+  std::filesystem::create_directories(dir);
+  auto images = [&](const nn::TensorDataset& d) {
+    return d.tensors()[0].reshape({d.size(), s.image_size, s.image_size});
+  };
+  nn::write_idx_images(dir + "/train-images-idx3-ubyte", images(train));
+  nn::write_idx_labels(dir + "/train-labels-idx1-ubyte", train.tensors()[1]);
+  nn::write_idx_images(dir + "/t10k-images-idx3-ubyte", images(test));
+  nn::write_idx_labels(dir + "/t10k-labels-idx1-ubyte", test.tensors()[1]);
+  fmt::print("wrote {} training and {} test synthetic images of {}x{} to {}\n", train.size(),
+             test.size(), s.image_size, s.image_size, dir);
+  return 0;
 }
 
 // LeNet-5 for [N, 1, H, W] images, H, W >= 28.
@@ -216,7 +251,7 @@ int run(const Settings& s) {
 int main(int argc, char** argv) {
   Settings s = parse(argc, argv);
   try {
-    return run(s);
+    return s.write_data.empty() ? run(s) : write_data(s);
   } catch (const std::exception& e) {
     fmt::print(stderr, "cnn: {}\n", e.what());
     return 1;

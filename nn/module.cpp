@@ -168,8 +168,13 @@ StateDict Module::state_dict() const {
   return s;
 }
 
-LoadResult Module::load_state_dict(const StateDict& state, bool strict) {
+void Module::complete_state_dict(const std::string&, StateDict&) const {}
+
+LoadResult Module::load_state_dict(const StateDict& state_in, bool strict) {
   StateDict mine = state_dict();
+  StateDict state = state_in;
+  for (auto& [name, m] : named_modules())
+    m->complete_state_dict(name.empty() ? name : name + ".", state);
   LoadResult r;
   std::map<std::string, const Tensor*> given;
   for (auto& [n, t] : state) given[n] = &t;

@@ -75,6 +75,7 @@ class Module {
   StateDict state_dict() const;
   // Copies values in (shape-checked). strict: every name must match both ways, else ValueError
   // listing missing, unexpected and mis-shaped entries; nothing is modified unless all fit.
+  // Each module of the tree may first add entries an older format lacked (complete_state_dict).
   LoadResult load_state_dict(const StateDict& state, bool strict = true);
 
   // A one-line-per-module summary of the tree with parameter counts.
@@ -92,6 +93,10 @@ class Module {
   }
   // Removes a registered submodule (no-op if absent).
   void remove_module(const std::string& name);
+  // Called by load_state_dict on every module of the tree, with the module's dotted prefix ("" or
+  // "features.1.") and the state being loaded: a module may append entries that checkpoints of an
+  // older version lack (BatchNorm's num_batches_tracked). Does nothing by default.
+  virtual void complete_state_dict(const std::string& prefix, StateDict& state) const;
 
  private:
   void check_name(const std::string& name) const;

@@ -3,7 +3,7 @@
 namespace ag::nn {
 
 BatchNorm::BatchNorm(const char* name, int64_t lo, int64_t hi, int64_t features, double eps,
-                     double momentum, bool affine, bool track)
+                     std::optional<double> momentum, bool affine, bool track)
     : num_features(features),
       eps(eps),
       momentum(momentum),
@@ -11,6 +11,9 @@ BatchNorm::BatchNorm(const char* name, int64_t lo, int64_t hi, int64_t features,
       dims_lo_(lo),
       dims_hi_(hi) {
   if (features <= 0) fail<ValueError>("{}: num_features must be positive, got {}", name, features);
+  if (momentum && !(*momentum >= 0 && *momentum <= 1))
+    fail<ValueError>("{}: momentum must be in [0, 1] (or none for a cumulative average), got {}",
+                     name, *momentum);
   if (affine) {
     weight = register_parameter("weight", ones({features}));
     bias = register_parameter("bias", zeros({features}));
@@ -18,7 +21,18 @@ BatchNorm::BatchNorm(const char* name, int64_t lo, int64_t hi, int64_t features,
   if (track) {
     running_mean = register_buffer("running_mean", zeros({features}));
     running_var = register_buffer("running_var", ones({features}));
+    num_batches_tracked = register_buffer("num_batches_tracked", zeros({}, int64));
   }
+}
+
+void BatchNorm::complete_state_dict(const std::string& prefix, StateDict& state) const {
+  if (!num_batches_tracked.defined()) return;
+  bool has_stats = false;
+  for (auto& [name, _] : state) {
+    if (name == prefix + "num_batches_tracked") return;
+    has_stats = has_stats || name == prefix + "running_mean";
+  }
+  if (has_stats) state.emplace_back(prefix + "num_batches_tracked", zeros({}, int64));
 }
 
 Tensor BatchNorm::forward(const Tensor& x) {
@@ -28,7 +42,13 @@ Tensor BatchNorm::forward(const Tensor& x) {
                      x.shape());
   // Without running statistics the batch's own are used in both modes, as in PyTorch.
   const bool use_batch = is_training() || !running_mean.defined();
-  return batch_norm(x, running_mean, running_var, weight, bias, use_batch, momentum, eps);
+  double factor = momentum.value_or(0.0);
+  if (is_training() && num_batches_tracked.defined()) {
+    int64_t& count = num_batches_tracked.data<int64_t>()[0];  // a 0-D buffer, never recorded
+    ++count;
+    if (!momentum) factor = 1.0 / static_cast<double>(count);
+  }
+  return batch_norm(x, running_mean, running_var, weight, bias, use_batch, factor, eps);
 }
 
 GroupNorm::GroupNorm(int64_t groups, int64_t channels, double eps, bool affine)

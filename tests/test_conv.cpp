@@ -84,6 +84,8 @@ TEST_CASE("conv2d equals the definition: stride, padding, dilation, groups, bias
       {{2, 4, 5, 5}, {6, 4, 1, 1}, {}, true},                      // 1x1, pointwise path
       {{1, 1, 5, 5}, {1, 1, 5, 5}, {}, false},                     // kernel = image
       {{2, 2, 4, 4}, {2, 2, 2, 2}, {3, 3, 0, 0, 1, 1, 1}, false},  // stride > kernel
+      {{1, 2, 5, 3}, {2, 2, 9, 9}, {1, 1, 4, 4, 1, 1, 1}, true},   // padding wider than the image
+      {{2, 3, 6, 7}, {2, 3, 3, 3}, {1, 1, 2, 2, 2, 2, 1}, true},   // "same" size with dilation
   };
   for (size_t i = 0; i < cases.size(); ++i) {
     CAPTURE(i);
@@ -132,6 +134,48 @@ TEST_CASE("conv2d on a batch large enough to be split over threads equals the de
                 xv[((n * 3 + 2) * 12 + h) * 11 + ww];
       }
   CHECK(dv[((5 * 3 + 2) * 3 + 0) * 3 + 1] == doctest::Approx(want).epsilon(1e-12));
+}
+
+TEST_CASE("conv2d and its gradients on rows wider than a SIMD register, float32 and float64") {
+  // Widths 37 and 40: im2col and col2im copy rows a whole register at a time and the rest with a
+  // masked one (kernels/rows.h); the narrow cases above use only the masked part in float32.
+  for (Conv c : {Conv{1, 1, 2, 2, 1, 1, 1}, Conv{1, 1, 0, 3, 1, 2, 1}}) {
+    Tensor x = leaf({2, 2, 5, 37}, -1, 1, 44).detach();
+    Tensor w = leaf({3, 2, 3, 5}, -1, 1, 45).detach();
+    Tensor want = conv_by_hand(x, w, Tensor(), c);
+    check_values(run_conv(x, w, Tensor(), c), test::values(want), 1e-12);
+    Tensor g = leaf(want.shape(), -1, 1, 46).detach();
+    Tensor gx64, gw64;
+    for (Dtype dt : {float64, float32}) {
+      CAPTURE(dtype_name(dt));
+      Tensor xr = x.to(dt).clone().requires_grad_(), wr = w.to(dt).clone().requires_grad_();
+      Tensor y = run_conv(xr, wr, Tensor(), c);
+      CHECK(test::allclose(y.to(float64), want, 1e-5, 1e-4));
+      y.backward(g.to(dt));
+      if (dt == float64) {
+        // The adjoint identities fix the float64 gradients: <y, g> = <x, dx> = <w, dw>.
+        const double sum = dot(y.detach(), g);
+        CHECK(dot(x, xr.grad()) == doctest::Approx(sum).epsilon(1e-12));
+        CHECK(dot(w, wr.grad()) == doctest::Approx(sum).epsilon(1e-12));
+        gx64 = xr.grad();
+        gw64 = wr.grad();
+      } else {
+        CHECK(test::allclose(xr.grad().to(float64), gx64, 1e-4, 1e-4));
+        CHECK(test::allclose(wr.grad().to(float64), gw64, 1e-4, 1e-4));
+      }
+    }
+  }
+}
+
+TEST_CASE("conv2d with an unrolled input above the kept scratch size (16 MiB) equals its halves") {
+  // 32 channels, 3x3, 128x128: the unrolled input is 288 x 16384 floats (18.9 MB) and gets a
+  // buffer of its own; each 16-channel half (9.4 MB) uses the kept per-thread buffer.
+  Tensor x = leaf({1, 32, 128, 128}, -1, 1, 47).detach().to(float32);
+  Tensor w = leaf({2, 32, 3, 3}, -1, 1, 48).detach().to(float32);
+  Tensor whole = conv2d(x, w, Tensor(), 1, 1);
+  Tensor halves = conv2d(x.slice(1, 0, 16), w.slice(1, 0, 16), Tensor(), 1, 1) +
+                  conv2d(x.slice(1, 16, 32), w.slice(1, 16, 32), Tensor(), 1, 1);
+  CHECK(test::allclose(whole, halves, 1e-4, 1e-4));
 }
 
 TEST_CASE("conv2d with padding \"same\" keeps the size; an odd total pads the end") {

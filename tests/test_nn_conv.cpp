@@ -4,6 +4,9 @@
 // a LeNet-5 that learns.
 #include <algorithm>
 #include <cmath>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "nn/nn.h"
 #include "support.h"
@@ -74,9 +77,10 @@ TEST_CASE("BatchNorm2d: batch statistics in training, running statistics in eval
   nn::BatchNorm2d bn(3);
   CHECK(bn.num_parameters() == 6);
   auto buffers = bn.named_buffers();
-  REQUIRE(buffers.size() == 2);
+  REQUIRE(buffers.size() == 3);
   CHECK(buffers[0].first == "running_mean");
   CHECK(buffers[1].first == "running_var");
+  CHECK(buffers[2].first == "num_batches_tracked");
   Tensor x = leaf({4, 3, 2, 2}, 0, 2, 4).detach().to(float32);
   Tensor y = bn(x);
   // Training: each channel of the output has mean 0; the running mean moved 10% towards the
@@ -132,6 +136,86 @@ TEST_CASE("BatchNorm's running statistics are saved in and restored from checkpo
   REQUIRE(bn);
   CHECK(test::allclose(bn->running_var,
                        std::dynamic_pointer_cast<nn::BatchNorm2d>((*a)[1])->running_var, 0, 0));
+}
+
+TEST_CASE("BatchNorm counts its training batches in num_batches_tracked") {
+  nn::BatchNorm1d bn(2);
+  REQUIRE(bn.num_batches_tracked.defined());
+  CHECK(bn.num_batches_tracked.dtype() == int64);
+  CHECK(bn.num_batches_tracked.dim() == 0);
+  CHECK(bn.num_batches_tracked.item() == 0);
+  Tensor x = leaf({5, 2}, -1, 1, 30).detach().to(float32);
+  bn(x);
+  bn(x);
+  CHECK(bn.num_batches_tracked.item() == 2);
+  bn.eval();
+  bn(x);  // evaluation does not count
+  CHECK(bn.num_batches_tracked.item() == 2);
+  bn.to(float64);  // an integer buffer keeps its dtype
+  CHECK(bn.num_batches_tracked.dtype() == int64);
+  nn::BatchNorm1d plain(2, 1e-5, 0.1, true, /*track_running_stats=*/false);
+  CHECK_FALSE(plain.num_batches_tracked.defined());
+  CHECK_THROWS_WITH_PARTS(nn::BatchNorm2d(2, 1e-5, 1.5), ValueError, "BatchNorm2d", "momentum");
+}
+
+TEST_CASE("BatchNorm with momentum none keeps the cumulative average of the batch statistics") {
+  nn::BatchNorm1d bn(2, 1e-5, std::nullopt);
+  std::vector<Tensor> xs;
+  for (int i = 0; i < 3; ++i) xs.push_back(leaf({4 + i, 2}, -1 + i, 2 + i, 40 + i).detach());
+  bn.to(float64);
+  for (const Tensor& x : xs) bn(x);
+  CHECK(bn.num_batches_tracked.item() == 3);
+  // Plain averages over the three batches: the initial 0 and 1 weigh nothing.
+  Tensor mean_avg = (xs[0].mean({0}) + xs[1].mean({0}) + xs[2].mean({0})) / 3.0;
+  Tensor var_avg = (var(xs[0], {0}) + var(xs[1], {0}) + var(xs[2], {0})) / 3.0;  // unbiased
+  CHECK(test::allclose(bn.running_mean, mean_avg, 1e-12));
+  CHECK(test::allclose(bn.running_var, var_avg, 1e-12));
+}
+
+TEST_CASE("BatchNorm's num_batches_tracked is saved; checkpoints without it load as 0") {
+  test::TempDir dir;
+  auto make = [] {
+    return std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{
+        std::make_shared<nn::Conv2d>(1, 2, 3), std::make_shared<nn::BatchNorm2d>(2)});
+  };
+  auto bn_of = [](const std::shared_ptr<nn::Sequential>& m) {
+    return std::dynamic_pointer_cast<nn::BatchNorm2d>((*m)[1]);
+  };
+  auto a = make();
+  for (int i = 0; i < 4; ++i) (*a)(leaf({4, 1, 5, 5}, 0, 3, 50 + i).detach().to(float32));
+  const std::string path = dir.file("bn.safetensors");
+  nn::save_checkpoint(path, *a);
+  nn::Metadata meta;
+  nn::StateDict saved = nn::load_safetensors(path, &meta);
+  bool found = false;
+  for (auto& [name, t] : saved)
+    if (name == "1.num_batches_tracked") {
+      found = true;
+      CHECK(t.dtype() == int64);
+      CHECK(t.item() == 4);
+    }
+  CHECK(found);
+  auto b = make();
+  nn::load_checkpoint(path, *b);
+  CHECK(bn_of(b)->num_batches_tracked.item() == 4);
+
+  // The same file without the counter, as written before it existed: loads strictly, count 0,
+  // running statistics restored.
+  nn::StateDict old;
+  for (auto& [name, t] : saved)
+    if (name != "1.num_batches_tracked") old.emplace_back(name, t);
+  REQUIRE(old.size() + 1 == saved.size());
+  const std::string old_path = dir.file("old.safetensors");
+  nn::save_safetensors(old_path, old, meta);
+  auto c = make();
+  (*c)(leaf({4, 1, 5, 5}, 0, 3, 60).detach().to(float32));  // count 1 before loading
+  nn::load_checkpoint(old_path, *c);
+  CHECK(bn_of(c)->num_batches_tracked.item() == 0);
+  CHECK(test::allclose(bn_of(c)->running_mean, bn_of(a)->running_mean, 0, 0));
+  CHECK(c->load_state_dict(old).ok());
+  // Other entries missing are still reported.
+  nn::StateDict partial(old.begin() + 1, old.end());
+  CHECK_THROWS_WITH_PARTS(c->load_state_dict(partial), ValueError, "missing");
 }
 
 TEST_CASE("GroupNorm: the op it wraps, and errors") {

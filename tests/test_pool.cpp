@@ -3,6 +3,7 @@
 // and the errors.
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "support.h"
 
@@ -53,6 +54,44 @@ TEST_CASE("max_pool2d ties go to the first position in row-major order; NaN prop
   const double inf = std::numeric_limits<double>::infinity();
   CHECK(max_pool2d_with_indices(test::f64({-inf, -inf, -inf, -inf}, {1, 1, 2, 2}), 2)
             .second.item<int64_t>() == 0);
+}
+
+TEST_CASE("max_pool2d: the 2x2 stride-2 loop and the general one agree, ties and NaN included") {
+  // The common window has a loop of its own (kernels/max_pool.h): compared with a window-by-window
+  // reference of the documented rule (first maximum in row-major order, a NaN over any number).
+  // Width 9 fits one SIMD register of outputs; width 37 (18 outputs) needs a full one and a tail.
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  for (int64_t W : {9, 37})
+    for (Dtype dt : {float32, float64}) {
+      CAPTURE(W);
+      const int64_t H = 7, OH = 3, OW = W / 2;
+      // Values from a small set, so that many windows tie; an odd size drops the last row/column.
+      std::vector<double> v;
+      for (int64_t i = 0; i < 2 * 3 * H * W; ++i)
+        v.push_back(i % 17 == 5 ? nan : double((i * 7) % 5));
+      Tensor x = Tensor::from_vector(v, {2, 3, H, W}).to(dt);
+      auto [y, idx] = max_pool2d_with_indices(x, 2);
+      REQUIRE(y.shape() == Shape{2, 3, OH, OW});
+      std::vector<double> yv = y.to(float64).to_vector<double>();
+      std::vector<int64_t> iv = idx.to_vector<int64_t>();
+      for (int64_t pl = 0, o = 0; pl < 6; ++pl)
+        for (int64_t i = 0; i < OH; ++i)
+          for (int64_t j = 0; j < OW; ++j, ++o) {
+            int64_t at = -1;
+            double m = 0;
+            for (int64_t u = 0; u < 2; ++u)
+              for (int64_t w = 0; w < 2; ++w) {
+                const int64_t pos = (2 * i + u) * W + 2 * j + w;
+                const double c = v[size_t(pl * H * W + pos)];
+                if (at < 0 || c > m || (std::isnan(c) && !std::isnan(m))) {
+                  m = c;
+                  at = pos;
+                }
+              }
+            CHECK(iv[size_t(o)] == at);
+            CHECK((std::isnan(m) ? std::isnan(yv[size_t(o)]) : yv[size_t(o)] == m));
+          }
+    }
 }
 
 TEST_CASE("max_pool2d gradients and second derivatives (float64)") {

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "support.h"
 
@@ -43,6 +44,22 @@ TEST_CASE("sum and mean over all axes, one axis, several axes, with and without 
   // bool sums count: int64.
   CHECK(sum(gt(x, full({}, 2.5, float64))).dtype() == int64);
   CHECK(sum(gt(x, full({}, 2.5, float64))).item() == 4.0);
+}
+
+TEST_CASE("float32 sums of contiguous rows keep double accuracy (the conv bias-gradient shape)") {
+  // Rows of 1 to 2000 values: whole SIMD registers and a tail. A float running total would drift
+  // (1 + 2000 terms of 1e-4 lose about 1e-4 relatively); the SIMD row sum stays within 1e-6.
+  for (int64_t n : {1, 7, 16, 37, 2000}) {
+    CAPTURE(n);
+    std::vector<double> v(size_t(3 * n));
+    for (size_t i = 0; i < v.size(); ++i) v[i] = i % 3 == 0 ? 1.0 : 1e-4 * double(i % 7);
+    Tensor x64 = Tensor::from_vector(v, {3, n});
+    Tensor x = x64.to(float32);
+    CHECK(test::allclose(sum(x, {1}).to(float64), sum(x.to(float64), {1}), 0, 1e-6));
+    // Over the batch and the spatial axes, keeping the channels: [N, C, H*W] -> [C].
+    Tensor y = x.reshape({3, 1, n}).expand({3, 4, n}).contiguous();
+    CHECK(test::allclose(sum(y, {0, 2}).to(float64), sum(y.to(float64), {0, 2}), 0, 1e-6));
+  }
 }
 
 TEST_CASE("sum and mean gradients") {

@@ -4,12 +4,14 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include <fmt/ranges.h>
 
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/gemm.h"
+#include "autograd/kernels/rows.h"
 #include "autograd/node.h"
 #include "autograd/ops/elementwise.h"
 #include "autograd/ops/index.h"
@@ -61,52 +63,117 @@ inline std::pair<int64_t, int64_t> valid_range(int64_t W, int64_t OW, int64_t s,
   return {lo, hi};
 }
 
+// Output rows i whose input row i - ph + off (stride 1) falls inside [0, H): [lo, hi).
+inline std::pair<int64_t, int64_t> valid_rows(int64_t H, int64_t OH, int64_t ph, int64_t off) {
+  const int64_t lo = std::clamp<int64_t>(ph - off, 0, OH);
+  return {lo, std::clamp<int64_t>(H + ph - off, lo, OH)};
+}
+
+// With stride 1 and an output as wide as the input (padding "same"), a kernel offset's whole block
+// of valid rows is one contiguous run in both the input and the unrolled row; only the columns
+// that wrap around into the padding need fixing.
+bool contiguous_rows(const Geom& g) { return g.p.sh == 1 && g.p.sw == 1 && g.OW == g.W; }
+
 // x: one sample's group of channels [C/G, H, W] -> col [C/G * kh * kw, OH * OW] (zeros where the
-// receptive field reaches into the padding).
+// receptive field reaches into the padding). Rows are short (an image's width): they are copied and
+// zeroed with the short-row helpers of kernels/rows.h, not std::fill (a memset call per row).
 template <class T>
 void im2col(const T* x, const Geom& g, T* col) {
-  const int64_t P = g.P();
+  const int64_t P = g.P(), OW = g.OW, OH = g.OH, H = g.H, W = g.W, sw = g.p.sw;
+  const bool runs = contiguous_rows(g);
   for (int64_t c = 0; c < g.Cg(); ++c)
     for (int64_t u = 0; u < g.kh; ++u)
       for (int64_t v = 0; v < g.kw; ++v) {
         T* row = col + ((c * g.kh + u) * g.kw + v) * P;
-        auto [lo, hi] = valid_range(g.W, g.OW, g.p.sw, g.p.pw, v * g.p.dw);
-        for (int64_t i = 0; i < g.OH; ++i) {
-          T* r = row + i * g.OW;
-          const int64_t ih = i * g.p.sh - g.p.ph + u * g.p.dh;
-          if (ih < 0 || ih >= g.H) {
-            std::fill(r, r + g.OW, T(0));
+        const auto [lo, hi] = valid_range(W, OW, sw, g.p.pw, v * g.p.dw);
+        const T* xc = x + c * H * W - g.p.pw + v * g.p.dw;
+        if (runs) {
+          const auto [i0, i1] = valid_rows(H, OH, g.p.ph, u * g.p.dh);
+          if (i1 <= i0 || hi <= lo) {  // the offset sees only padding
+            kernels::zero_row(row, P);
             continue;
           }
-          const T* xr = x + (c * g.H + ih) * g.W - g.p.pw + v * g.p.dw;
-          std::fill(r, r + lo, T(0));
-          if (g.p.sw == 1) {
-            for (int64_t j = lo; j < hi; ++j) r[j] = xr[j];  // rows are short: no memmove call
-          } else {
-            for (int64_t j = lo; j < hi; ++j) r[j] = xr[j * g.p.sw];
+          // Rows i0..i1-1 in one copy, then the wrapped-around columns back to zero.
+          kernels::zero_row(row, i0 * OW + lo);
+          const T* xr = xc + (i0 - g.p.ph + u * g.p.dh) * W;
+          kernels::copy_row(row + i0 * OW + lo, xr + lo, (i1 - 1 - i0) * OW + hi - lo);
+          for (int64_t i = i0; i + 1 < i1; ++i) kernels::zero_row(row + i * OW + hi, OW - hi + lo);
+          const int64_t tail = (i1 - 1) * OW + hi;
+          kernels::zero_row(row + tail, P - tail);
+          continue;
+        }
+        for (int64_t i = 0; i < OH; ++i) {
+          T* r = row + i * OW;
+          const int64_t ih = i * g.p.sh - g.p.ph + u * g.p.dh;
+          if (ih < 0 || ih >= H) {
+            kernels::zero_row(r, OW);
+            continue;
           }
-          std::fill(r + hi, r + g.OW, T(0));
+          const T* xr = xc + ih * W;
+          kernels::zero_row(r, lo);
+          if (sw == 1) {
+            kernels::copy_row(r + lo, xr + lo, hi - lo);
+          } else {
+            for (int64_t j = lo; j < hi; ++j) r[j] = xr[j * sw];
+          }
+          kernels::zero_row(r + hi, OW - hi);
         }
       }
 }
 
-// The adjoint of im2col: adds col [C/G * kh * kw, OH * OW] back into x [C/G, H, W].
+// The adjoint of im2col: adds col [C/G * kh * kw, OH * OW] back into x [C/G, H, W]. col is
+// scratch: the entries that fall into the padding may be overwritten with zeros.
 template <class T>
-void col2im(const T* col, const Geom& g, T* x) {
-  const int64_t P = g.P();
+void col2im(T* col, const Geom& g, T* x) {
+  const int64_t P = g.P(), OW = g.OW, OH = g.OH, H = g.H, W = g.W, sw = g.p.sw;
+  const bool runs = contiguous_rows(g);
   for (int64_t c = 0; c < g.Cg(); ++c)
     for (int64_t u = 0; u < g.kh; ++u)
       for (int64_t v = 0; v < g.kw; ++v) {
-        const T* row = col + ((c * g.kh + u) * g.kw + v) * P;
-        auto [lo, hi] = valid_range(g.W, g.OW, g.p.sw, g.p.pw, v * g.p.dw);
-        for (int64_t i = 0; i < g.OH; ++i) {
+        T* row = col + ((c * g.kh + u) * g.kw + v) * P;
+        const auto [lo, hi] = valid_range(W, OW, sw, g.p.pw, v * g.p.dw);
+        T* xc = x + c * H * W - g.p.pw + v * g.p.dw;
+        if (runs) {
+          // As in im2col: zero the wrapped-around columns, then one addition over the run.
+          const auto [i0, i1] = valid_rows(H, OH, g.p.ph, u * g.p.dh);
+          if (i1 <= i0 || hi <= lo) continue;
+          for (int64_t i = i0; i + 1 < i1; ++i) kernels::zero_row(row + i * OW + hi, OW - hi + lo);
+          T* xr = xc + (i0 - g.p.ph + u * g.p.dh) * W;
+          kernels::add_row(xr + lo, row + i0 * OW + lo, (i1 - 1 - i0) * OW + hi - lo);
+          continue;
+        }
+        for (int64_t i = 0; i < OH; ++i) {
           const int64_t ih = i * g.p.sh - g.p.ph + u * g.p.dh;
-          if (ih < 0 || ih >= g.H) continue;
-          const T* r = row + i * g.OW;
-          T* xr = x + (c * g.H + ih) * g.W - g.p.pw + v * g.p.dw;
-          for (int64_t j = lo; j < hi; ++j) xr[j * g.p.sw] += r[j];
+          if (ih < 0 || ih >= H) continue;
+          const T* r = row + i * OW;
+          T* xr = xc + ih * W;
+          if (sw == 1) {
+            kernels::add_row(xr + lo, r + lo, hi - lo);
+          } else {
+            for (int64_t j = lo; j < hi; ++j) xr[j * sw] += r[j];
+          }
         }
       }
+}
+
+// Scratch of n elements for one thread, not initialised. Up to kKeptScratch bytes it is a
+// per-thread buffer kept between calls (the convolutions of a training step ask for the same sizes
+// every step); larger requests get a buffer of their own in `own`, freed by the caller, so that one
+// large convolution does not pin its memory for the rest of the process.
+constexpr int64_t kKeptScratch = int64_t(16) << 20;
+template <class T>
+T* scratch(int64_t n, std::unique_ptr<T[]>& own) {
+  if (n * int64_t(sizeof(T)) > kKeptScratch) {
+    own.reset(new T[size_t(n)]);
+    return own.get();
+  }
+  thread_local std::vector<T> buffer;
+  if (int64_t(buffer.size()) < n) {
+    buffer.clear();
+    buffer.shrink_to_fit();
+    buffer.resize(size_t(n));
+  }
+  return buffer.data();
 }
 
 // Threads for a loop over n samples: one per sample at most, one inside a parallel region.
@@ -121,9 +188,10 @@ template <class T, class F>
 void for_each_sample(int64_t N, int64_t col_size, int threads, F&& f) {
 #pragma omp parallel num_threads(threads)
   {
-    std::vector<T> col(size_t(std::max<int64_t>(col_size, 1)));
+    std::unique_ptr<T[]> own;
+    T* col = scratch<T>(std::max<int64_t>(col_size, 1), own);
 #pragma omp for schedule(static)
-    for (int64_t n = 0; n < N; ++n) f(n, col.data(), omp_get_thread_num());
+    for (int64_t n = 0; n < N; ++n) f(n, col, omp_get_thread_num());
   }
 }
 

@@ -12,6 +12,7 @@
 
 #include "autograd/grad_mode.h"
 #include "autograd/kernels/dispatch.h"
+#include "autograd/kernels/max_pool.h"
 #include "autograd/node.h"
 #include "autograd/ops/elementwise.h"
 #include "autograd/ops/index.h"
@@ -58,21 +59,32 @@ PoolGeom pool_geom(const char* op, const Tensor& x, Size2 kernel, Size2 stride, 
           (W + 2 * padding.w - kernel.w) / stride.w + 1};
 }
 
-// take ? a : b through the bits, so that no branch is emitted (GCC turns a float ?: into a jump).
-template <class T>
-T select_bits(bool take, T a, T b) {
-  using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
-  const U mask = U(0) - U(take);
-  return std::bit_cast<T>(U((std::bit_cast<U>(a) & mask) | (std::bit_cast<U>(b) & ~mask)));
-}
+using kernels::select_bits;
 
 // out and idx [planes, OH, OW]: the window maxima and their flat positions h * W + w. Works a whole
 // output row at a time: for each offset (u, v) of the window, every column j compares its candidate
 // x[i*s - p + u, j*s - p + v] with its best so far, a loop without branches the compiler
 // vectorises (per element branches mispredict on random data). Offsets run in row-major order and
 // only a strictly larger value (or a first NaN) replaces the best, so the first maximum wins.
+//
+// The common 2x2 window with stride 2 and no padding has a loop of its own (kernels/max_pool.h):
+// the four candidates of an output are compared in the same order with the same rule.
+template <class T>
+void max_pool_2x2(const T* x, T* out, int64_t* idx, const PoolGeom& g) {
+  const int64_t H = g.H, W = g.W, OH = g.OH, OW = g.OW;
+#pragma omp parallel for if (g.planes * OH * OW > (1 << 15))
+  for (int64_t pl = 0; pl < g.planes; ++pl)
+    for (int64_t i = 0; i < OH; ++i) {
+      const T* r0 = x + (pl * H + 2 * i) * W;
+      kernels::max_pool_2x2_row(r0, r0 + W, out + (pl * OH + i) * OW, idx + (pl * OH + i) * OW, OW,
+                                2 * i * W, W);
+    }
+}
+
 template <class T>
 void max_pool_kernel(const T* x, T* out, int64_t* idx, const PoolGeom& g) {
+  if (g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0)
+    return max_pool_2x2(x, out, idx, g);
   const int64_t H = g.H, W = g.W, OH = g.OH, OW = g.OW, sw = g.sw;
 #pragma omp parallel for if (g.planes * OH * OW * g.kh * g.kw > (1 << 16))
   for (int64_t pl = 0; pl < g.planes; ++pl) {

@@ -117,9 +117,12 @@ Acc fold_row(Acc acc, const T* v, int64_t n, const Combine& combine) {
 }
 
 // out[keep] = combine(out[keep], x[...]) over reduced axes; out starts at `init`.
-// `row` folds a contiguous row into one value when the output is constant along the inner axis.
+// simd_sum (sums of floats only): a contiguous row folded into one value is summed a SIMD register
+// at a time (kernels::row_sum, float partials of at most 16 terms per lane, a double total) instead
+// of one dependent double addition per element; the bias gradients of convolutions are such rows.
 template <class T, class Acc, class Combine>
-void reduce_kernel(const Tensor& out_keep, const Tensor& x, Combine combine) {
+void reduce_kernel(const Tensor& out_keep, const Tensor& x, Combine combine,
+                   bool simd_sum = false) {
   auto L = kernels::make_loop<2>(x.shape(), {out_keep.impl(), x.impl()});
   bool parallel = true;
   for (int64_t d = 0; d + 1 < L.ndim; ++d) parallel = parallel && L.stride[0][d] != 0;
@@ -163,13 +166,23 @@ void reduce_kernel(const Tensor& out_keep, const Tensor& x, Combine combine) {
   }
   kernels::for_each_row(
       L,
-      [combine](char** p, const int64_t* s, int64_t n) {
+      [combine, simd_sum](char** p, const int64_t* s, int64_t n) {
         T* o = reinterpret_cast<T*>(p[0]);
         if (s[0] == 0) {
           Acc acc = static_cast<Acc>(*o);
           const char* a = p[1];
           if (s[1] == sizeof(T)) {
-            acc = fold_row<T, Acc>(acc, reinterpret_cast<const T*>(a), n, combine);
+            const T* v = reinterpret_cast<const T*>(a);
+            if constexpr (std::is_floating_point_v<T>) {
+              if (simd_sum) {
+                acc = combine(
+                    acc, static_cast<Acc>(kernels::row_sum<T>(
+                             n, [v]<class V>(int64_t k, V) { return kernels::load<V>(v + k); })));
+                *o = static_cast<T>(acc);
+                return;
+              }
+            }
+            acc = fold_row<T, Acc>(acc, v, n, combine);
           } else {
             for (int64_t i = 0; i < n; ++i)
               acc = combine(acc, static_cast<Acc>(*reinterpret_cast<const T*>(a + i * s[1])));
@@ -210,7 +223,8 @@ Tensor sum(const Tensor& x, const Axes& axes_in, bool keepdim) {
   Shape keep = keepdim_shape(x.shape(), axes);
   Tensor out = zeros(keep, d);
   kernels::dispatch_numeric(d, "sum", [&]<class T>() {
-    reduce_kernel<T, typename acc_type<T>::type>(out, in, [](auto a, auto b) { return a + b; });
+    reduce_kernel<T, typename acc_type<T>::type>(
+        out, in, [](auto a, auto b) { return a + b; }, /*simd_sum=*/true);
   });
   if (!keepdim) drop_axes(out, reduced_shape(x.shape(), axes, false));
   if (any_requires_grad({&x})) {
