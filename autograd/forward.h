@@ -8,7 +8,8 @@
 // A dual tensor is a value (the primal) and a tangent of the same shape and dtype. While a
 // DualLevel is open, every differentiable op that gets a dual input returns a dual: its tangent is
 // the op's Jacobian-vector product (JVP), computed by the op's JVP rule, which sits beside its
-// backward rule in autograd/ops/<family>.cpp. JVP rules are written with differentiable ops, so
+// backward rule in its family's file under autograd/ops/. JVP rules are written with differentiable
+// ops, so
 //   - reverse over forward: a tangent computed from inputs that require grad is itself recorded on
 //     the tape, and backward through it differentiates the JVP;
 //   - forward over reverse: a backward run on dual tensors (grad(...) of a dual output) carries
