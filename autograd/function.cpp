@@ -67,7 +67,7 @@ void CustomFunctionNode::connect(const TensorList& inputs, TensorList& outputs,
 
   std::vector<const Tensor*> in;
   for (const Tensor& t : inputs) in.push_back(&t);
-  wire(in.data(), in.size(), nullptr, 0);  // the inputs; the outputs follow
+  wire(shared_from_this(), in.data(), in.size(), nullptr, 0);  // the inputs; the outputs follow
 
   // Outputs: which are differentiable, and fresh handles for those that are not plain results of
   // forward (an input returned as is, or a tensor already on a tape), so no input is re-parented.

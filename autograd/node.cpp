@@ -188,26 +188,31 @@ bool needs_derivatives(std::initializer_list<const Tensor*> ts) {
   return false;
 }
 
-void Node::wire(const Tensor* const* inputs, size_t n, const Tensor* outputs, size_t m) {
+void Node::wire(const std::shared_ptr<Node>& node, const Tensor* const* inputs, size_t n,
+                const Tensor* outputs, size_t m) {
+  Node& self = *node;
   for (size_t i = 0; i < n; ++i) {
     const Tensor* t = inputs[i];
     if (t->defined()) {
-      next_edges.push_back(gradient_edge(*t, this));
-      input_meta.push_back(InputMeta{t->shape(), t->dtype()});
+      self.next_edges.push_back(gradient_edge(*t, &self));
+      self.input_meta.push_back(InputMeta{t->shape(), t->dtype()});
     } else {
-      next_edges.push_back(Edge{});
-      input_meta.push_back(InputMeta{});
+      self.next_edges.push_back(Edge{});
+      self.input_meta.push_back(InputMeta{});
     }
   }
-  num_outputs_ = static_cast<uint32_t>(m);
+  if (m == 0) return;
+  self.num_outputs_ = static_cast<uint32_t>(m);
   for (size_t k = 0; k < m; ++k) {
     TensorImpl* o = outputs[k].impl();
-    output_meta.push_back(InputMeta{o->shape, o->dtype});
+    self.output_meta.push_back(InputMeta{o->shape, o->dtype});
     if (!is_floating(o->dtype)) continue;  // integer outputs (indices) are not differentiable
-    o->grad_fn = shared_from_this();
+    o->grad_fn = node;
     o->output_nr = static_cast<uint32_t>(k);
     o->requires_grad = true;
   }
+  if (t_anomaly) [[unlikely]]
+    anomaly_check_forward(self, outputs, m);
 }
 
 void Node::check_anomalies(const Tensor* outputs, size_t m) {

@@ -119,10 +119,11 @@ class Node : public std::enable_shared_from_this<Node>,
   // The error for a backward through a node whose saved tensors were released.
   [[noreturn]] void fail_released() const;
 
-  // Connects the node to its inputs (edges, input metadata), makes it grad_fn of the floating
-  // outputs. Used by record (op.h) for every built-in op, cat and split included.
-  void wire(const Tensor* const* inputs, size_t num_inputs, const Tensor* outputs,
-            size_t num_outputs);
+  // Connects `node` to its inputs (edges, input metadata), makes it grad_fn of the floating
+  // outputs and, when there are outputs, runs anomaly mode's forward check on them. Used by record
+  // (op.h) for every built-in op, cat and split included, and by custom ops for their inputs.
+  static void wire(const std::shared_ptr<Node>& node, const Tensor* const* inputs,
+                   size_t num_inputs, const Tensor* outputs, size_t num_outputs);
   // Anomaly mode's forward check of the outputs (a no-op unless anomaly mode is on).
   void check_anomalies(const Tensor* outputs, size_t num_outputs);
 

@@ -2,22 +2,27 @@
 
 #include "autograd/ops/elementwise.h"
 
-namespace ag::op_detail {
+namespace ag {
+namespace fwd::detail {
+// forward.cpp: whether tangents propagate on this thread.
+extern thread_local bool t_propagating [[gnu::tls_model("initial-exec")]];
+}  // namespace fwd::detail
 
-bool any_requires_grad(const Tensor* const* ts, size_t n) {
-  if (!is_grad_enabled()) return false;
-  for (size_t i = 0; i < n; ++i) {
-    if (!ts[i]->defined()) continue;
-    const TensorImpl& impl = *ts[i]->impl();
-    if (impl.requires_grad || impl.stale_view()) return true;
+namespace op_detail {
+
+Needs what_is_needed(const Tensor* const* ts, size_t n) {
+  Needs r;
+  if (is_grad_enabled()) {
+    for (size_t i = 0; i < n && !r.record; ++i) {
+      if (!ts[i]->defined()) continue;
+      const TensorImpl& impl = *ts[i]->impl();
+      r.record = impl.requires_grad || impl.stale_view();
+    }
   }
-  return false;
-}
-
-bool any_dual(const Tensor* const* ts, size_t n) {
-  for (size_t i = 0; i < n; ++i)
-    if (ts[i]->defined() && fwd::detail::is_dual(*ts[i])) return true;
-  return false;
+  if (fwd::detail::t_propagating) [[unlikely]]
+    for (size_t i = 0; i < n && !r.tangents; ++i)
+      r.tangents = ts[i]->defined() && fwd::detail::is_dual(*ts[i]);
+  return r;
 }
 
 void set_tangents(const char* op, const TensorList& tangents, Tensor* outs, size_t m) {
@@ -43,4 +48,5 @@ void keep_replay_inputs(Node& node, const Tensor* const* inputs, size_t n) {
     node.replay_inputs.push_back(inputs[i]->defined() ? inputs[i]->detach().clone() : Tensor());
 }
 
-}  // namespace ag::op_detail
+}  // namespace op_detail
+}  // namespace ag

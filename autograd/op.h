@@ -233,8 +233,13 @@ TensorList call_backward(const B& b, const S& s, TensorList& grads, const Node& 
   }
 }
 
-bool any_requires_grad(const Tensor* const* ts, size_t n);
-bool any_dual(const Tensor* const* ts, size_t n);
+// What an op on these inputs needs: a node on the tape (grad mode on and an input requires grad,
+// or is a stale view, so that recording raises the error), and tangents (forward mode
+// propagating and an input is a dual).
+struct Needs {
+  bool record = false, tangents = false;
+};
+Needs what_is_needed(const Tensor* const* ts, size_t n);
 // Sets each floating output's tangent from the rule's result (fitted to its shape and dtype).
 void set_tangents(const char* op, const TensorList& tangents, Tensor* outs, size_t m);
 // The sum of two tangents, either possibly undefined.
@@ -439,12 +444,12 @@ void record_outputs(const OpCall<Fn, Args...>& call, Tensor* outs, size_t m, con
                     R&& rules) {
   SmallVector<const Tensor*, 4> in;
   call.inputs(in);
-  const bool rec = any_requires_grad(in.data(), in.size());
-  const bool dual = fwd::detail::propagating() && any_dual(in.data(), in.size());
+  const Needs needs = what_is_needed(in.data(), in.size());
+  const bool rec = needs.record, dual = needs.tangents;
   std::shared_ptr<OpNode<S, R>> node;
   if (rec) {
     node = std::make_shared<OpNode<S, R>>(call.name, std::move(rules));
-    node->wire(in.data(), in.size(), outs, m);
+    Node::wire(node, in.data(), in.size(), outs, m);
   }
   if (dual) {
     TensorList t(in.size());
@@ -458,7 +463,6 @@ void record_outputs(const OpCall<Fn, Args...>& call, Tensor* outs, size_t m, con
       node->replay_fn = call.replay();
       keep_replay_inputs(*node, in.data(), in.size());
     }
-    node->check_anomalies(outs, m);
   }
 }
 
