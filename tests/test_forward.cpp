@@ -620,3 +620,23 @@ TEST_CASE("tangents that require grad are recorded: d tangent / d v") {
   jv.backward();
   test::check_values(v.grad(), {0.75, 3.0, 12.0});
 }
+
+TEST_CASE("forward over reverse through the ops with a fused backward (linear, layer_norm, ...)") {
+  // Inside a level the engine takes their differentiable backward, so tangents flow through it.
+  Tensor x = leaf({2, 1, 4, 4}, -1, 1, 84).detach();
+  Tensor targets = Tensor::from_vector(std::vector<int64_t>{2, 0});
+  auto f = [&](const Tensor& w) {
+    Tensor h = ag::max_pool2d(x * ag::sum(w), 2);  // [2, 1, 2, 2]
+    h = ag::layer_norm(ag::reshape(h, {2, 4}), {4}, ag::slice(w, 0, 0, 1).reshape({4}));
+    return ag::cross_entropy(ag::linear(h, w), targets);  // w: [3, 4]
+  };
+  Tensor w0 = leaf({3, 4}, -1, 1, 85).detach(), v = leaf({3, 4}, -1, 1, 86).detach();
+  Tensor w = w0.clone().requires_grad_();
+  Tensor g = ag::grad({f(w)}, {w}, {}, false, true)[0];
+  Tensor expected = ag::grad({ag::sum(g * v)}, {w})[0];
+  ag::fwd::DualLevel level;
+  Tensor wd = ag::fwd::make_dual(w0.clone().requires_grad_(), v);
+  Tensor hv = ag::fwd::unpack_dual(ag::grad({f(wd)}, {wd})[0]).tangent;
+  REQUIRE(hv.defined());
+  CHECK(test::allclose(hv, expected, 1e-10, 1e-10));
+}
