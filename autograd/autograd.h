@@ -4,6 +4,7 @@
 #include "autograd/dtype.h"
 #include "autograd/engine.h"
 #include "autograd/error.h"
+#include "autograd/forward.h"
 #include "autograd/function.h"
 #include "autograd/functional.h"
 #include "autograd/grad_mode.h"

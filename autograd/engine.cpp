@@ -11,7 +11,16 @@
 #include "autograd/ops/reduce.h"
 
 namespace ag {
+namespace detail {
+// grad(): an input whose gradient is captured: its position and the output of its node it is.
+struct Target {
+  size_t index;
+  uint32_t output_nr;
+};
+}  // namespace detail
+
 namespace {
+using detail::Target;
 
 thread_local bool t_trace_norms = false;
 
@@ -159,11 +168,6 @@ struct SeqLess {
   }
 };
 
-struct Target {
-  size_t index;
-  uint32_t output_nr;
-};
-
 // grad(): the nodes from which some target can be reached. Children have lower sequence numbers
 // than their consumers, so one pass in increasing sequence order settles each node after its
 // children.
@@ -191,25 +195,73 @@ std::unordered_set<Node*> nodes_leading_to(const TensorList& outputs,
   return needed;
 }
 
-// The replay loop shared by backward() and grad(). With `targets` null, gradients go into .grad;
+}  // namespace
+
+namespace detail {
+
+// One backward pass (backward() or grad()): the queue of nodes to run, in decreasing sequence
+// number, and what to do with the gradients. With `targets` null, gradients go into .grad;
 // otherwise they are captured for the target nodes only and no .grad is touched.
-void run(const TensorList& outputs, const TensorList& grad_outputs, bool retain_graph,
-         bool create_graph, const std::unordered_multimap<Node*, Target>* targets,
-         TensorList* captured) {
-  // As in PyTorch, a differentiable backward keeps the graph it differentiates through.
-  retain_graph = retain_graph || create_graph;
-  const bool anomaly = is_anomaly_enabled();
-  std::unordered_set<Node*> needed_set;
-  const std::unordered_set<Node*>* needed = nullptr;
-  if (targets) {
-    needed_set = nodes_leading_to(outputs, *targets);
-    needed = &needed_set;
+class GraphTask {
+ public:
+  GraphTask(bool retain_graph, bool create_graph,
+            const std::unordered_multimap<Node*, Target>* targets, TensorList* captured)
+      // As in PyTorch, a differentiable backward keeps the graph it differentiates through.
+      : retain_graph_(retain_graph || create_graph),
+        create_graph_(create_graph),
+        targets_(targets),
+        captured_(captured) {}
+
+  // Nodes left with state if an exception escapes.
+  ~GraphTask() {
+    for (Node* n : heap_) {
+      n->queued_ = false;
+      n->pending_.clear();
+    }
   }
+
+  // Queues the roots with their output gradients (ones for one-element outputs when not given).
+  void seed(const TensorList& outputs, const TensorList& grad_outputs);
+  // Runs the queue to the end.
+  void execute();
+
+ private:
+  // pending[input_nr] of `next` += g, and `next` queued: the one place gradients flow into a node.
+  void send(Node* next, uint32_t input_nr, Tensor g);
+  void trace_norm(Node& node, const TensorList& grads) const;
+  void capture(Node& node, const TensorList& grads) const;
+  void retain(Node& node, const TensorList& grads) const;
+  // Runs one node's backward and sends each input gradient on, summed back to the input's shape.
+  void run_node(Node& node, TensorList&& grads);
+  // The hooked leaves whose last consumer was `node`: their .grad is written and hooks run now.
+  void finish_hooked_leaves(Node& node);
+
+  const bool retain_graph_, create_graph_;
+  const std::unordered_multimap<Node*, Target>* targets_;
+  TensorList* captured_;
+  const bool anomaly_ = is_anomaly_enabled();
+  std::vector<Node*> heap_;
+  std::vector<std::shared_ptr<Node>> keep_;  // roots' nodes stay alive during the replay
+  std::unordered_set<Node*> needed_;         // grad(): the nodes leading to a target
+  std::unordered_map<Node*, std::vector<AccumulateGrad*>> finish_after_;
+  bool hooks_on_ = false;
+};
+
+void GraphTask::send(Node* next, uint32_t input_nr, Tensor g) {
+  if (next->pending_.size() < next->num_outputs()) next->pending_.resize(next->num_outputs());
+  accumulate(next->pending_[input_nr], std::move(g), create_graph_);
+  if (!next->queued_) {
+    next->queued_ = true;
+    heap_.push_back(next);
+    std::push_heap(heap_.begin(), heap_.end(), SeqLess{});
+  }
+}
+
+void GraphTask::seed(const TensorList& outputs, const TensorList& grad_outputs) {
+  if (targets_) needed_ = nodes_leading_to(outputs, *targets_);
   if (!grad_outputs.empty() && grad_outputs.size() != outputs.size())
     fail<AutogradError>("backward: {} outputs but {} output gradients", outputs.size(),
                         grad_outputs.size());
-  std::vector<Node*> heap;
-  std::vector<std::shared_ptr<Node>> keep;  // roots' nodes stay alive during the replay
   for (size_t i = 0; i < outputs.size(); ++i) {
     const Tensor& out = outputs[i];
     if (!out.defined()) fail<AutogradError>("backward: output {} is undefined", i);
@@ -231,125 +283,119 @@ void run(const TensorList& outputs, const TensorList& grad_outputs, bool retain_
                        i, out.shape());
     }
     Edge e = gradient_edge(out);
-    Node* n = e.fn.get();
-    if (n->pending.size() < n->num_outputs()) n->pending.resize(n->num_outputs());
-    accumulate(n->pending[e.input_nr], g, create_graph);
-    if (!n->queued) {
-      n->queued = true;
-      heap.push_back(n);
-      std::push_heap(heap.begin(), heap.end(), SeqLess{});
-    }
-    keep.push_back(std::move(e.fn));
+    send(e.fn.get(), e.input_nr, g);
+    keep_.push_back(std::move(e.fn));
   }
-
-  // Nodes left with state if an exception escapes.
-  struct Cleanup {
-    std::vector<Node*>& heap;
-    ~Cleanup() {
-      for (Node* n : heap) {
-        n->queued = false;
-        n->pending.clear();
-      }
-    }
-  } cleanup{heap};
-
   // Hooked leaves are written (and their hooks run) right after their last consumer.
-  const bool hooks_on = !targets && hooks().count.load(std::memory_order_acquire) > 0;
-  std::unordered_map<Node*, std::vector<AccumulateGrad*>> finish_after;
-  if (hooks_on) finish_after = hooked_leaves_by_last_consumer(heap);
+  hooks_on_ = !targets_ && hooks().count.load(std::memory_order_acquire) > 0;
+  if (hooks_on_) finish_after_ = hooked_leaves_by_last_consumer(heap_);
+}
 
+void GraphTask::trace_norm(Node& node, const TensorList& grads) const {
+  double s = 0;
+  for (auto& g : grads)
+    if (g.defined()) {
+      NoGradGuard ng;
+      Tensor d = g.to(float64);
+      s += sum(mul(d, d)).item();
+    }
+  node.last_grad_norm = std::sqrt(s);
+}
+
+void GraphTask::capture(Node& node, const TensorList& grads) const {
+  auto range = targets_->equal_range(&node);
+  for (auto it = range.first; it != range.second; ++it) {
+    const Tensor& g = grads[it->second.output_nr];
+    Tensor& slot = (*captured_)[it->second.index];
+    if (g.defined()) slot = slot.defined() ? add(slot, g) : g;
+  }
+}
+
+void GraphTask::retain(Node& node, const TensorList& grads) const {
+  for (auto& [k, weak] : node.retained) {
+    auto impl = weak.lock();
+    if (impl && k < grads.size() && grads[k].defined())
+      accumulate_into_leaf(*impl, grads[k], create_graph_);
+  }
+}
+
+void GraphTask::run_node(Node& node, TensorList&& grads) {
+  if (node.released() && node.num_inputs() > 0) node.fail_released();
+  // Materialise zero gradients for outputs that received none (multi-output nodes).
+  for (size_t k = 0; k < grads.size(); ++k)
+    if (!grads[k].defined() && k < node.output_meta.size())
+      grads[k] = zeros(node.output_meta[k].shape, node.output_meta[k].dtype);
+  TensorList in_grads = node.apply(std::move(grads));
+  if (in_grads.size() > node.num_inputs())
+    fail<AutogradError>("{}: backward returned {} gradients for {} inputs", node.name(),
+                        in_grads.size(), node.num_inputs());
+  for (size_t i = 0; i < in_grads.size(); ++i) {
+    const Edge& e = node.next_edges[i];
+    if (!e.fn || !in_grads[i].defined()) continue;
+    if (anomaly_) [[unlikely]]
+      anomaly_check_backward(node, i, in_grads[i]);
+    send(e.fn.get(), e.input_nr, reduce_to_input(in_grads[i], node.input_meta[i], node, i));
+  }
+  if (!retain_graph_) node.release();
+}
+
+void GraphTask::finish_hooked_leaves(Node& node) {
+  auto it = finish_after_.find(&node);
+  if (it == finish_after_.end()) return;
+  for (AccumulateGrad* acc : it->second) {
+    if (acc->pending_.empty() || !acc->pending_[0].defined()) continue;
+    // Leave it queued with an undefined gradient: when popped it does nothing.
+    accumulate_into_leaf(*acc->leaf(), std::move(acc->pending_[0]), create_graph_);
+    acc->pending_[0] = Tensor();
+    run_grad_ready_hooks(*acc);
+  }
+}
+
+void GraphTask::execute() {
   bool prev_mode = is_grad_enabled();
-  set_grad_enabled(create_graph);
+  set_grad_enabled(create_graph_);
   struct Restore {
     bool mode;
     ~Restore() { set_grad_enabled(mode); }
   } restore{prev_mode};
 
-  while (!heap.empty()) {
-    std::pop_heap(heap.begin(), heap.end(), SeqLess{});
-    Node* node = heap.back();
-    heap.pop_back();
-    node->queued = false;
-    TensorList grads(std::make_move_iterator(node->pending.begin()),
-                     std::make_move_iterator(node->pending.end()));
-    node->pending.clear();
+  while (!heap_.empty()) {
+    std::pop_heap(heap_.begin(), heap_.end(), SeqLess{});
+    Node* node = heap_.back();
+    heap_.pop_back();
+    node->queued_ = false;
+    TensorList grads(std::make_move_iterator(node->pending_.begin()),
+                     std::make_move_iterator(node->pending_.end()));
+    node->pending_.clear();
 
-    if (t_trace_norms) {
-      double s = 0;
-      for (auto& g : grads)
-        if (g.defined()) {
-          NoGradGuard ng;
-          Tensor d = g.to(float64);
-          s += sum(mul(d, d)).item();
-        }
-      node->last_grad_norm = std::sqrt(s);
-    }
-
-    if (targets) {
-      auto range = targets->equal_range(node);
-      for (auto it = range.first; it != range.second; ++it) {
-        const Tensor& g = grads[it->second.output_nr];
-        Tensor& slot = (*captured)[it->second.index];
-        if (g.defined()) slot = slot.defined() ? add(slot, g) : g;
-      }
-    }
-    auto* acc = dynamic_cast<AccumulateGrad*>(node);
-    if (acc) {
+    if (t_trace_norms) trace_norm(*node, grads);
+    if (targets_) capture(*node, grads);
+    if (auto* acc = dynamic_cast<AccumulateGrad*>(node)) {
       // (undefined if already written after its last consumer)
-      if (!targets && grads[0].defined()) {
-        accumulate_into_leaf(*acc->leaf(), std::move(grads[0]), create_graph);
-        if (hooks_on) run_grad_ready_hooks(*acc);
+      if (!targets_ && grads[0].defined()) {
+        accumulate_into_leaf(*acc->leaf(), std::move(grads[0]), create_graph_);
+        if (hooks_on_) run_grad_ready_hooks(*acc);
       }
       continue;
     }
-    if (needed && !needed->count(node)) continue;  // grad(): leads to no requested input
-    for (auto& [k, weak] : node->retained) {
-      auto impl = weak.lock();
-      if (impl && k < grads.size() && grads[k].defined() && !targets)
-        accumulate_into_leaf(*impl, grads[k], create_graph);
-    }
-    if (node->released() && node->num_inputs() > 0)
-      fail<AutogradError>(
-          "{}: trying to backward through the graph a second time, but its saved tensors were "
-          "already freed; call backward(retain_graph=true) the first time if you need to",
-          node->name());
-    // Materialise zero gradients for outputs that received none (multi-output nodes).
-    for (size_t k = 0; k < grads.size(); ++k)
-      if (!grads[k].defined() && k < node->output_meta.size())
-        grads[k] = zeros(node->output_meta[k].shape, node->output_meta[k].dtype);
-    TensorList in_grads = node->apply(std::move(grads));
-    if (in_grads.size() > node->num_inputs())
-      fail<AutogradError>("{}: backward returned {} gradients for {} inputs", node->name(),
-                          in_grads.size(), node->num_inputs());
-    for (size_t i = 0; i < in_grads.size(); ++i) {
-      const Edge& e = node->next_edges[i];
-      if (!e.fn || !in_grads[i].defined()) continue;
-      if (anomaly) [[unlikely]]
-        anomaly_check_backward(*node, i, in_grads[i]);
-      Tensor g = reduce_to_input(in_grads[i], node->input_meta[i], *node, i);
-      Node* next = e.fn.get();
-      if (next->pending.size() < next->num_outputs()) next->pending.resize(next->num_outputs());
-      accumulate(next->pending[e.input_nr], std::move(g), create_graph);
-      if (!next->queued) {
-        next->queued = true;
-        heap.push_back(next);
-        std::push_heap(heap.begin(), heap.end(), SeqLess{});
-      }
-    }
-    if (!retain_graph) node->release();
-    if (!finish_after.empty()) {
-      auto it = finish_after.find(node);
-      if (it != finish_after.end()) {
-        for (AccumulateGrad* acc : it->second) {
-          if (acc->pending.empty() || !acc->pending[0].defined()) continue;
-          // Leave it queued with an undefined gradient: when popped it does nothing.
-          accumulate_into_leaf(*acc->leaf(), std::move(acc->pending[0]), create_graph);
-          acc->pending[0] = Tensor();
-          run_grad_ready_hooks(*acc);
-        }
-      }
-    }
+    if (targets_ && !needed_.count(node)) continue;  // grad(): leads to no requested input
+    if (!targets_) retain(*node, grads);
+    run_node(*node, std::move(grads));
+    if (!finish_after_.empty()) finish_hooked_leaves(*node);
   }
+}
+
+}  // namespace detail
+
+namespace {
+
+// The replay shared by backward() and grad().
+void run(const TensorList& outputs, const TensorList& grad_outputs, bool retain_graph,
+         bool create_graph, const std::unordered_multimap<Node*, Target>* targets,
+         TensorList* captured) {
+  detail::GraphTask task(retain_graph, create_graph, targets, captured);
+  task.seed(outputs, grad_outputs);
+  task.execute();
 }
 
 }  // namespace

@@ -16,7 +16,7 @@ void FunctionContext::save_for_backward(const TensorList& tensors) {
 
 TensorList FunctionContext::saved_tensors() const {
   if (!node_) return to_save_;
-  if (node_->released()) (void)node_->saved(0);  // raises: the graph was freed
+  if (node_->released()) node_->fail_released();
   TensorList r;
   r.reserve(node_->saved_tensors.size());
   for (size_t i = 0; i < node_->saved_tensors.size(); ++i) r.push_back(node_->saved(i));
@@ -60,17 +60,14 @@ std::string demangle(const char* mangled) {
   return name;
 }
 
-void CustomFunctionNode::wire(const TensorList& inputs, TensorList& outputs,
-                              const std::source_location& loc) {
+void CustomFunctionNode::connect(const TensorList& inputs, TensorList& outputs,
+                                 const std::source_location& loc) {
   ctx.node_ = this;
   recorded_at = fmt::format("{}:{}", loc.file_name(), loc.line());
 
-  next_edges.reserve(inputs.size());
-  input_meta.reserve(inputs.size());
-  for (const Tensor& t : inputs) {
-    next_edges.push_back(t.defined() ? gradient_edge(t, this) : Edge{});
-    input_meta.push_back(t.defined() ? InputMeta{t.shape(), t.dtype()} : InputMeta{});
-  }
+  std::vector<const Tensor*> in;
+  for (const Tensor& t : inputs) in.push_back(&t);
+  wire(shared_from_this(), in.data(), in.size(), nullptr, 0);  // the inputs; the outputs follow
 
   // Outputs: which are differentiable, and fresh handles for those that are not plain results of
   // forward (an input returned as is, or a tensor already on a tape), so no input is re-parented.
@@ -138,7 +135,37 @@ void CustomFunctionNode::wire(const TensorList& inputs, TensorList& outputs,
     replay_inputs.push_back(copy ? t.detach().clone() : t.detach());
     if (!copy) replay_versions_.push_back(t.version());
   }
-  if (is_anomaly_enabled()) anomaly_check_forward(*this, outputs.data(), outputs.size());
+  check_anomalies(outputs.data(), outputs.size());
+}
+
+Tensor CustomFunctionNode::saved(size_t i) const {
+  if (released_) fail_released();
+  if (i >= saved_tensors.size())
+    fail<AutogradError>("{}: saved tensor {} requested, only {} saved", name(), i,
+                        saved_tensors.size());
+  return saved_tensors[i].unpack(*this);
+}
+
+void CustomFunctionNode::release() {
+  if (had_saved_) {
+    saved_tensors.clear();
+    released_ = true;
+  }
+}
+
+void set_custom_tangents(const std::string& op, const TensorList& inputs, TensorList& outputs,
+                         const TensorList& tangents, bool has_jvp) {
+  if (!has_jvp) fwd::detail::fail_no_jvp(op);
+  if (tangents.size() != outputs.size())
+    fail<AutogradError>("{}: jvp returned {} tangents for {} outputs (return one per output)", op,
+                        tangents.size(), outputs.size());
+  for (size_t k = 0; k < outputs.size(); ++k) {
+    Tensor& out = outputs[k];
+    if (!tangents[k].defined() || !is_floating(out.dtype())) continue;
+    for (const Tensor& x : inputs)
+      if (x.defined() && out.same(x)) out = out.detach();  // never give an input a tangent
+    fwd::detail::set_tangent(out, fwd::detail::fit_tangent(out, tangents[k], op.c_str()));
+  }
 }
 
 bool CustomFunctionNode::can_replay() const {

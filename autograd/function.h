@@ -15,6 +15,18 @@
 //   };
 //   ag::Tensor y = Softsign::apply(x);
 //
+// Forward mode (forward.h): a custom op may also define its JVP,
+//     // d y = t / (1 + |x|)^2
+//     static ag::TensorList jvp(ag::FunctionContext& ctx, const ag::TensorList& tangents) {
+//       ag::Tensor x = ctx.saved_tensors()[0];
+//       return {tangents[0] / ag::square(ag::abs(x) + 1.0)};
+//     }
+// It gets one tangent per tensor input (undefined: the input has none, i.e. zero) and returns one
+// tangent per output (a Tensor or a TensorList, like forward), written with ag ops. It runs after
+// forward, with the context forward filled (saved tensors, values). Without a jvp, a dual input
+// reaching the op raises AutogradError naming it: forward mode never silently treats a custom op as
+// constant. forward itself runs without tangent propagation, like it runs without recording.
+//
 // forward(ctx, args...) takes any mix of tensors (Tensor, or TensorList for a variable number) and
 // other values (double, int64_t, Shape, ...), and returns a Tensor or a TensorList (several
 // outputs). It runs with grad mode off: whatever it computes is not recorded. `apply` takes the
@@ -56,7 +68,9 @@
 #include <variant>
 #include <vector>
 
+#include "autograd/forward.h"
 #include "autograd/node.h"
+#include "autograd/op.h"
 
 namespace ag {
 
@@ -118,8 +132,9 @@ class FunctionContext {
   [[noreturn]] void bad_value(const std::string& key, const std::type_info& requested) const;
 
   std::string op_name_;
-  const Node* node_ = nullptr;  // set once recorded: saved tensors then live in the node
-  TensorList to_save_;          // during forward
+  // Set once recorded: saved tensors then live in the node.
+  const detail::CustomFunctionNode* node_ = nullptr;
+  TensorList to_save_;  // during forward
   std::vector<const TensorImpl*> non_differentiable_;
   std::vector<bool> needs_input_grad_;
   std::map<std::string, std::any> values_;
@@ -133,11 +148,17 @@ std::string demangle(const char* mangled);  // without namespace qualifiers when
 class CustomFunctionNode : public Node {
  public:
   FunctionContext ctx;
+  // What save_for_backward kept, checked for in-place changes when unpacked.
+  SmallVector<SavedTensor, 3> saved_tensors;
 
   // Connects the node to `inputs`, makes it grad_fn of the differentiable `outputs` (replacing an
   // output that aliases an input's handle by a fresh view, so the input is left untouched), packs
   // the saved tensors and keeps the replay inputs.
-  void wire(const TensorList& inputs, TensorList& outputs, const std::source_location& loc);
+  void connect(const TensorList& inputs, TensorList& outputs, const std::source_location& loc);
+  // Unpacks saved tensor i (checking its version).
+  Tensor saved(size_t i) const;
+  // Drops the saved tensors (after a backward without retain_graph).
+  void release() override;
   // A custom node replays while its (aliased) inputs are unmodified. Outputs that are not
   // differentiable come back undefined: they are not part of what a replay checks.
   bool can_replay() const override;
@@ -151,52 +172,28 @@ class CustomFunctionNode : public Node {
  private:
   std::vector<uint32_t> replay_versions_;  // versions of aliased replay inputs (empty for copies)
   std::vector<bool> differentiable_;       // per output
+  bool had_saved_ = false;
 };
 
-template <class T>
-constexpr bool is_tensor_arg = std::is_same_v<std::remove_cvref_t<T>, Tensor>;
-template <class T>
-constexpr bool is_tensor_list_arg = std::is_same_v<std::remove_cvref_t<T>, TensorList>;
+// Forward mode through a custom op: sets the tangents Derived::jvp gives on the differentiable
+// outputs (replacing an output that is one of the inputs by a fresh view first), or raises the
+// error for an op without a jvp.
+void set_custom_tangents(const std::string& op, const TensorList& inputs, TensorList& outputs,
+                         const TensorList& tangents, bool has_jvp);
 
-// What replay keeps of each forward argument: nothing for a tensor (its value is a replay input),
-// the length of a TensorList, a copy of anything else.
+// Replays keep the non-tensor arguments as built-in ops do (op.h): nothing for a tensor (its value
+// is a replay input), the length of a TensorList, a copy of anything else.
+using op_detail::is_list;
+using op_detail::is_tensor;
 template <class P>
-using StoredArg =
-    std::conditional_t<is_tensor_arg<P>, std::monostate,
-                       std::conditional_t<is_tensor_list_arg<P>, size_t, std::decay_t<P>>>;
+using StoredArg = op_detail::Stored<P>;
 
 template <class P>
 void append_tensors(TensorList& out, const P& arg) {
-  if constexpr (is_tensor_arg<P>) {
+  if constexpr (is_tensor<P>) {
     out.push_back(arg);
-  } else if constexpr (is_tensor_list_arg<P>) {
+  } else if constexpr (is_list<P>) {
     out.insert(out.end(), arg.begin(), arg.end());
-  }
-}
-
-template <class P>
-StoredArg<P> store_arg(const P& arg) {
-  if constexpr (is_tensor_arg<P>) {
-    return {};
-  } else if constexpr (is_tensor_list_arg<P>) {
-    return arg.size();
-  } else {
-    return arg;
-  }
-}
-
-// Rebuilds argument P for a replay from its stored form and the next replay inputs.
-template <class P>
-std::decay_t<P> restore_arg(const StoredArg<P>& stored, const TensorList& x, size_t& cursor) {
-  if constexpr (is_tensor_arg<P>) {
-    return x.at(cursor++);
-  } else if constexpr (is_tensor_list_arg<P>) {
-    TensorList list(x.begin() + static_cast<std::ptrdiff_t>(cursor),
-                    x.begin() + static_cast<std::ptrdiff_t>(cursor + stored));
-    cursor += stored;
-    return list;
-  } else {
-    return stored;
   }
 }
 
@@ -214,11 +211,7 @@ const std::string& function_name() {
 
 template <class R>
 TensorList as_list(R&& r) {
-  if constexpr (std::is_same_v<std::remove_cvref_t<R>, Tensor>) {
-    return TensorList{std::forward<R>(r)};
-  } else {
-    return TensorList(std::forward<R>(r));
-  }
+  return op_detail::as_outputs(std::forward<R>(r));
 }
 
 template <class Derived>
@@ -241,8 +234,10 @@ R run(const std::source_location& loc, Ps&&... args) {
                 "forward must return Tensor or TensorList");
   TensorList inputs;
   (append_tensors(inputs, args), ...);
-  bool record = false;
+  bool record = false, dual = false;
   for (const Tensor& t : inputs) record = record || any_requires_grad({&t});
+  if (fwd::detail::propagating())
+    for (const Tensor& t : inputs) dual = dual || (t.defined() && fwd::detail::is_dual(t));
 
   FunctionContext ctx;
   ctx.op_name_ = function_name<Derived>();
@@ -254,19 +249,43 @@ R run(const std::source_location& loc, Ps&&... args) {
   std::conditional_t<replayable, std::optional<std::tuple<StoredArg<Ps>...>>, std::monostate>
       stored;
   if constexpr (replayable) {
-    if (record) stored.emplace(store_arg(args)...);
+    if (record) stored.emplace(op_detail::store(args)...);
   }
 
   R result = [&] {
     NoGradGuard no_grad;
+    fwd::detail::Suspend no_tangents;
     return Derived::forward(ctx, std::forward<Ps>(args)...);
   }();
-  if (!record) return result;
+  if (!record && !dual) return result;
 
   TensorList outputs = as_list(std::move(result));
-  auto node = std::make_shared<CustomNode<Derived>>();
-  node->ctx = std::move(ctx);
-  node->wire(inputs, outputs, loc);
+  std::shared_ptr<CustomNode<Derived>> node;
+  if (record) {
+    node = std::make_shared<CustomNode<Derived>>();
+    node->ctx = std::move(ctx);
+    node->connect(inputs, outputs, loc);
+  }
+  if (dual) {
+    FunctionContext& c = node ? node->ctx : ctx;
+    TensorList tangents;
+    constexpr bool has_jvp = requires { &Derived::jvp; };
+    if constexpr (has_jvp) {
+      TensorList t;
+      for (const Tensor& x : inputs) t.push_back(fwd::detail::tangent_of(x));
+      fwd::detail::Suspend rule_time;
+      tangents = as_list(Derived::jvp(c, t));
+    }
+    set_custom_tangents(c.op_name(), inputs, outputs, tangents, has_jvp);
+    if (!node)
+      return [&] {
+        if constexpr (std::is_same_v<R, Tensor>) {
+          return outputs[0];
+        } else {
+          return outputs;
+        }
+      }();
+  }
   if constexpr (replayable) {
     node->replay_fn = [loc, stored = std::move(*stored)](const TensorList& x) -> TensorList {
       // Records the op again (grad mode permitting), so a replay has the same backward.
@@ -274,7 +293,7 @@ R run(const std::source_location& loc, Ps&&... args) {
           [&](const auto&... s) {
             size_t cursor = 0;
             // Braced initialisation evaluates left to right, so tensors are taken in order.
-            std::tuple<std::decay_t<Ps>...> args{restore_arg<Ps>(s, x, cursor)...};
+            std::tuple<std::decay_t<Ps>...> args{op_detail::restored<Ps>(s, x, cursor)...};
             return as_list(std::apply(
                 [&](auto&... a) { return run<Derived, R, Ps...>(loc, std::forward<Ps>(a)...); },
                 args));

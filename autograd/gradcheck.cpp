@@ -7,6 +7,7 @@
 #include <unordered_set>
 
 #include "autograd/engine.h"
+#include "autograd/forward.h"
 #include "autograd/ops/elementwise.h"
 #include "autograd/ops/random.h"
 #include "autograd/ops/reduce.h"
@@ -207,6 +208,118 @@ GradcheckReport fast_check(const TensorFn& fn, const TensorList& inputs,
   return rep;
 }
 
+// fn on `inputs` with input idx[k] made a dual of tangent v[k]; returns the outputs' tangents as
+// float64 (zeros for a floating output without tangent) and, in `outs`, the outputs.
+TensorList tangents_of(const TensorFn& fn, const TensorList& inputs, const std::vector<size_t>& idx,
+                       const TensorList& v, TensorList* outs) {
+  fwd::DualLevel level;
+  TensorList x = copies(inputs);
+  for (size_t k = 0; k < idx.size(); ++k) x[idx[k]] = fwd::make_dual(x[idx[k]], v[k]);
+  TensorList y;
+  {
+    EnableGradGuard eg;
+    y = fn(x);
+  }
+  TensorList t;
+  for (const Tensor& o : y) {
+    if (!o.defined() || !is_floating(o.dtype())) {
+      t.push_back(Tensor());
+      continue;
+    }
+    Tensor tan = fwd::unpack_dual(o).tangent;
+    t.push_back(tan.defined() ? tan.detach().to(float64).contiguous() : zeros(o.shape(), float64));
+  }
+  if (outs) *outs = std::move(y);
+  return t;
+}
+
+// <a, b> over the floating entries of two lists.
+double dot(const TensorList& a, const TensorList& b) {
+  double s = 0;
+  for (size_t j = 0; j < a.size() && j < b.size(); ++j)
+    if (a[j].defined() && b[j].defined())
+      s += sum(mul(a[j].detach().to(float64), b[j].detach().to(float64))).item();
+  return s;
+}
+
+GradcheckReport forward_check(const TensorFn& fn, const TensorList& inputs,
+                              const GradcheckOptions& o) {
+  GradcheckReport rep;
+  rep.note = o.fast_mode ? "gradcheck_forward (fast mode)" : "gradcheck_forward";
+  double worst = -INFINITY;
+  std::vector<size_t> idx;
+  for (size_t i = 0; i < inputs.size(); ++i)
+    if (inputs[i].defined() && inputs[i].requires_grad()) idx.push_back(i);
+  if (idx.empty()) fail<ValueError>("gradcheck_forward: no input requires grad");
+  Generator gen(o.seed + 29);
+  auto numeric = [&](const TensorList& v) {  // (f(x + eps v) - f(x - eps v)) / 2 eps
+    TensorList xp = copies(inputs), xm = copies(inputs);
+    for (size_t k = 0; k < idx.size(); ++k) {
+      NoGradGuard ng;
+      xp[idx[k]].add_(v[k], o.eps);
+      xm[idx[k]].add_(v[k], -o.eps);
+    }
+    TensorList fp = evaluate(fn, xp), fm = evaluate(fn, xm), d;
+    for (size_t j = 0; j < fp.size(); ++j)
+      d.push_back(fp[j].defined() && is_floating(fp[j].dtype())
+                      ? mul(sub(fp[j], fm[j]), 1.0 / (2 * o.eps))
+                      : Tensor());
+    return d;
+  };
+  auto zero_directions = [&] {
+    TensorList v;
+    for (size_t i : idx) v.push_back(zeros(inputs[i].shape(), float64));
+    return v;
+  };
+
+  // (1) JVPs against central differences.
+  if (!o.fast_mode) {
+    for (size_t k = 0; k < idx.size(); ++k) {
+      for (int64_t e = 0; e < inputs[idx[k]].numel(); ++e) {
+        TensorList v = zero_directions();
+        v[k].data<double>()[e] = 1.0;
+        TensorList jv = tangents_of(fn, inputs, idx, v, nullptr), num = numeric(v);
+        for (size_t j = 0; j < jv.size(); ++j) {
+          if (!jv[j].defined() || !num[j].defined()) continue;
+          const double* a = jv[j].data<double>();
+          Tensor nc = num[j].contiguous();
+          const double* n = nc.data<double>();
+          for (int64_t r = 0; r < jv[j].numel(); ++r)
+            consider(rep, o, a[r], n[r], static_cast<int64_t>(idx[k]), static_cast<int64_t>(j),
+                     unravel(e, inputs[idx[k]].shape()), unravel(r, jv[j].shape()), worst);
+        }
+      }
+    }
+  }
+  for (int p = 0; p < o.projections; ++p) {
+    TensorList v;
+    for (size_t i : idx) v.push_back(randn(inputs[i].shape(), float64, &gen));
+    TensorList outs;
+    TensorList jv = tangents_of(fn, inputs, idx, v, &outs);
+    TensorList u;
+    for (const Tensor& t : jv)
+      u.push_back(t.defined() ? randn(t.shape(), float64, &gen) : Tensor());
+    if (o.fast_mode) consider(rep, o, dot(u, jv), dot(u, numeric(v)), -1, -1, {}, {}, worst);
+    // (2) <u, J v> against <J^T u, v> from reverse mode (outputs recorded outside the level).
+    TensorList x = copies(inputs), y;
+    {
+      EnableGradGuard eg;
+      y = fn(x);
+    }
+    TensorList ys, us, diff;
+    for (size_t j = 0; j < y.size(); ++j)
+      if (y[j].defined() && y[j].requires_grad() && u[j].defined()) {
+        ys.push_back(y[j]);
+        us.push_back(u[j].to(y[j].dtype()));
+      }
+    for (size_t i : idx) diff.push_back(x[i]);
+    double rhs = 0;
+    if (!ys.empty()) rhs = dot(grad(ys, diff, us, false, false, /*allow_unused=*/true), v);
+    consider(rep, o, dot(u, jv), rhs, -1, -1, {}, {}, worst);
+  }
+  return rep;
+}
+
 TensorFn wrap(const std::function<Tensor(const TensorList&)>& fn) {
   return [fn](const TensorList& x) { return TensorList{fn(x)}; };
 }
@@ -227,7 +340,26 @@ std::string GradcheckReport::to_string() const {
 
 GradcheckReport gradcheck(const TensorFn& fn, const TensorList& inputs, const GradcheckOptions& o) {
   check_float64(inputs, "gradcheck");
-  return o.fast_mode ? fast_check(fn, inputs, o) : full_check(fn, inputs, o);
+  GradcheckReport rep = o.fast_mode ? fast_check(fn, inputs, o) : full_check(fn, inputs, o);
+  if (!o.check_forward_ad) return rep;
+  GradcheckReport f = forward_check(fn, inputs, o);
+  // The worst entry shown is the reverse check's when it failed, else the forward check's.
+  GradcheckReport both = rep.ok ? f : rep;
+  both.ok = rep.ok && f.ok;
+  both.checked = rep.checked + f.checked;
+  both.note = rep.note + " + " + f.note;
+  return both;
+}
+
+GradcheckReport gradcheck_forward(const TensorFn& fn, const TensorList& inputs,
+                                  const GradcheckOptions& o) {
+  check_float64(inputs, "gradcheck_forward");
+  return forward_check(fn, inputs, o);
+}
+
+GradcheckReport gradcheck_forward(const std::function<Tensor(const TensorList&)>& fn,
+                                  const TensorList& inputs, const GradcheckOptions& o) {
+  return gradcheck_forward(wrap(fn), inputs, o);
 }
 
 GradcheckReport gradcheck(const std::function<Tensor(const TensorList&)>& fn,

@@ -32,6 +32,8 @@ struct GradcheckOptions {
   int projections = 2;
   // Seed of the random projections and cotangents.
   uint64_t seed = 0;
+  // gradcheck also checks forward mode (gradcheck_forward below), like PyTorch's check_forward_ad.
+  bool check_forward_ad = false;
 };
 
 // What a gradient check found; converts to true when every entry passed. Printing it
@@ -62,6 +64,16 @@ GradcheckReport gradcheck(const TensorFn& fn, const TensorList& inputs,
 // The same for a function with one output.
 GradcheckReport gradcheck(const std::function<Tensor(const TensorList&)>& fn,
                           const TensorList& inputs, const GradcheckOptions& options = {});
+// Checks forward mode (forward.h): the JVPs fn's ops compute, with the inputs that require grad
+// made duals, (1) against central differences: every Jacobian column J e_k (fast mode:
+// `projections` random directions v, compared as <w, J v> for a random w), and (2) against reverse
+// mode: <u, J v> = <J^T u, v> for random u and v. An output left without tangent counts as zero.
+// The report's worst entry is a Jacobian entry for (1), a projection (input -1) for (2).
+GradcheckReport gradcheck_forward(const TensorFn& fn, const TensorList& inputs,
+                                  const GradcheckOptions& options = {});
+// The same for a function with one output.
+GradcheckReport gradcheck_forward(const std::function<Tensor(const TensorList&)>& fn,
+                                  const TensorList& inputs, const GradcheckOptions& options = {});
 // Checks second derivatives: the gradient of fn (computed with create_graph) is itself gradchecked,
 // as a function of the inputs and of random output cotangents.
 GradcheckReport gradgradcheck(const TensorFn& fn, const TensorList& inputs,

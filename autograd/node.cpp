@@ -1,10 +1,15 @@
 #include "autograd/node.h"
 
 #include "autograd/engine.h"
+#include "autograd/forward.h"
 
 #include <atomic>
 
 namespace ag {
+namespace fwd::detail {
+// forward.cpp: whether tangents propagate on this thread (a level open, no rule being evaluated).
+extern thread_local bool t_propagating [[gnu::tls_model("initial-exec")]];
+}  // namespace fwd::detail
 namespace {
 
 std::atomic<uint64_t> g_next_seq{1};  // 0 is reserved for AccumulateGrad (runs last)
@@ -68,7 +73,9 @@ TensorImpl::TensorImpl(const TensorImpl& o)
       view_history(o.view_history),
       grad_fn(o.grad_fn),
       grad(o.grad),
-      grad_accumulator(o.grad_accumulator) {
+      grad_accumulator(o.grad_accumulator),
+      tangent(o.tangent),
+      tangent_level(o.tangent_level) {
   detail::count_tensors(1);
 }
 
@@ -85,24 +92,11 @@ Node::~Node() {
   // Saved tensors and replay inputs hold TensorImpls whose destructors enqueue their grad_fn.
 }
 
-Tensor Node::saved(size_t i) const {
-  if (released_)
-    fail<AutogradError>(
-        "{}: trying to backward through the graph a second time, but its saved tensors were "
-        "already "
-        "freed; call backward(retain_graph=true) the first time if you need to",
-        name());
-  if (i >= saved_tensors.size())
-    fail<AutogradError>("{}: saved tensor {} requested, only {} saved", name(), i,
-                        saved_tensors.size());
-  return saved_tensors[i].unpack(*this);
-}
-
-void Node::release() {
-  if (had_saved_) {
-    saved_tensors.clear();
-    released_ = true;
-  }
+void Node::fail_released() const {
+  fail<AutogradError>(
+      "{}: trying to backward through the graph a second time, but its saved tensors were already "
+      "freed; call backward(retain_graph=true) the first time if you need to",
+      name());
 }
 
 SavedTensor::SavedTensor(const Tensor& t, bool is_output) : is_output_(is_output) {
@@ -118,6 +112,8 @@ SavedTensor::SavedTensor(const Tensor& t, bool is_output) : is_output_(is_output
     alias->offset = src.offset;
     alias->dtype = src.dtype;
     alias->output_nr = src.output_nr;
+    alias->tangent = src.tangent;  // forward over reverse: the backward sees the output's tangent
+    alias->tangent_level = src.tangent_level;
     impl_ = std::move(alias);
   } else {
     impl_ = t.impl_ptr();
@@ -177,31 +173,51 @@ bool any_requires_grad(std::initializer_list<const Tensor*> ts) {
   return false;
 }
 
-void attach(const std::shared_ptr<Node>& node, std::initializer_list<const Tensor*> inputs,
-            Tensor& out, std::initializer_list<Save> saved) {
-  node->next_edges.reserve(inputs.size());
-  node->input_meta.reserve(inputs.size());
-  for (const Tensor* t : inputs) {
-    if (t->defined()) {
-      node->next_edges.push_back(gradient_edge(*t, node.get()));
-      node->input_meta.push_back(InputMeta{t->shape(), t->dtype()});
-    } else {
-      node->next_edges.push_back(Edge{});
-      node->input_meta.push_back(InputMeta{});
+bool needs_derivatives(std::initializer_list<const Tensor*> ts) {
+  if (t_grad_enabled) {
+    for (const Tensor* t : ts) {
+      if (!t->defined()) continue;
+      const TensorImpl& impl = *t->impl();
+      if (impl.requires_grad || impl.stale_view()) return true;
     }
   }
-  node->output_meta.push_back(InputMeta{out.shape(), out.dtype()});
-  if (saved.size()) {
-    node->saved_tensors.reserve(saved.size());
-    for (const Save& s : saved) node->saved_tensors.emplace_back(s.t, s.is_output);
-    node->had_saved_ = true;
+  if (!fwd::detail::t_propagating) [[likely]]
+    return false;
+  for (const Tensor* t : ts)
+    if (t->defined() && fwd::detail::is_dual(*t)) return true;
+  return false;
+}
+
+void Node::wire(const std::shared_ptr<Node>& node, const Tensor* const* inputs, size_t n,
+                const Tensor* outputs, size_t m) {
+  Node& self = *node;
+  for (size_t i = 0; i < n; ++i) {
+    const Tensor* t = inputs[i];
+    if (t->defined()) {
+      self.next_edges.push_back(gradient_edge(*t, &self));
+      self.input_meta.push_back(InputMeta{t->shape(), t->dtype()});
+    } else {
+      self.next_edges.push_back(Edge{});
+      self.input_meta.push_back(InputMeta{});
+    }
   }
-  TensorImpl* o = out.impl();
-  o->grad_fn = node;
-  o->output_nr = 0;
-  o->requires_grad = true;
+  if (m == 0) return;
+  self.num_outputs_ = static_cast<uint32_t>(m);
+  for (size_t k = 0; k < m; ++k) {
+    TensorImpl* o = outputs[k].impl();
+    self.output_meta.push_back(InputMeta{o->shape, o->dtype});
+    if (!is_floating(o->dtype)) continue;  // integer outputs (indices) are not differentiable
+    o->grad_fn = node;
+    o->output_nr = static_cast<uint32_t>(k);
+    o->requires_grad = true;
+  }
   if (t_anomaly) [[unlikely]]
-    anomaly_check_forward(*node, &out, 1);
+    anomaly_check_forward(self, outputs, m);
+}
+
+void Node::check_anomalies(const Tensor* outputs, size_t m) {
+  if (t_anomaly) [[unlikely]]
+    anomaly_check_forward(*this, outputs, m);
 }
 
 }  // namespace ag

@@ -6,8 +6,8 @@
 // topological order: backward (engine.h) replays the reachable nodes in decreasing sequence number,
 // with no graph search and no recursion.
 //
-// Ops define their backward with `record` (below) right next to their forward; custom ops written
-// by users go through autograd/function.h instead.
+// Built-in ops define their rules with `record` (autograd/op.h) right next to their forward; custom
+// ops written by users go through autograd/function.h instead.
 #pragma once
 
 #include <atomic>
@@ -26,8 +26,6 @@
 namespace ag {
 
 using TensorList = std::vector<Tensor>;
-struct Save;
-
 // Where a gradient goes: input `input_nr` of node `fn`. For a leaf, fn is its AccumulateGrad node.
 struct Edge {
   std::shared_ptr<Node> fn;
@@ -46,6 +44,7 @@ struct InputMeta {
 class SavedTensor {
  public:
   SavedTensor() = default;
+  // `is_output`: t is an output of the owning node (saved without its grad_fn).
   SavedTensor(const Tensor& t, bool is_output);
   Tensor unpack(const Node& owner) const;
   bool defined() const { return impl_ != nullptr; }
@@ -56,7 +55,43 @@ class SavedTensor {
   bool is_output_ = false;
 };
 
-class Node : public std::enable_shared_from_this<Node> {
+// What the tape keeps of one recorded op: where gradients go and the metadata the engine needs.
+struct TapeRecord {
+  SmallVector<Edge, 3> next_edges;        // one per input (an empty edge: no gradient wanted)
+  SmallVector<InputMeta, 3> input_meta;   // each input's shape and dtype when recorded
+  SmallVector<InputMeta, 1> output_meta;  // each output's shape and dtype
+  // Non-leaf outputs that asked for retain_grad(): (output_nr, tensor).
+  std::vector<std::pair<uint32_t, std::weak_ptr<TensorImpl>>> retained;
+};
+
+// check_tape support (gradcheck.h): input values at record time and a function recomputing the
+// outputs from them. Filled only under a TapeCheckGuard (custom ops: always).
+struct ReplayData {
+  TensorList replay_inputs;
+  std::function<TensorList(const TensorList&)> replay_fn;
+};
+
+// Diagnostics: where the node was recorded and the gradient norm it last received.
+struct Diagnostics {
+  std::string recorded_at;  // where it was recorded, when known (custom ops, anomaly mode)
+  // Anomaly mode: the raw call stack captured when the node was recorded (empty otherwise); turned
+  // into recorded_at text only when an anomaly is reported.
+  std::vector<void*> recorded_stack;
+  double last_grad_norm = -1;  // filled when grad-norm tracing is on (diagnostics, tape drawings)
+};
+
+namespace detail {
+class GraphTask;
+}
+
+// One recorded op. Its state is grouped by concern: the tape (TapeRecord), check_tape's replay
+// (ReplayData), diagnostics (Diagnostics), and, private to the engine, the scratch of the backward
+// running through it. Saved tensors belong to the concrete node types (OpNode in op.h, custom
+// nodes in function.h).
+class Node : public std::enable_shared_from_this<Node>,
+             public TapeRecord,
+             public ReplayData,
+             public Diagnostics {
  public:
   Node();
   virtual ~Node();
@@ -78,37 +113,31 @@ class Node : public std::enable_shared_from_this<Node> {
   size_t num_inputs() const { return next_edges.size(); }
   uint32_t num_outputs() const { return num_outputs_; }
   bool needs_input_grad(size_t i) const { return i < next_edges.size() && next_edges[i].fn; }
-  // Unpacks saved tensor i (checking its version).
-  Tensor saved(size_t i) const;
   // Drops saved tensors (after a backward without retain_graph).
-  virtual void release();
+  virtual void release() {}
   bool released() const { return released_; }
+  // The error for a backward through a node whose saved tensors were released.
+  [[noreturn]] void fail_released() const;
 
-  SmallVector<Edge, 3> next_edges;
-  SmallVector<InputMeta, 3> input_meta;
-  SmallVector<InputMeta, 1> output_meta;
-  SmallVector<SavedTensor, 3> saved_tensors;
-  // check_tape support: input values at record time and a function recomputing the outputs.
-  TensorList replay_inputs;
-  std::function<TensorList(const TensorList&)> replay_fn;
-  std::string recorded_at;  // where it was recorded, when known (custom ops, anomaly mode)
-  // Anomaly mode: the raw call stack captured when the node was recorded (empty otherwise); turned
-  // into recorded_at text only when an anomaly is reported.
-  std::vector<void*> recorded_stack;
-  // Engine state during one backward: pending gradients of each output.
-  SmallVector<Tensor, 1> pending;
-  bool queued = false;
-  // Non-leaf outputs that asked for retain_grad(): (output_nr, tensor).
-  std::vector<std::pair<uint32_t, std::weak_ptr<TensorImpl>>> retained;
-  double last_grad_norm = -1;  // filled when grad-norm tracing is on (diagnostics, tape drawings)
+  // Connects `node` to its inputs (edges, input metadata), makes it grad_fn of the floating
+  // outputs and, when there are outputs, runs anomaly mode's forward check on them. Used by record
+  // (op.h) for every built-in op, cat and split included, and by custom ops for their inputs.
+  static void wire(const std::shared_ptr<Node>& node, const Tensor* const* inputs,
+                   size_t num_inputs, const Tensor* outputs, size_t num_outputs);
+  // Anomaly mode's forward check of the outputs (a no-op unless anomaly mode is on).
+  void check_anomalies(const Tensor* outputs, size_t num_outputs);
 
  protected:
-  friend void attach(const std::shared_ptr<Node>&, std::initializer_list<const Tensor*>, Tensor&,
-                     std::initializer_list<Save>);
   uint32_t num_outputs_ = 1;
   bool released_ = false;
-  bool had_saved_ = false;
   uint64_t seq_;
+
+ private:
+  // The engine's scratch during one backward: pending gradients of each output, and whether the
+  // node is in the queue.
+  friend class detail::GraphTask;
+  SmallVector<Tensor, 1> pending_;
+  bool queued_ = false;
 };
 
 // The node that adds incoming gradients into a leaf's .grad.
@@ -123,19 +152,6 @@ class AccumulateGrad final : public Node {
   std::shared_ptr<TensorImpl> leaf_;
 };
 
-// A node whose backward is a callable; what `record` creates for built-in ops.
-template <class F>
-class FunctionNode final : public Node {
- public:
-  FunctionNode(const char* name, F backward) : name_(name), backward_(std::move(backward)) {}
-  std::string name() const override { return name_; }
-  TensorList apply(TensorList&& grads) override { return backward_(*this, grads[0]); }
-
- private:
-  const char* name_;
-  F backward_;
-};
-
 // The edge a gradient of `t` flows along (its grad_fn, or its leaf accumulator). Null if t does not
 // require grad. Raises AutogradError if t is a view whose history is stale (TensorImpl::stale_view:
 // taken before a recorded in-place op on its base); `consumer`, if given, names the op in the
@@ -146,6 +162,9 @@ Edge gradient_edge(const Tensor& t, const Node* consumer = nullptr);
 // Whether recording is on and any of the tensors requires grad (or is a view with stale history,
 // so that recording the op raises the error naming it).
 bool any_requires_grad(std::initializer_list<const Tensor*> ts);
+// Whether an op on these tensors needs its derivative rules: any_requires_grad, or forward mode is
+// propagating and one of them is a dual (forward.h). The guard in front of every `record`.
+bool needs_derivatives(std::initializer_list<const Tensor*> ts);
 // Tape checking (see gradcheck.h): while on, nodes also keep their input values and a replay
 // function.
 bool is_tape_checking();
@@ -158,35 +177,6 @@ class TapeCheckGuard {
  private:
   bool prev_;
 };
-
-// What to save for backward: an input (Save{x}) or this op's output (Save{out, true}).
-struct Save {
-  const Tensor& t;
-  bool is_output = false;
-};
-
-// Wires `node` into the tape: takes a sequence number, connects edges to the inputs, saves tensors
-// and makes it grad_fn of `out` (which becomes a non-leaf requiring grad).
-void attach(const std::shared_ptr<Node>& node, std::initializer_list<const Tensor*> inputs,
-            Tensor& out, std::initializer_list<Save> saved);
-
-// Records a single-output op. `backward(node, grad_out)` returns one gradient per input, written
-// with differentiable ops so that double backward works; `node.saved(i)` gives saved tensor i.
-// `replay` recomputes the output from the inputs (used only by check_tape).
-template <class Backward, class Replay>
-void record(const char* name, std::initializer_list<const Tensor*> inputs, Tensor& out,
-            std::initializer_list<Save> saved, Backward&& backward, Replay&& replay) {
-  auto node = std::make_shared<FunctionNode<std::decay_t<Backward>>>(
-      name, std::forward<Backward>(backward));
-  attach(node, inputs, out, saved);
-  if (is_tape_checking()) {
-    node->replay_fn = [r = std::forward<Replay>(replay)](const TensorList& x) -> TensorList {
-      return {r(x)};
-    };
-    for (const Tensor* t : inputs)
-      node->replay_inputs.push_back(t->defined() ? t->detach().clone() : Tensor());
-  }
-}
 
 // Anomaly mode hooks (see engine.h). The forward one is called, when is_anomaly_enabled(), by
 // every place that records a node, after its outputs are wired: it captures the call stack and

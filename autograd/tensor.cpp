@@ -1,17 +1,20 @@
 #include "autograd/tensor.h"
 
 #include <cstring>
+#include <optional>
 
 #include "autograd/engine.h"
+#include "autograd/forward.h"
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/loops.h"
 #include "autograd/node.h"
+#include "autograd/op.h"
+#include "autograd/ops/activation.h"
 #include "autograd/ops/elementwise.h"
 #include "autograd/ops/linalg.h"
 #include "autograd/ops/reduce.h"
 #include "autograd/ops/shape.h"
 #include "autograd/ops/unary.h"
-#include "autograd/ops/activation.h"
 
 namespace ag {
 
@@ -313,11 +316,12 @@ Tensor Tensor::to(Dtype dtype) const {
   if (dtype == this->dtype()) return *this;
   Tensor out = empty(shape(), dtype);
   copy_into(out, *this);
-  if (is_floating(dtype) && any_requires_grad({this})) {
+  if (is_floating(dtype) && needs_derivatives({this})) {
+    struct None {};
     Dtype src = this->dtype();
-    record("to", {this}, out, {},
-           [src](Node&, const Tensor& g) -> TensorList { return {g.to(src)}; },
-           [dtype](const TensorList& x) { return x[0].to(dtype); });
+    record(
+        op("to", &Tensor::to, *this, dtype), out, None{},
+        rules::linear([src](const None&, const Tensor& g) -> TensorList { return {g.to(src)}; }));
   }
   return out;
 }
@@ -330,9 +334,11 @@ Tensor Tensor::contiguous() const {
 Tensor Tensor::clone() const {
   Tensor out = empty(shape(), dtype());
   copy_into(out, *this);
-  if (any_requires_grad({this}))
-    record("clone", {this}, out, {}, [](Node&, const Tensor& g) -> TensorList { return {g}; },
-           [](const TensorList& x) { return x[0].clone(); });
+  if (needs_derivatives({this})) {
+    struct None {};
+    record(op("clone", &Tensor::clone, *this), out, None{},
+           rules::linear([](const None&, const Tensor& g) -> TensorList { return {g}; }));
+  }
   return out;
 }
 
@@ -344,7 +350,9 @@ namespace {
 // In-place ops write straight into self's storage. When autograd records (grad mode on, self a
 // floating tensor, and something requires grad), the op is computed out of place from a clone of
 // self (so what the op saves for its backward is not overwritten by the write that follows), and
-// self takes the result's data and history.
+// self takes the result's data and history. In forward mode (self or an operand a dual), self's
+// tangent is updated the same way: the out-of-place result's tangent becomes self's (written into
+// self's tangent in place when it is a plain tensor, so views sharing it see the change).
 template <class OutOfPlace, class Kernel>
 Tensor& inplace(Tensor& self, const char* op, std::initializer_list<const Tensor*> others,
                 OutOfPlace out_of_place, Kernel kernel) {
@@ -361,6 +369,12 @@ Tensor& inplace(Tensor& self, const char* op, std::initializer_list<const Tensor
                     if (o->defined() && o->requires_grad()) return true;
                   return false;
                 }());
+  bool dual =
+      fwd::detail::propagating() && is_floating(s->dtype) && (fwd::detail::is_dual(self) || [&] {
+        for (const Tensor* o : others)
+          if (o->defined() && fwd::detail::is_dual(*o)) return true;
+        return false;
+      }());
   if (record) {
     if (!s->grad_fn && s->requires_grad)
       fail<AutogradError>(
@@ -372,20 +386,41 @@ Tensor& inplace(Tensor& self, const char* op, std::initializer_list<const Tensor
           "{}: in-place modification of a view (shape {}) is not supported while recording; "
           "clone() it first",
           op, s->shape);
-    Tensor r = out_of_place(self.clone());
-    {
-      NoGradGuard ng;
-      copy_into(self, r.detach());
-    }
+  }
+  if (!record && !dual) {
+    kernel();
     ++s->storage->version;
+    return self;
+  }
+  Tensor r;
+  {
+    std::optional<NoGradGuard> ng;
+    if (!record) ng.emplace();  // forward mode only: nothing to record
+    r = out_of_place(self.clone());
+  }
+  Tensor tangent = fwd::detail::tangent_of(r);
+  {
+    NoGradGuard ng;
+    copy_into(self, r.detach());
+  }
+  ++s->storage->version;
+  if (record) {
     ++s->storage->history;  // views of self taken before now describe the old history
     s->grad_fn = r.impl()->grad_fn;
     s->output_nr = r.impl()->output_nr;
     s->requires_grad = r.requires_grad();  // false when the new value is a constant (fill_)
-    return self;
   }
-  kernel();
-  ++s->storage->version;
+  if (dual) {
+    Tensor old = fwd::detail::tangent_of(self);
+    if (old.defined() && tangent.defined() && !old.requires_grad() && !tangent.requires_grad()) {
+      fwd::detail::Suspend plain;
+      NoGradGuard ng;
+      copy_into(old, tangent);
+      ++old.impl()->storage->version;
+    } else {
+      fwd::detail::set_tangent(self, tangent.defined() ? tangent : zeros_like(self));
+    }
+  }
   return self;
 }
 

@@ -57,6 +57,11 @@ struct TensorImpl {
   // The accumulated gradient (null until backward reaches it).
   std::shared_ptr<TensorImpl> grad;
   std::weak_ptr<Node> grad_accumulator;  // leaves: the node that accumulates into .grad
+  // Forward mode (autograd/forward.h): the tangent of this tensor at forward-AD level
+  // `tangent_level`; ignored once that level has ended. Null when the tensor is not a dual.
+  std::shared_ptr<TensorImpl> tangent;
+  // The forward-AD level the tangent belongs to (0: none).
+  uint64_t tangent_level = 0;
 
   // Counted in memory_stats().live_tensors.
   TensorImpl();

@@ -12,7 +12,9 @@
 // - valid programs: the loss sum_k sum(sink_k * w_k) (sinks: pool tensors no step consumed, w_k
 // fixed
 //   random weights) passes gradcheck, and gradgradcheck on every PROPERTY_GRADGRAD_EVERY-th
-//   program, in float64; every step keeps float64; no step raises.
+//   program, in float64; every step keeps float64; no step raises. Forward mode: the same loss
+//   passes gradcheck_forward in fast mode (random directions: JVPs against central differences
+//   and <u, J v> against <J^T u, v> from reverse mode) on every PROPERTY_FORWARD_EVERY-th program.
 // - invalid programs: a valid prefix, then one step with a deliberate mistake (shapes that do not
 //   fit, an axis or an index out of range, a wrong dtype, a bad argument). It must raise an
 //   ag::Error of the documented subclass whose message names the op; never a bare std:: exception,
@@ -22,6 +24,7 @@
 //   PROPERTY_SEED=S      first seed (default 1); given alone, runs that one program of each kind
 //   PROPERTY_PROGRAMS=N  number of valid programs and of invalid programs (default 5000 each)
 //   PROPERTY_GRADGRAD_EVERY=K  gradgradcheck every K-th valid program (default 1: all of them)
+//   PROPERTY_FORWARD_EVERY=K   gradcheck_forward every K-th valid program (default 2)
 //   PROPERTY_VERBOSE=1   print every program before it runs
 #include <unistd.h>
 
@@ -63,6 +66,7 @@ struct Settings {
   uint64_t first_seed = 1;
   int programs = 5000;
   int gradgrad_every = 1;
+  int forward_every = 2;
   bool verbose = false;
 };
 
@@ -81,6 +85,7 @@ Settings settings() {
   if (env_set("PROPERTY_SEED")) s.programs = 1;
   s.programs = static_cast<int>(env_u64("PROPERTY_PROGRAMS", s.programs));
   s.gradgrad_every = std::max(1, static_cast<int>(env_u64("PROPERTY_GRADGRAD_EVERY", 1)));
+  s.forward_every = std::max(1, static_cast<int>(env_u64("PROPERTY_FORWARD_EVERY", 2)));
   s.verbose = env_u64("PROPERTY_VERBOSE", 0) != 0;
   return s;
 }
@@ -2117,7 +2122,7 @@ struct Outcome {
   std::string message;
 };
 
-Outcome check_valid(const Program& p, bool second_order) {
+Outcome check_valid(const Program& p, bool second_order, bool forward = true) {
   std::function<Tensor(const TensorList&)> fn = [&p](const TensorList& x) { return p.loss(x); };
   try {
     // loss.backward() fills each leaf's .grad with what ag::grad returns, in the leaf's shape and
@@ -2142,6 +2147,12 @@ Outcome check_valid(const Program& p, bool second_order) {
     if (second_order) {
       ag::GradcheckReport r2 = ag::gradgradcheck(fn, p.leaves);
       if (!r2.ok) return {false, r2.to_string()};
+    }
+    if (forward) {
+      ag::GradcheckOptions fast;
+      fast.fast_mode = true;
+      ag::GradcheckReport r3 = ag::gradcheck_forward(fn, p.leaves, fast);
+      if (!r3.ok) return {false, r3.to_string()};
     }
   } catch (const std::exception& e) {
     return {false, fmt::format("raised while differentiating: {}", e.what())};
@@ -2225,11 +2236,11 @@ TEST_CASE("the checks fail a program with a wrong gradient and a step that raise
         std::string::npos);
 }
 
-TEST_CASE("random valid programs pass gradcheck and gradgradcheck") {
+TEST_CASE("random valid programs pass gradcheck, gradgradcheck and gradcheck_forward") {
   Settings s = settings();
   install_crash_note();
   auto t0 = std::chrono::steady_clock::now();
-  int failures = 0, second = 0, ran = 0;
+  int failures = 0, second = 0, forward = 0, ran = 0;
   int64_t steps = 0;
   for (int i = 0; i < s.programs && failures < 5; ++i, ++ran) {
     uint64_t seed = s.first_seed + static_cast<uint64_t>(i);
@@ -2244,18 +2255,20 @@ TEST_CASE("random valid programs pass gradcheck and gradgradcheck") {
     if (o.ok) {
       if (s.verbose) fmt::print("{}", p.listing("valid"));
       bool gg = i % s.gradgrad_every == 0;
+      bool fw = i % s.forward_every == 0;
       second += gg;
+      forward += fw;
       steps += static_cast<int64_t>(p.steps.size());
-      o = check_valid(p, gg);
+      o = check_valid(p, gg, fw);
     }
     if (!o.ok) ++failures;
     CHECK_MESSAGE(o.ok, fmt::format("{}\n{}", o.message, p.listing("valid")));
   }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   fmt::print(
-      "property: {} valid programs from seed {} ({} steps incl. leaves, gradgradcheck on {}) "
-      "in {:.1f} s\n",
-      ran, s.first_seed, steps, second, secs);
+      "property: {} valid programs from seed {} ({} steps incl. leaves, gradgradcheck on {}, "
+      "gradcheck_forward on {}) in {:.1f} s\n",
+      ran, s.first_seed, steps, second, forward, secs);
 }
 
 TEST_CASE("random invalid programs raise the op's ag::Error") {

@@ -26,6 +26,7 @@ double d_neg(double v) { return -v; }
 double d_exp(double v) { return std::exp(v); }
 double d_log(double v) { return std::log(v); }
 double d_log1p(double v) { return std::log1p(v); }
+double d_expm1(double v) { return std::expm1(v); }
 double d_sqrt(double v) { return std::sqrt(v); }
 double d_rsqrt(double v) { return 1 / std::sqrt(v); }
 double d_abs(double v) { return std::abs(v); }
@@ -51,6 +52,7 @@ const Case kCases[] = {
     {"exp", exp, d_exp, -20, 20},
     {"log", log, d_log, 1e-3, 50},
     {"log1p", log1p, d_log1p, -0.9, 10},
+    {"expm1", expm1, d_expm1, -20, 20},
     {"sqrt", sqrt, d_sqrt, 0, 50},
     {"rsqrt", rsqrt, d_rsqrt, 0.01, 50},
     {"abs", abs, d_abs, -3, 3},
@@ -167,6 +169,16 @@ TEST_CASE("special values: infinities, large arguments, zeros, NaN") {
   }
 }
 
+TEST_CASE("expm1 keeps every digit near 0, where exp(x) - 1 loses them") {
+  Tensor x = Tensor::from_vector(std::vector<double>{1e-10, -1e-12, 1e-300});
+  std::vector<double> y = expm1(x).to_vector<double>();
+  CHECK(y[0] == doctest::Approx(1e-10 + 5e-21).epsilon(1e-15));
+  CHECK(y[1] == doctest::Approx(-1e-12).epsilon(1e-15));
+  CHECK(y[2] == 1e-300);
+  // exp(1e-10) - 1 has only ~7 correct digits.
+  CHECK(std::abs((exp(x) - 1.0).to_vector<double>()[0] - 1e-10) > 1e-20);
+}
+
 TEST_CASE("0-d and empty tensors keep their shapes") {
   for (const Case& c : kCases) {
     INFO(std::string(c.name));
@@ -230,6 +242,7 @@ TEST_CASE("derivatives by hand at chosen points") {
   near(grad_at(exp, {0, 1}), {1, std::exp(1.0)});
   near(grad_at(log, {2, 0.5}), {0.5, 2});
   near(grad_at(log1p, {0, 1}), {1, 0.5});
+  near(grad_at(expm1, {0, 1}), {1, std::exp(1.0)});
   near(grad_at(sqrt, {4, 0.25}), {0.25, 1});
   near(grad_at(rsqrt, {4, 1}), {-1.0 / 16, -0.5});
   near(grad_at(abs, {-2, 3, 0}), {-1, 1, 0});  // 0 at 0, as in PyTorch
@@ -260,6 +273,7 @@ TEST_CASE("derivatives: first and second order in float64") {
   check("exp", exp, -2, 2);
   check("log", log, 0.5, 3);
   check("log1p", log1p, -0.5, 3);
+  check("expm1", expm1, -2, 2);
   check("sqrt", sqrt, 0.5, 3);
   check("rsqrt", rsqrt, 0.5, 3);
   check("abs", abs, 0.2, 2);

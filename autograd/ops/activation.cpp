@@ -7,7 +7,7 @@
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/loops.h"
 #include "autograd/kernels/simd.h"
-#include "autograd/node.h"
+#include "autograd/op.h"
 #include "autograd/ops/elementwise.h"
 #include "autograd/ops/unary.h"
 
@@ -25,8 +25,25 @@ Tensor activation_kernel(const char* op, const Tensor& x, F f) {
 
 Tensor scalar_like(const Tensor& t, double v) { return full(Shape{}, v, t.dtype()); }
 
+// The backward ops take a gradient g of the same shape and dtype as `t` (the op's `what`).
+void check_gradient_fits(const char* op, const Tensor& g, const Tensor& t, const char* what) {
+  if (!(g.shape() == t.shape()))
+    fail<ShapeError>("{}: gradient of shape {} for an {} of shape {}", op, g.shape(), what,
+                     t.shape());
+  if (g.dtype() != t.dtype())
+    fail<DtypeError>("{}: gradient dtype {} differs from the {}'s {}", op, dtype_name(g.dtype()),
+                     what, dtype_name(t.dtype()));
+}
+
 // [x > 0] as a mask (not differentiable).
 Tensor positive(const Tensor& x) { return gt(x, scalar_like(x, 0.0)); }
+
+struct SavedX {
+  Tensor x;
+};
+struct SavedOut {
+  Tensor out;
+};
 
 constexpr double kSqrt2OverPi = 0.7978845608028654;  // sqrt(2 / pi)
 constexpr double kGeluCubic = 0.044715;
@@ -35,32 +52,29 @@ constexpr double kGeluCubic = 0.044715;
 
 Tensor relu(const Tensor& x) {
   Tensor out = activation_kernel("relu", x, [](auto v) { return v > decltype(v)(0) ? v : 0; });
-  if (any_requires_grad({&x}))
-    record(
-        "relu", {&x}, out, {Save{out, true}},
-        [](Node& n, const Tensor& g) -> TensorList { return {relu_backward(g, n.saved(0))}; },
-        [](const TensorList& a) { return relu(a[0]); });
+  if (needs_derivatives({&x}))
+    record(op("relu", relu, x), out, SavedOut{out},
+           Rules{.backward = [](const SavedOut& s, const Tensor& g) -> TensorList {
+                   return {relu_backward(g, s.out)};
+                 },
+                 .jvp = [](const SavedOut& s,
+                           const TensorList& t) { return relu_backward(t[0], s.out); }});
   return out;
 }
 
 Tensor relu_backward(const Tensor& g, const Tensor& out) {
-  if (!(g.shape() == out.shape()))
-    fail<ShapeError>("relu_backward: gradient of shape {} for an output of shape {}", g.shape(),
-                     out.shape());
-  if (g.dtype() != out.dtype())
-    fail<DtypeError>("relu_backward: gradient dtype {} differs from the output's {}",
-                     dtype_name(g.dtype()), dtype_name(out.dtype()));
+  check_gradient_fits("relu_backward", g, out, "output");
   Tensor r = Tensor::empty(g.shape(), g.dtype());
   kernels::dispatch_floating(g.dtype(), "relu_backward", [&]<class T>() {
     kernels::map<T, T, T>(
         r, [](T a, T o) { return o > T(0) ? a : T(0); }, g, out);
   });
   // Linear in g with a piecewise-constant factor: d/dg = [out > 0], d/dout = 0.
-  if (any_requires_grad({&g}))
-    record(
-        "relu_backward", {&g}, r, {Save{out}},
-        [](Node& n, const Tensor& gg) -> TensorList { return {relu_backward(gg, n.saved(0))}; },
-        [o = out.detach()](const TensorList& a) { return relu_backward(a[0], o); });
+  if (needs_derivatives({&g}))
+    record(op("relu_backward", relu_backward, g, Const{out}), r, SavedOut{out},
+           rules::linear([](const SavedOut& s, const Tensor& gg) -> TensorList {
+             return {relu_backward(gg, s.out)};
+           }));
   return r;
 }
 
@@ -69,13 +83,11 @@ Tensor leaky_relu(const Tensor& x, double slope) {
     using T = decltype(v);
     return v > T(0) ? v : static_cast<T>(slope) * v;
   });
-  if (any_requires_grad({&x}))
-    record(
-        "leaky_relu", {&x}, out, {Save{x}},
-        [slope](Node& n, const Tensor& g) -> TensorList {
-          return {where(positive(n.saved(0)), g, mul(g, slope))};
-        },
-        [slope](const TensorList& a) { return leaky_relu(a[0], slope); });
+  if (needs_derivatives({&x}))
+    record(op("leaky_relu", leaky_relu, x, slope), out, SavedX{x},
+           rules::elementwise([slope](const SavedX& s) {
+             return where(positive(s.x), scalar_like(s.x, 1.0), scalar_like(s.x, slope));
+           }));
   return out;
 }
 
@@ -84,14 +96,16 @@ Tensor elu(const Tensor& x, double alpha) {
     using T = decltype(v);
     return v > T(0) ? v : static_cast<T>(alpha) * std::expm1(v);
   });
-  if (any_requires_grad({&x}))
-    record(
-        "elu", {&x}, out, {Save{x}, Save{out, true}},
-        [alpha](Node& n, const Tensor& g) -> TensorList {
-          // For x <= 0, d/dx alpha (e^x - 1) = alpha e^x = out + alpha.
-          return {where(positive(n.saved(0)), g, mul(g, add(n.saved(1), alpha)))};
-        },
-        [alpha](const TensorList& a) { return elu(a[0], alpha); });
+  if (needs_derivatives({&x})) {
+    struct Saved {
+      Tensor x, out;
+    };
+    // For x <= 0, d/dx alpha (e^x - 1) = alpha e^x = out + alpha.
+    record(op("elu", elu, x, alpha), out, Saved{x, out},
+           rules::elementwise([alpha](const Saved& s) {
+             return where(positive(s.x), scalar_like(s.x, 1.0), add(s.out, alpha));
+           }));
+  }
   return out;
 }
 
@@ -152,24 +166,21 @@ Tensor gelu(const Tensor& x, std::string_view approximate) {
       kernels::map_simd<T>(
           out, [](auto v) { return Gelu<T>::erf_value(v); }, x);
   });
-  if (any_requires_grad({&x}))
-    record(
-        "gelu", {&x}, out, {Save{x}},
-        [use_tanh](Node& n, const Tensor& g) -> TensorList {
-          return {gelu_backward(g, n.saved(0), use_tanh ? "tanh" : "none")};
-        },
-        [use_tanh](const TensorList& a) { return gelu(a[0], use_tanh ? "tanh" : "none"); });
+  if (needs_derivatives({&x})) {
+    const char* form = use_tanh ? "tanh" : "none";
+    record(op("gelu", gelu, x, form), out, SavedX{x},
+           Rules{.backward = [form](const SavedX& s, const Tensor& g) -> TensorList {
+                   return {gelu_backward(g, s.x, form)};
+                 },
+                 .jvp = [form](const SavedX& s,
+                               const TensorList& t) { return gelu_backward(t[0], s.x, form); }});
+  }
   return out;
 }
 
 Tensor gelu_backward(const Tensor& g, const Tensor& x, std::string_view approximate) {
   const bool use_tanh = gelu_uses_tanh("gelu_backward", approximate);
-  if (!(g.shape() == x.shape()))
-    fail<ShapeError>("gelu_backward: gradient of shape {} for an input of shape {}", g.shape(),
-                     x.shape());
-  if (g.dtype() != x.dtype())
-    fail<DtypeError>("gelu_backward: gradient dtype {} differs from the input's {}",
-                     dtype_name(g.dtype()), dtype_name(x.dtype()));
+  check_gradient_fits("gelu_backward", g, x, "input");
   Tensor out = Tensor::empty(x.shape(), x.dtype());
   kernels::dispatch_floating(x.dtype(), "gelu_backward", [&]<class T>() {
     if (use_tanh)
@@ -179,19 +190,27 @@ Tensor gelu_backward(const Tensor& g, const Tensor& x, std::string_view approxim
       kernels::map_simd<T>(
           out, [](auto a, auto b) { return Gelu<T>::erf_grad(a, b); }, g, x);
   });
-  if (any_requires_grad({&g, &x}))
-    record(
-        "gelu_backward", {&g, &x}, out, {Save{g}, Save{x}},
-        [use_tanh](Node& n, const Tensor& gg) -> TensorList {
-          const char* form = use_tanh ? "tanh" : "none";
-          Tensor x = n.saved(1);
-          return {n.needs_input_grad(0) ? gelu_backward(gg, x, form) : Tensor(),
-                  n.needs_input_grad(1) ? mul(mul(gg, n.saved(0)), gelu_second(x, use_tanh))
-                                        : Tensor()};
-        },
-        [use_tanh](const TensorList& a) {
-          return gelu_backward(a[0], a[1], use_tanh ? "tanh" : "none");
-        });
+  if (needs_derivatives({&g, &x})) {
+    struct Saved {
+      Tensor g, x;
+    };
+    // Partials: d/dg = gelu'(x), d/dx = g gelu''(x).
+    const char* form = use_tanh ? "tanh" : "none";
+    record(op("gelu_backward", gelu_backward, g, x, form), out, Saved{g, x},
+           Rules{.backward = [form, use_tanh](const Saved& s, const Tensor& gg,
+                                              const Node& n) -> TensorList {
+                   return {n.needs_input_grad(0) ? gelu_backward(gg, s.x, form) : Tensor(),
+                           n.needs_input_grad(1) ? mul(mul(gg, s.g), gelu_second(s.x, use_tanh))
+                                                 : Tensor()};
+                 },
+                 .jvp =
+                     [form, use_tanh](const Saved& s, const TensorList& t) {
+                       Tensor r = t[0].defined() ? gelu_backward(t[0], s.x, form) : Tensor();
+                       if (!t[1].defined()) return r;
+                       Tensor rx = mul(mul(t[1], s.g), gelu_second(s.x, use_tanh));
+                       return r.defined() ? add(r, rx) : rx;
+                     }});
+  }
   return out;
 }
 
@@ -203,15 +222,11 @@ Tensor silu(const Tensor& x) {
     T e = std::exp(v);
     return v * e / (T(1) + e);
   });
-  if (any_requires_grad({&x}))
-    record(
-        "silu", {&x}, out, {Save{x}},
-        [](Node& n, const Tensor& g) -> TensorList {
-          Tensor a = n.saved(0);
-          Tensor s = sigmoid(a);
-          return {mul(g, mul(s, add(mul(a, rsub(s, 1.0)), 1.0)))};
-        },
-        [](const TensorList& a) { return silu(a[0]); });
+  if (needs_derivatives({&x}))
+    record(op("silu", silu, x), out, SavedX{x}, rules::elementwise([](const SavedX& v) {
+             Tensor s = sigmoid(v.x);  // d = s (1 + x (1 - s))
+             return mul(s, add(mul(v.x, rsub(s, 1.0)), 1.0));
+           }));
   return out;
 }
 
@@ -225,14 +240,12 @@ Tensor softplus(const Tensor& x, double beta, double threshold) {
     // log(1 + e^bx) = max(bx, 0) + log1p(e^-|bx|): no overflow for large bx.
     return (std::max(bx, T(0)) + std::log1p(std::exp(-std::abs(bx)))) / static_cast<T>(beta);
   });
-  if (any_requires_grad({&x}))
-    record(
-        "softplus", {&x}, out, {Save{x}},
-        [beta, threshold](Node& n, const Tensor& g) -> TensorList {
-          Tensor bx = mul(n.saved(0), beta);
-          return {where(gt(bx, scalar_like(bx, threshold)), g, mul(g, sigmoid(bx)))};
-        },
-        [beta, threshold](const TensorList& a) { return softplus(a[0], beta, threshold); });
+  if (needs_derivatives({&x}))
+    record(op("softplus", softplus, x, beta, threshold), out, SavedX{x},
+           rules::elementwise([beta, threshold](const SavedX& s) {
+             Tensor bx = mul(s.x, beta);
+             return where(gt(bx, scalar_like(bx, threshold)), scalar_like(bx, 1.0), sigmoid(bx));
+           }));
   return out;
 }
 

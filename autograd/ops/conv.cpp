@@ -12,7 +12,7 @@
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/gemm.h"
 #include "autograd/kernels/rows.h"
-#include "autograd/node.h"
+#include "autograd/op.h"
 #include "autograd/ops/elementwise.h"
 #include "autograd/ops/index.h"
 #include "autograd/ops/shape.h"
@@ -272,17 +272,17 @@ Tensor conv_forward(const Tensor& x_in, const Tensor& w_in, const Params& p) {
   kernels::dispatch_floating(x.dtype(), "conv2d", [&]<class T>() {
     conv_forward_kernel<T>(x.data<T>(), w.data<T>(), out.data<T>(), g);
   });
-  if (any_requires_grad({&x, &w}))
+  if (needs_derivatives({&x, &w})) {
+    struct Saved {
+      Tensor x, w;
+    };
     record(
-        "conv2d", {&x, &w}, out, {Save{x}, Save{w}},
-        [p, g](Node& node, const Tensor& gy) -> TensorList {
-          Tensor x = node.saved(0), w = node.saved(1);
-          Tensor gx, gw;
-          if (node.needs_input_grad(0)) gx = conv_input(gy, w, p, g.H, g.W);
-          if (node.needs_input_grad(1)) gw = conv_weight(x, gy, p, g.kh, g.kw);
-          return {gx, gw};
-        },
-        [p](const TensorList& a) { return conv_forward(a[0], a[1], p); });
+        op("conv2d", conv_forward, x, w, p), out, Saved{x, w},
+        rules::multilinear([p, g](const Saved& s, const Tensor& gy, const Node& n) -> TensorList {
+          return {n.needs_input_grad(0) ? conv_input(gy, s.w, p, g.H, g.W) : Tensor(),
+                  n.needs_input_grad(1) ? conv_weight(s.x, gy, p, g.kh, g.kw) : Tensor()};
+        }));
+  }
   return out;
 }
 
@@ -298,17 +298,16 @@ Tensor conv_input(const Tensor& gy_in, const Tensor& w_in, const Params& p, int6
   kernels::dispatch_floating(w.dtype(), "conv_transpose2d", [&]<class T>() {
     conv_input_kernel<T>(gy.data<T>(), w.data<T>(), out.data<T>(), g);
   });
-  if (any_requires_grad({&gy, &w}))
-    record(
-        "conv_transpose2d", {&gy, &w}, out, {Save{gy}, Save{w}},
-        [p, g](Node& node, const Tensor& h) -> TensorList {
-          Tensor gy = node.saved(0), w = node.saved(1);
-          Tensor dgy, dw;
-          if (node.needs_input_grad(0)) dgy = conv_forward(h, w, p);
-          if (node.needs_input_grad(1)) dw = conv_weight(h, gy, p, g.kh, g.kw);
-          return {dgy, dw};
-        },
-        [p, H, W](const TensorList& a) { return conv_input(a[0], a[1], p, H, W); });
+  if (needs_derivatives({&gy, &w})) {
+    struct Saved {
+      Tensor gy, w;
+    };
+    record(op("conv_transpose2d", conv_input, gy, w, p, H, W), out, Saved{gy, w},
+           rules::multilinear([p, g](const Saved& s, const Tensor& h, const Node& n) -> TensorList {
+             return {n.needs_input_grad(0) ? conv_forward(h, s.w, p) : Tensor(),
+                     n.needs_input_grad(1) ? conv_weight(h, s.gy, p, g.kh, g.kw) : Tensor()};
+           }));
+  }
   return out;
 }
 
@@ -324,17 +323,16 @@ Tensor conv_weight(const Tensor& x_in, const Tensor& gy_in, const Params& p, int
   kernels::dispatch_floating(x.dtype(), "conv2d_weight", [&]<class T>() {
     conv_weight_kernel<T>(x.data<T>(), gy.data<T>(), out.data<T>(), g);
   });
-  if (any_requires_grad({&x, &gy}))
-    record(
-        "conv2d_weight", {&x, &gy}, out, {Save{x}, Save{gy}},
-        [p, g](Node& node, const Tensor& h) -> TensorList {
-          Tensor x = node.saved(0), gy = node.saved(1);
-          Tensor dx, dgy;
-          if (node.needs_input_grad(0)) dx = conv_input(gy, h, p, g.H, g.W);
-          if (node.needs_input_grad(1)) dgy = conv_forward(x, h, p);
-          return {dx, dgy};
-        },
-        [p, kh, kw](const TensorList& a) { return conv_weight(a[0], a[1], p, kh, kw); });
+  if (needs_derivatives({&x, &gy})) {
+    struct Saved {
+      Tensor x, gy;
+    };
+    record(op("conv2d_weight", conv_weight, x, gy, p, kh, kw), out, Saved{x, gy},
+           rules::multilinear([p, g](const Saved& s, const Tensor& h, const Node& n) -> TensorList {
+             return {n.needs_input_grad(0) ? conv_input(s.gy, h, p, g.H, g.W) : Tensor(),
+                     n.needs_input_grad(1) ? conv_forward(s.x, h, p) : Tensor()};
+           }));
+  }
   return out;
 }
 

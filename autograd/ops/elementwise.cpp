@@ -4,7 +4,7 @@
 
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/loops.h"
-#include "autograd/node.h"
+#include "autograd/op.h"
 #include "autograd/ops/unary.h"
 
 namespace ag {
@@ -71,23 +71,24 @@ Tensor choice_weight(const Tensor& a, const Tensor& b, bool take_smaller) {
   });
 }
 
+struct None {};
+
 Tensor extremum(const char* op, const Tensor& a, const Tensor& b, bool smaller) {
   Dtype d = arith_dtype(a, b);
   // A NaN on either side gives NaN (y != y only for a NaN), so that min(a, b) = min(b, a).
   Tensor out = binary_kernel(op, a, b, d, [smaller](auto x, auto y) {
     return (smaller ? y < x : y > x) || y != y ? y : x;
   });
-  if (any_requires_grad({&a, &b}))
-    record(
-        op, {&a, &b}, out, {Save{a}, Save{b}},
-        [smaller](Node& n, const Tensor& g) -> TensorList {
-          Tensor a = n.saved(0), b = n.saved(1);
-          Tensor wa = choice_weight(a, b, smaller);
-          return {mul(g, wa), mul(g, rsub(wa, 1.0))};
-        },
-        [smaller](const TensorList& x) {
-          return smaller ? minimum(x[0], x[1]) : maximum(x[0], x[1]);
-        });
+  if (needs_derivatives({&a, &b})) {
+    struct Saved {
+      Tensor a, b;
+    };
+    // d/da = w, d/db = 1 - w, w = 1 where a is chosen (0.5 each on ties).
+    record(ag::op(op, extremum, op, a, b, smaller), out, Saved{a, b},
+           rules::elementwise(
+               [smaller](const Saved& s) { return choice_weight(s.a, s.b, smaller); },
+               [smaller](const Saved& s) { return rsub(choice_weight(s.a, s.b, smaller), 1.0); }));
+  }
   return out;
 }
 
@@ -107,18 +108,16 @@ Tensor add_scaled(const char* op, const Tensor& a, const Tensor& b, double alpha
   if (!is_floating(d) && alpha != std::trunc(alpha))
     fail<ValueError>("{}: alpha {} must be a whole number for int64 inputs (shapes {} and {})", op,
                      alpha, a.shape(), b.shape());
-  if (negate) alpha = -alpha;
-  Tensor out = alpha == 1.0 ? binary_kernel(op, a, b, d, [](auto x, auto y) { return x + y; })
-                            : binary_kernel(op, a, b, d, [alpha](auto x, auto y) {
-                                return x + static_cast<decltype(x)>(alpha) * y;
-                              });
-  if (any_requires_grad({&a, &b}))
-    record(
-        op, {&a, &b}, out, {},
-        [alpha](Node& n, const Tensor& g) -> TensorList {
-          return {g, n.needs_input_grad(1) ? (alpha == 1.0 ? g : mul(g, alpha)) : Tensor()};
-        },
-        [alpha](const TensorList& x) { return add(x[0], x[1], alpha); });
+  const double c = negate ? -alpha : alpha;
+  Tensor out = c == 1.0 ? binary_kernel(op, a, b, d, [](auto x, auto y) { return x + y; })
+                        : binary_kernel(op, a, b, d, [c](auto x, auto y) {
+                            return x + static_cast<decltype(x)>(c) * y;
+                          });
+  if (needs_derivatives({&a, &b}))
+    record(ag::op(op, add_scaled, op, a, b, alpha, negate), out, None{},
+           rules::linear([c](const None&, const Tensor& g, const Node& n) -> TensorList {
+             return {g, n.needs_input_grad(1) ? (c == 1.0 ? g : mul(g, c)) : Tensor()};
+           }));
   return out;
 }
 }  // namespace
@@ -130,54 +129,61 @@ Tensor sub(const Tensor& a, const Tensor& b, double alpha) {
   return add_scaled("sub", a, b, alpha, true);
 }
 
+namespace {
+struct SavedAB {
+  Tensor a, b;
+};
+using Binary = Tensor (*)(const Tensor&, const Tensor&);
+}  // namespace
+
 Tensor mul(const Tensor& a, const Tensor& b) {
   Tensor out = binary_kernel("mul", a, b, arith_dtype(a, b), [](auto x, auto y) { return x * y; });
-  if (any_requires_grad({&a, &b}))
-    record(
-        "mul", {&a, &b}, out, {Save{a}, Save{b}},
-        [](Node& n, const Tensor& g) -> TensorList {
-          return {n.needs_input_grad(0) ? mul(g, n.saved(1)) : Tensor(),
-                  n.needs_input_grad(1) ? mul(g, n.saved(0)) : Tensor()};
-        },
-        [](const TensorList& x) { return mul(x[0], x[1]); });
+  if (needs_derivatives({&a, &b}))
+    record(op("mul", Binary(mul), a, b), out, SavedAB{a, b},
+           rules::elementwise([](const SavedAB& s) { return s.b; },
+                              [](const SavedAB& s) { return s.a; }));
   return out;
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
   Tensor out = binary_kernel("div", a, b, float_dtype(a, b), [](auto x, auto y) { return x / y; });
-  if (any_requires_grad({&a, &b}))
-    record(
-        "div", {&a, &b}, out, {Save{a}, Save{b}},
-        [](Node& n, const Tensor& g) -> TensorList {
-          Tensor b = n.saved(1);
-          Tensor ga = div(g, b);
-          Tensor gb = n.needs_input_grad(1) ? neg(div(mul(ga, n.saved(0)), b)) : Tensor();
-          return {n.needs_input_grad(0) ? ga : Tensor(), gb};
-        },
-        [](const TensorList& x) { return div(x[0], x[1]); });
+  if (needs_derivatives({&a, &b}))
+    record(op("div", div, a, b), out, SavedAB{a, b},
+           Rules{.backward = [](const SavedAB& s, const Tensor& g, const Node& n) -> TensorList {
+                   Tensor ga = div(g, s.b);  // d/da = 1/b, d/db = -a/b^2
+                   Tensor gb = n.needs_input_grad(1) ? neg(div(mul(ga, s.a), s.b)) : Tensor();
+                   return {n.needs_input_grad(0) ? ga : Tensor(), gb};
+                 },
+                 .jvp =
+                     [](const SavedAB& s, const TensorList& t) {
+                       Tensor ta = t[0].defined() ? t[0] : zeros(Shape{}, s.a.dtype());
+                       Tensor tb =
+                           t[1].defined() ? div(mul(t[1], s.a), s.b) : zeros(Shape{}, s.a.dtype());
+                       return div(sub(ta, tb), s.b);
+                     }});
   return out;
 }
 
 Tensor pow(const Tensor& a, const Tensor& b) {
   Tensor out =
       binary_kernel("pow", a, b, float_dtype(a, b), [](auto x, auto y) { return std::pow(x, y); });
-  if (any_requires_grad({&a, &b}))
-    record(
-        "pow", {&a, &b}, out, {Save{a}, Save{b}, Save{out, true}},
-        [](Node& n, const Tensor& g) -> TensorList {
-          // As in PyTorch, d/da is 0 where b = 0 and d/db is 0 where a = 0 (0^b is constant
-          // there), instead of the 0 * inf the formulas would give.
-          Tensor a = n.saved(0), b = n.saved(1);
-          Tensor zero = zeros(Shape{}, g.dtype());
-          Tensor ga = n.needs_input_grad(0)
-                          ? mul(g, where(eq(b, zero), zero, mul(b, pow(a, add(b, -1.0)))))
-                          : Tensor();
-          Tensor gb = n.needs_input_grad(1)
-                          ? mul(g, where(eq(a, zero), zero, mul(n.saved(2), log(a))))
-                          : Tensor();
-          return {ga, gb};
-        },
-        [](const TensorList& x) { return pow(x[0], x[1]); });
+  if (needs_derivatives({&a, &b})) {
+    struct Saved {
+      Tensor a, b, out;
+    };
+    // As in PyTorch, d/da is 0 where b = 0 and d/db is 0 where a = 0 (0^b is constant there),
+    // instead of the 0 * inf the formulas would give.
+    record(op("pow", Binary(pow), a, b), out, Saved{a, b, out},
+           rules::elementwise(
+               [](const Saved& s) {
+                 Tensor zero = zeros(Shape{}, s.out.dtype());
+                 return where(eq(s.b, zero), zero, mul(s.b, pow(s.a, add(s.b, -1.0))));
+               },
+               [](const Saved& s) {
+                 Tensor zero = zeros(Shape{}, s.out.dtype());
+                 return where(eq(s.a, zero), zero, mul(s.out, log(s.a)));
+               }));
+  }
   return out;
 }
 
@@ -196,42 +202,44 @@ Tensor scalar_kernel(const char* op, const Tensor& a, F f) {
 }
 }  // namespace
 
+using Scalar = Tensor (*)(const Tensor&, double);
+
 Tensor add(const Tensor& a, double s) {
   Tensor out = scalar_kernel("add", a, [s](auto x) { return x + static_cast<decltype(x)>(s); });
-  if (any_requires_grad({&a}))
-    record(
-        "add", {&a}, out, {}, [](Node&, const Tensor& g) -> TensorList { return {g}; },
-        [s](const TensorList& x) { return add(x[0], s); });
+  if (needs_derivatives({&a}))
+    record(op("add", Scalar(add), a, s), out, None{},
+           Rules{.backward = [](const None&, const Tensor& g) -> TensorList { return {g}; },
+                 .jvp = [](const None&, const TensorList& t) { return t[0]; }});
   return out;
 }
 
 Tensor mul(const Tensor& a, double s) {
   Tensor out = scalar_kernel("mul", a, [s](auto x) { return x * static_cast<decltype(x)>(s); });
-  if (any_requires_grad({&a}))
-    record(
-        "mul", {&a}, out, {}, [s](Node&, const Tensor& g) -> TensorList { return {mul(g, s)}; },
-        [s](const TensorList& x) { return mul(x[0], s); });
+  if (needs_derivatives({&a}))
+    record(op("mul", Scalar(mul), a, s), out, None{},
+           rules::linear([s](const None&, const Tensor& g) -> TensorList { return {mul(g, s)}; }));
   return out;
 }
 
 Tensor rsub(const Tensor& a, double s) {
   Tensor out = scalar_kernel("rsub", a, [s](auto x) { return static_cast<decltype(x)>(s) - x; });
-  if (any_requires_grad({&a}))
-    record(
-        "rsub", {&a}, out, {}, [](Node&, const Tensor& g) -> TensorList { return {neg(g)}; },
-        [s](const TensorList& x) { return rsub(x[0], s); });
+  if (needs_derivatives({&a}))
+    record(op("rsub", rsub, a, s), out, None{},
+           Rules{.backward = [](const None&, const Tensor& g) -> TensorList { return {neg(g)}; },
+                 .jvp = [](const None&, const TensorList& t) { return neg(t[0]); }});
   return out;
 }
 
 Tensor rdiv(const Tensor& a, double s) {
   Tensor out = scalar_kernel("rdiv", a, [s](auto x) { return static_cast<decltype(x)>(s) / x; });
-  if (any_requires_grad({&a}))
-    record(
-        "rdiv", {&a}, out, {Save{a}, Save{out, true}},
-        [](Node& n, const Tensor& g) -> TensorList {
-          return {neg(div(mul(g, n.saved(1)), n.saved(0)))};  // -s/a^2 = -out/a
-        },
-        [s](const TensorList& x) { return rdiv(x[0], s); });
+  if (needs_derivatives({&a})) {
+    struct Saved {
+      Tensor a, out;
+    };
+    // d = -s/a^2 = -out/a
+    record(op("rdiv", rdiv, a, s), out, Saved{a, out},
+           rules::elementwise([](const Saved& v) { return neg(div(v.out, v.a)); }));
+  }
   return out;
 }
 
@@ -240,30 +248,30 @@ Tensor pow(const Tensor& a, double p) {
                         : scalar_kernel("pow", a, [p](auto x) {
                             return std::pow(x, static_cast<decltype(x)>(p));
                           });
-  if (any_requires_grad({&a}))
-    record(
-        "pow", {&a}, out, {Save{a}},
-        [p](Node& n, const Tensor& g) -> TensorList {
-          Tensor a = n.saved(0);
-          if (p == 0.0) return {mul(g, 0.0)};  // a^0 = 1, also at a = 0
-          if (p == 2.0) return {mul(g, mul(a, 2.0))};
-          if (p == 1.0) return {g};
-          return {mul(g, mul(pow(a, p - 1.0), p))};
-        },
-        [p](const TensorList& x) { return pow(x[0], p); });
+  if (needs_derivatives({&a})) {
+    struct Saved {
+      Tensor a;
+    };
+    record(op("pow", Scalar(pow), a, p), out, Saved{a}, rules::elementwise([p](const Saved& s) {
+             if (p == 0.0) return zeros(Shape{}, s.a.dtype());  // a^0 = 1, also at a = 0
+             if (p == 2.0) return mul(s.a, 2.0);
+             if (p == 1.0) return ones(Shape{}, s.a.dtype());
+             return mul(pow(s.a, p - 1.0), p);
+           }));
+  }
   return out;
 }
 
 Tensor pow(double s, const Tensor& a) {
   Tensor out =
       scalar_kernel("pow", a, [s](auto x) { return std::pow(static_cast<decltype(x)>(s), x); });
-  if (any_requires_grad({&a}))
-    record(
-        "pow", {&a}, out, {Save{out, true}},
-        [s](Node& n, const Tensor& g) -> TensorList {
-          return {mul(mul(g, n.saved(0)), std::log(s))};
-        },
-        [s](const TensorList& x) { return pow(s, x[0]); });
+  if (needs_derivatives({&a})) {
+    struct Saved {
+      Tensor out;
+    };
+    record(op("pow", static_cast<Tensor (*)(double, const Tensor&)>(pow), s, a), out, Saved{out},
+           rules::elementwise([s](const Saved& v) { return mul(v.out, std::log(s)); }));
+  }
   return out;
 }
 
@@ -317,17 +325,16 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
     map<T, bool, T, T>(
         out, [](bool c, T p, T q) { return c ? p : q; }, cond, x, y);
   });
-  if (any_requires_grad({&a, &b})) {
-    Tensor c = cond.detach();
-    record(
-        "where", {&a, &b}, out, {Save{c}},
-        [](Node& n, const Tensor& g) -> TensorList {
-          Tensor c = n.saved(0);
-          Tensor zero = zeros(Shape{}, g.dtype());
-          return {n.needs_input_grad(0) ? where(c, g, zero) : Tensor(),
-                  n.needs_input_grad(1) ? where(c, zero, g) : Tensor()};
-        },
-        [c](const TensorList& x) { return where(c, x[0], x[1]); });
+  if (needs_derivatives({&a, &b})) {
+    struct Saved {
+      Tensor cond;
+    };
+    record(op("where", where, Const{cond}, a, b), out, Saved{cond.detach()},
+           rules::linear([](const Saved& s, const Tensor& g, const Node& n) -> TensorList {
+             Tensor zero = zeros(Shape{}, g.dtype());
+             return {n.needs_input_grad(0) ? where(s.cond, g, zero) : Tensor(),
+                     n.needs_input_grad(1) ? where(s.cond, zero, g) : Tensor()};
+           }));
   }
   return out;
 }

@@ -3,7 +3,7 @@
 #include <cstring>
 
 #include "autograd/kernels/dispatch.h"
-#include "autograd/node.h"
+#include "autograd/op.h"
 #include "autograd/ops/shape.h"
 
 namespace ag {
@@ -28,9 +28,9 @@ Split3 split3(const Shape& s, int64_t axis) {
 }
 
 // Contiguous int64 index tensor (the caller's own when it already is one, else a copy), every value
-// checked against [0, n). Backward closures must not capture it: it may be the caller's tensor,
-// which the caller can overwrite in place. They save it (Save{idx}) and unpack it with
-// node.saved(), which raises the usual "modified by an in-place operation" error.
+// checked against [0, n). Rules must not capture it: it may be the caller's tensor, which the
+// caller can overwrite in place. They save it (SavedIndex), and unpacking raises the usual
+// "modified by an in-place operation" error.
 Tensor checked_index(const char* op, const Tensor& index, int64_t n, int64_t axis,
                      const Shape& xshape) {
   if (index.dtype() != int64)
@@ -142,6 +142,36 @@ Tensor scatter_add_kernel(const Tensor& x, int64_t axis, const Tensor& idx, cons
   return out;
 }
 
+struct SavedIndex {
+  Tensor index;
+};
+
+using Pick = Tensor (*)(const Tensor&, int64_t, const Tensor&);
+using AddAt = Tensor (*)(const Tensor&, int64_t, const Tensor&, const Tensor&);
+
+// Records a pick op (index_select, gather): linear in x; its backward adds g into zeros of x's
+// shape at the positions picked (`add_at`: index_add, scatter_add).
+void record_pick(const char* name, Pick self, const Tensor& x, int64_t axis, const Tensor& idx,
+                 Tensor& out, AddAt add_at) {
+  Shape in = x.shape();
+  record(op(name, self, x, axis, Const{idx}), out, SavedIndex{idx},
+         rules::linear([in, axis, add_at](const SavedIndex& s, const Tensor& g) -> TensorList {
+           return {add_at(zeros(in, g.dtype()), axis, s.index, g)};
+         }));
+}
+
+// Records an add-at op (index_add, scatter_add): linear in x and src; d/dx = g, d/dsrc = g picked
+// at the same positions (`pick`: index_select, gather).
+void record_add_at(const char* name, AddAt self, const Tensor& x, int64_t axis, const Tensor& idx,
+                   const Tensor& src, Tensor& out, Pick pick) {
+  record(op(name, self, x, axis, Const{idx}, src), out, SavedIndex{idx},
+         rules::linear(
+             [axis, pick](const SavedIndex& s, const Tensor& g, const Node& n) -> TensorList {
+               return {n.needs_input_grad(0) ? g : Tensor(),
+                       n.needs_input_grad(1) ? pick(g, axis, s.index) : Tensor()};
+             }));
+}
+
 void check_same_dtype(const char* op, const Tensor& x, const Tensor& src) {
   if (x.dtype() != src.dtype())
     fail<DtypeError>("{}: source dtype {} differs from the input's {}", op, dtype_name(src.dtype()),
@@ -157,15 +187,8 @@ Tensor index_select(const Tensor& x, int64_t axis, const Tensor& index) {
     fail<ShapeError>("index_select: index must be 1-D, got shape {}", index.shape());
   Tensor idx = checked_index("index_select", index, x.shape()[axis], axis, x.shape());
   Tensor out = index_select_kernel(x.contiguous(), axis, idx);
-  if (any_requires_grad({&x})) {
-    Shape in = x.shape();
-    record(
-        "index_select", {&x}, out, {Save{idx}},
-        [in, axis](Node& n, const Tensor& g) -> TensorList {
-          return {index_add(zeros(in, g.dtype()), axis, n.saved(0), g)};
-        },
-        [axis, idx](const TensorList& a) { return index_select(a[0], axis, idx); });
-  }
+  if (needs_derivatives({&x}))
+    record_pick("index_select", index_select, x, axis, idx, out, index_add);
   return out;
 }
 
@@ -184,15 +207,8 @@ Tensor index_add(const Tensor& x, int64_t axis, const Tensor& index, const Tenso
         src.shape(), x.shape(), index.numel(), axis, want);
   Tensor idx = checked_index("index_add", index, x.shape()[axis], axis, x.shape());
   Tensor out = index_add_kernel(x, axis, idx, src);
-  if (any_requires_grad({&x, &src}))
-    record(
-        "index_add", {&x, &src}, out, {Save{idx}},
-        [axis](Node& n, const Tensor& g) -> TensorList {
-          Tensor idx = n.saved(0);
-          return {n.needs_input_grad(0) ? g : Tensor(),
-                  n.needs_input_grad(1) ? index_select(g, axis, idx) : Tensor()};
-        },
-        [axis, idx](const TensorList& a) { return index_add(a[0], axis, idx, a[1]); });
+  if (needs_derivatives({&x, &src}))
+    record_add_at("index_add", index_add, x, axis, idx, src, out, index_select);
   return out;
 }
 
@@ -202,15 +218,7 @@ Tensor gather(const Tensor& x, int64_t axis, const Tensor& index) {
   check_gather_shapes("gather", x, axis, index);
   Tensor idx = checked_index("gather", index, x.shape()[axis], axis, x.shape());
   Tensor out = gather_kernel(x, axis, idx);
-  if (any_requires_grad({&x})) {
-    Shape in = x.shape();
-    record(
-        "gather", {&x}, out, {Save{idx}},
-        [in, axis](Node& n, const Tensor& g) -> TensorList {
-          return {scatter_add(zeros(in, g.dtype()), axis, n.saved(0), g)};
-        },
-        [axis, idx](const TensorList& a) { return gather(a[0], axis, idx); });
-  }
+  if (needs_derivatives({&x})) record_pick("gather", gather, x, axis, idx, out, scatter_add);
   return out;
 }
 
@@ -224,15 +232,8 @@ Tensor scatter_add(const Tensor& x, int64_t axis, const Tensor& index, const Ten
                      index.shape());
   Tensor idx = checked_index("scatter_add", index, x.shape()[axis], axis, x.shape());
   Tensor out = scatter_add_kernel(x, axis, idx, src);
-  if (any_requires_grad({&x, &src}))
-    record(
-        "scatter_add", {&x, &src}, out, {Save{idx}},
-        [axis](Node& n, const Tensor& g) -> TensorList {
-          Tensor idx = n.saved(0);
-          return {n.needs_input_grad(0) ? g : Tensor(),
-                  n.needs_input_grad(1) ? gather(g, axis, idx) : Tensor()};
-        },
-        [axis, idx](const TensorList& a) { return scatter_add(a[0], axis, idx, a[1]); });
+  if (needs_derivatives({&x, &src}))
+    record_add_at("scatter_add", scatter_add, x, axis, idx, src, out, gather);
   return out;
 }
 

@@ -10,7 +10,7 @@
 
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/gemm.h"
-#include "autograd/node.h"
+#include "autograd/op.h"
 #include "autograd/ops/elementwise.h"
 #include "autograd/ops/reduce.h"
 #include "autograd/ops/shape.h"
@@ -164,24 +164,25 @@ Tensor matmul_nd(const Tensor& a_in, const Tensor& b_in) {
   Dtype d = common_float("matmul", a_in, b_in);
   Tensor a = a_in.to(d), b = b_in.to(d);
   Tensor out = matmul_kernel(a, b);
-  if (any_requires_grad({&a, &b}))
-    record(
-        "matmul", {&a, &b}, out, {Save{a}, Save{b}},
-        [](Node& n, const Tensor& g) -> TensorList {
-          Tensor a = n.saved(0), b = n.saved(1);
-          Tensor ga, gb;
-          if (n.needs_input_grad(0)) ga = matmul(g, transpose(b, -1, -2));
-          if (n.needs_input_grad(1)) {
-            if (b.dim() == 2 && a.dim() > 2) {
-              // Sum over a's batch axes inside one GEMM: [k, rows] @ [rows, n].
-              gb = matmul(transpose(as_rows(a), 0, 1), as_rows(g));
-            } else {
-              gb = matmul(transpose(a, -1, -2), g);
-            }
-          }
-          return {ga, gb};
-        },
-        [](const TensorList& x) { return matmul(x[0], x[1]); });
+  if (needs_derivatives({&a, &b})) {
+    struct Saved {
+      Tensor a, b;
+    };
+    record(op("matmul", matmul_nd, a, b), out, Saved{a, b},
+           rules::multilinear([](const Saved& s, const Tensor& g, const Node& n) -> TensorList {
+             Tensor ga, gb;
+             if (n.needs_input_grad(0)) ga = matmul(g, transpose(s.b, -1, -2));
+             if (n.needs_input_grad(1)) {
+               if (s.b.dim() == 2 && s.a.dim() > 2) {
+                 // Sum over a's batch axes inside one GEMM: [k, rows] @ [rows, n].
+                 gb = matmul(transpose(as_rows(s.a), 0, 1), as_rows(g));
+               } else {
+                 gb = matmul(transpose(s.a, -1, -2), g);
+               }
+             }
+             return {ga, gb};
+           }));
+  }
   return out;
 }
 
@@ -255,21 +256,40 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
       gemm(lx.trans, !lw.trans, rows, outf, in, px, lx.ld, pw, lw.ld, po, outf, pb);
     });
   }
-  if (any_requires_grad({&x, &w, &b}))
-    record(
-        "linear", {&x, &w, &b}, out, {Save{x}, Save{w}},
-        [](Node& n, const Tensor& g) -> TensorList {
-          Tensor gx, gw, gb;
-          if (!is_grad_enabled() && n.needs_input_grad(0) && n.needs_input_grad(1))
-            std::tie(gx, gw) = linear_input_weight_grads(g, n.saved(0), n.saved(1));
-          if (n.needs_input_grad(0) && !gx.defined()) gx = matmul(g, n.saved(1));
-          Tensor g2 = as_rows(g);
-          if (n.needs_input_grad(1) && !gw.defined())
-            gw = matmul(transpose(g2, 0, 1), as_rows(n.saved(0)));
-          if (n.needs_input_grad(2)) gb = sum(g2, {0});
-          return {gx, gw, gb};
-        },
-        [](const TensorList& a) { return linear(a[0], a[1], a.size() > 2 ? a[2] : Tensor()); });
+  if (needs_derivatives({&x, &w, &b})) {
+    struct Saved {
+      Tensor x, w;
+    };
+    // Composite: the formulas as differentiable matmuls (x: [..., in], g: [..., out]).
+    auto composite = [](const Saved& s, const Tensor& g, const Node& n) -> TensorList {
+      Tensor g2 = as_rows(g);
+      return {n.needs_input_grad(0) ? matmul(g, s.w) : Tensor(),
+              n.needs_input_grad(1) ? matmul(transpose(g2, 0, 1), as_rows(s.x)) : Tensor(),
+              n.needs_input_grad(2) ? sum(g2, {0}) : Tensor()};
+    };
+    record(op("linear", linear, x, w, b), out, Saved{x, w},
+           Rules{.backward = composite,
+                 // d out = linear(dx, w, db) + linear(x, dw)
+                 .jvp =
+                     [](const Saved& s, const TensorList& t) {
+                       Tensor r = t[0].defined() || t[2].defined()
+                                      ? linear(t[0].defined() ? t[0] : zeros_like(s.x), s.w, t[2])
+                                      : Tensor();
+                       if (t[1].defined()) {
+                         Tensor rw = linear(s.x, t[1]);
+                         r = r.defined() ? add(r, rw) : rw;
+                       }
+                       return r;
+                     },
+                 // Both GEMMs at once, their threads shared; the composite when a size is zero.
+                 .fused_backward = [composite](const Saved& s, const Tensor& g,
+                                               const Node& n) -> TensorList {
+                   if (!n.needs_input_grad(0) || !n.needs_input_grad(1)) return composite(s, g, n);
+                   auto [gx, gw] = linear_input_weight_grads(g, s.x, s.w);
+                   if (!gx.defined()) return composite(s, g, n);
+                   return {gx, gw, n.needs_input_grad(2) ? sum(as_rows(g), {0}) : Tensor()};
+                 }});
+  }
   return out;
 }
 

@@ -6,7 +6,7 @@
 
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/simd.h"
-#include "autograd/node.h"
+#include "autograd/op.h"
 #include "autograd/ops/elementwise.h"
 #include "autograd/ops/reduce.h"
 #include "autograd/ops/shape.h"
@@ -192,23 +192,34 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, std::string_vie
   });
   Tensor out = reduce_rows(losses, red, static_cast<double>(count));
 
-  if (any_requires_grad({&logits}))
+  if (needs_derivatives({&logits})) {
+    struct Saved {
+      Tensor logits, target, weight;
+    };
+    // d loss_i / dx_i = (softmax(x_i) - q_i) * w_i, per row.
+    auto derivative = [c, eps, ignore_index](const Saved& s) {
+      Tensor q =
+          smoothed_one_hot(s.target, c, eps, ignore_index, s.logits.dtype(), s.logits.shape());
+      return sub(softmax(s.logits, -1), q);
+    };
     record(
-        op, {&logits}, out, {Save{logits}, Save{t}, Save{weight}},
-        [c, eps, ignore_index, batched](Node& n, const Tensor& g) -> TensorList {
-          // d/dx = (softmax(x) - q) * g * weight, per row. Fused unless the backward itself is
-          // being recorded (create_graph), which needs the differentiable composite.
-          Tensor xs = n.saved(0);
-          if (!is_grad_enabled())
-            return {cross_entropy_grad(xs, n.saved(1), n.saved(2), g, eps, ignore_index)};
-          Tensor q = smoothed_one_hot(n.saved(1), c, eps, ignore_index, xs.dtype(), xs.shape());
-          Tensor scale = mul(g, n.saved(2));
-          if (batched) scale = unsqueeze(scale, 1);
-          return {mul(sub(softmax(xs, -1), q), scale)};
-        },
-        [t, red, ignore_index, eps](const TensorList& a) {
-          return cross_entropy(a[0], t, reduction_name(red), ignore_index, eps);
-        });
+        ag::op(op, cross_entropy, logits, Const{t}, reduction_name(red), ignore_index, eps), out,
+        Saved{logits, t, weight},
+        Rules{.backward = [derivative, batched](const Saved& s, const Tensor& g) -> TensorList {
+                Tensor scale = mul(g, s.weight);
+                if (batched) scale = unsqueeze(scale, 1);
+                return {mul(derivative(s), scale)};
+              },
+              .jvp =
+                  [derivative, red](const Saved& s, const TensorList& tx) {
+                    // Per row, weighted: 0 for ignored rows, 1 / count for mean, else 1.
+                    Tensor rows = mul(sum(mul(derivative(s), tx[0]), {-1}), s.weight);
+                    return red == Reduction::none ? rows : sum(rows);
+                  },
+              .fused_backward = [eps, ignore_index](const Saved& s, const Tensor& g) -> TensorList {
+                return {cross_entropy_grad(s.logits, s.target, s.weight, g, eps, ignore_index)};
+              }});
+  }
   return out;
 }
 
@@ -253,27 +264,43 @@ Tensor cross_entropy_soft(const Tensor& logits, const Tensor& target_probs,
   });
   Tensor out = reduce_rows(losses, red, static_cast<double>(rows));
 
-  if (any_requires_grad({&logits, &probs}))
-    record(
-        op, {&logits, &probs}, out, {Save{logits}, Save{probs}},
-        [c, eps, rows, red, batched](Node& n, const Tensor& g) -> TensorList {
-          // d/dx = (softmax(x) sum_j q'_j - q') * g,  d/dq = (1 - eps) (-log_softmax(x)) * g
-          // (g divided by N for mean).
-          Tensor xs = n.saved(0);
-          Tensor scale = red == Reduction::mean ? mul(g, 1.0 / static_cast<double>(rows)) : g;
-          if (batched && red == Reduction::none) scale = unsqueeze(scale, 1);
-          Tensor gx, gq;
-          if (n.needs_input_grad(0)) {
-            Tensor qs = n.saved(1);
-            if (eps != 0) qs = add(mul(qs, 1 - eps), eps / static_cast<double>(c));
-            gx = mul(sub(mul(softmax(xs, -1), sum(qs, {-1}, /*keepdim=*/true)), qs), scale);
-          }
-          if (n.needs_input_grad(1)) gq = mul(neg(log_softmax(xs, -1)), mul(scale, 1 - eps));
-          return {gx, gq};
-        },
-        [red, eps](const TensorList& a) {
-          return cross_entropy_soft(a[0], a[1], reduction_name(red), eps);
-        });
+  if (needs_derivatives({&logits, &probs})) {
+    struct Saved {
+      Tensor logits, probs;
+    };
+    // d/dx = (softmax(x) sum_j q'_j - q') * g,  d/dq = (1 - eps) (-log_softmax(x)) * g (g divided
+    // by N for mean); the JVP is sum over classes of d/dx tx + d/dq tq, reduced like the loss.
+    auto smoothed = [eps, c](const Tensor& q) {
+      return eps != 0 ? add(mul(q, 1 - eps), eps / static_cast<double>(c)) : q;
+    };
+    auto dx = [smoothed](const Saved& s) {
+      Tensor qs = smoothed(s.probs);
+      return sub(mul(softmax(s.logits, -1), sum(qs, {-1}, /*keepdim=*/true)), qs);
+    };
+    auto dq = [eps](const Saved& s) { return mul(neg(log_softmax(s.logits, -1)), 1 - eps); };
+    record(ag::op(op, cross_entropy_soft, logits, probs, reduction_name(red), eps), out,
+           Saved{logits, probs},
+           Rules{.backward = [rows, red, batched, dx, dq](const Saved& s, const Tensor& g,
+                                                          const Node& n) -> TensorList {
+                   Tensor scale =
+                       red == Reduction::mean ? mul(g, 1.0 / static_cast<double>(rows)) : g;
+                   if (batched && red == Reduction::none) scale = unsqueeze(scale, 1);
+                   return {n.needs_input_grad(0) ? mul(dx(s), scale) : Tensor(),
+                           n.needs_input_grad(1) ? mul(dq(s), scale) : Tensor()};
+                 },
+                 .jvp =
+                     [rows, red, dx, dq](const Saved& s, const TensorList& t) {
+                       Tensor per;
+                       if (t[0].defined()) per = mul(dx(s), t[0]);
+                       if (t[1].defined())
+                         per = per.defined() ? add(per, mul(dq(s), t[1])) : mul(dq(s), t[1]);
+                       Tensor row = sum(per, {-1});
+                       if (red == Reduction::none) return row;
+                       Tensor total = sum(row);
+                       return red == Reduction::mean ? mul(total, 1.0 / static_cast<double>(rows))
+                                                     : total;
+                     }});
+  }
   return out;
 }
 

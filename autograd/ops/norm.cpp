@@ -7,7 +7,7 @@
 
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/simd.h"
-#include "autograd/node.h"
+#include "autograd/op.h"
 #include "autograd/ops/elementwise.h"
 #include "autograd/ops/reduce.h"
 #include "autograd/ops/shape.h"
@@ -153,50 +153,68 @@ Tensor layer_norm(const Tensor& x_in, const Shape& ns, const Tensor& weight, con
                        b.defined() ? b.data<T>() : nullptr, out.data<T>(), mean_t.data<T>(),
                        rstd_t.data<T>(), rows, n, eps);
   });
-  if (any_requires_grad({&x, &w, &b})) {
+  if (needs_derivatives({&x, &w, &b})) {
     std::vector<int64_t> axes, lead;
     for (int64_t i = 0; i < k; ++i) axes.push_back(x.dim() - k + i);
     for (int64_t i = 0; i < x.dim() - k; ++i) lead.push_back(i);
-    record(
-        "layer_norm", {&x, &w, &b}, out, {Save{x}, Save{w}, Save{mean_t}, Save{rstd_t}},
-        [axes, lead, eps, ns](Node& node, const Tensor& g) -> TensorList {
-          Tensor x = node.saved(0), w = node.saved(1);
-          if (!is_grad_enabled()) {
-            // One pass from the saved statistics when this backward is not itself recorded.
-            Dtype d = x.dtype();
-            Tensor gc = g.to(d).contiguous();
-            Tensor gx, gwt, gb;
-            if (node.needs_input_grad(0)) gx = Tensor::empty(x.shape(), d);
-            if (node.needs_input_grad(1)) gwt = Tensor::empty(ns, d);
-            if (node.needs_input_grad(2)) gb = Tensor::empty(ns, d);
-            int64_t n = ns.numel(), rows = n ? x.numel() / n : 0;
-            kernels::dispatch_floating(d, "layer_norm", [&]<class T>() {
-              auto ptr = [](const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
-              layer_norm_backward_rows<T>(x.data<T>(), gc.data<T>(), ptr(w),
-                                          node.saved(2).data<T>(), node.saved(3).data<T>(), ptr(gx),
-                                          ptr(gwt), ptr(gb), rows, n);
-            });
-            return {gx, gwt, gb};
-          }
-          // xhat and rstd recomputed with differentiable ops, so double backward is exact.
-          Tensor mu = mean(x, axes, true);
-          Tensor xc = sub(x, mu);
-          Tensor rstd = rsqrt(add(mean(mul(xc, xc), axes, true), eps));
-          Tensor xhat = mul(xc, rstd);
-          Tensor gw = w.defined() ? mul(g, w) : g;
-          Tensor gx;
-          if (node.needs_input_grad(0))
-            gx = mul(rstd, sub(sub(gw, mean(gw, axes, true)),
-                               mul(xhat, mean(mul(gw, xhat), axes, true))));
-          Tensor gwt, gb;
-          if (node.needs_input_grad(1)) gwt = lead.empty() ? mul(g, xhat) : sum(mul(g, xhat), lead);
-          if (node.needs_input_grad(2)) gb = lead.empty() ? g : sum(g, lead);
-          return {gx, gwt, gb};
-        },
-        [ns, eps](const TensorList& a) {
-          return layer_norm(a[0], ns, a.size() > 1 ? a[1] : Tensor(),
-                            a.size() > 2 ? a[2] : Tensor(), eps);
-        });
+    struct Saved {
+      Tensor x, weight, mean, rstd;
+    };
+    // xhat and rstd recomputed with differentiable ops, so that the rules differentiate exactly.
+    auto normalized = [axes, eps](const Tensor& x) {
+      Tensor xc = sub(x, mean(x, axes, true));
+      Tensor rstd = rsqrt(add(mean(mul(xc, xc), axes, true), eps));
+      return std::pair{mul(xc, rstd), rstd};
+    };
+    record(op("layer_norm", layer_norm, x, ns, w, b, eps), out, Saved{x, w, mean_t, rstd_t},
+           Rules{.backward = [axes, lead, normalized](const Saved& s, const Tensor& g,
+                                                      const Node& node) -> TensorList {
+                   auto [xhat, rstd] = normalized(s.x);
+                   Tensor gw = s.weight.defined() ? mul(g, s.weight) : g;
+                   Tensor gx, gwt, gb;
+                   if (node.needs_input_grad(0))
+                     gx = mul(rstd, sub(sub(gw, mean(gw, axes, true)),
+                                        mul(xhat, mean(mul(gw, xhat), axes, true))));
+                   if (node.needs_input_grad(1))
+                     gwt = lead.empty() ? mul(g, xhat) : sum(mul(g, xhat), lead);
+                   if (node.needs_input_grad(2)) gb = lead.empty() ? g : sum(g, lead);
+                   return {gx, gwt, gb};
+                 },
+                 // d out = d xhat * w + xhat * dw + db, d xhat = rstd (dx - mean(dx) - xhat mean(dx
+                 // xhat))
+                 .jvp =
+                     [axes, normalized](const Saved& s, const TensorList& t) {
+                       auto [xhat, rstd] = normalized(s.x);
+                       Tensor r;
+                       if (t[0].defined()) {
+                         Tensor dxhat =
+                             mul(rstd, sub(sub(t[0], mean(t[0], axes, true)),
+                                           mul(xhat, mean(mul(t[0], xhat), axes, true))));
+                         r = s.weight.defined() ? mul(dxhat, s.weight) : dxhat;
+                       }
+                       if (t[1].defined())
+                         r = r.defined() ? add(r, mul(xhat, t[1])) : mul(xhat, t[1]);
+                       if (t[2].defined()) r = r.defined() ? add(r, t[2]) : t[2];
+                       return r;
+                     },
+                 // One pass from the saved statistics.
+                 .fused_backward = [ns](const Saved& s, const Tensor& g,
+                                        const Node& node) -> TensorList {
+                   Dtype d = s.x.dtype();
+                   Tensor gc = g.to(d).contiguous();
+                   Tensor gx, gwt, gb;
+                   if (node.needs_input_grad(0)) gx = Tensor::empty(s.x.shape(), d);
+                   if (node.needs_input_grad(1)) gwt = Tensor::empty(ns, d);
+                   if (node.needs_input_grad(2)) gb = Tensor::empty(ns, d);
+                   int64_t n = ns.numel(), rows = n ? s.x.numel() / n : 0;
+                   kernels::dispatch_floating(d, "layer_norm", [&]<class T>() {
+                     auto ptr = [](const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
+                     layer_norm_backward_rows<T>(s.x.data<T>(), gc.data<T>(), ptr(s.weight),
+                                                 s.mean.data<T>(), s.rstd.data<T>(), ptr(gx),
+                                                 ptr(gwt), ptr(gb), rows, n);
+                   });
+                   return {gx, gwt, gb};
+                 }});
   }
   return out;
 }

@@ -13,7 +13,7 @@
 #include "autograd/grad_mode.h"
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/max_pool.h"
-#include "autograd/node.h"
+#include "autograd/op.h"
 #include "autograd/ops/elementwise.h"
 #include "autograd/ops/index.h"
 #include "autograd/ops/linalg.h"
@@ -151,27 +151,35 @@ std::pair<Tensor, Tensor> max_pool2d_with_indices(const Tensor& x_in, Size2 kern
   kernels::dispatch_floating(x.dtype(), "max_pool2d", [&]<class T>() {
     max_pool_kernel<T>(x.data<T>(), out.data<T>(), idx.data<int64_t>(), g);
   });
-  if (any_requires_grad({&x}))
-    record(
-        "max_pool2d", {&x}, out, {},
-        [g, idx, N, C](Node&, const Tensor& gy) -> TensorList {
-          if (!is_grad_enabled()) {
-            // One pass when this backward is not itself recorded.
-            Tensor gc = gy.contiguous();
-            Tensor gx = Tensor::empty({N, C, g.H, g.W}, gc.dtype());
-            kernels::dispatch_floating(gc.dtype(), "max_pool2d", [&]<class T>() {
-              max_pool_scatter<T>(gc.data<T>(), idx.data<int64_t>(), gx.data<T>(), g);
-            });
-            return {gx};
-          }
-          Tensor flat =
-              scatter_add(zeros({N, C, g.H * g.W}, gy.dtype()), 2, idx.reshape({N, C, g.OH * g.OW}),
-                          reshape(gy, {N, C, g.OH * g.OW}));
-          return {reshape(flat, {N, C, g.H, g.W})};
-        },
-        [kernel, stride, padding](const TensorList& a) {
-          return max_pool2d(a[0], kernel, stride, padding);
-        });
+  if (needs_derivatives({&x})) {
+    struct Saved {
+      Tensor indices;
+    };
+    // The gradient goes to the winners: scatter_add into zeros (a recorded op, so the second
+    // derivative works); the JVP gathers the tangent at the winners.
+    auto flat = [N, C](const Tensor& t, int64_t hw) { return reshape(t, {N, C, hw}); };
+    record(op("max_pool2d", max_pool2d_with_indices, x, kernel, stride, padding), out, Saved{idx},
+           Rules{.backward = [g, N, C, flat](const Saved& s, const Tensor& gy) -> TensorList {
+                   Tensor gx = scatter_add(zeros({N, C, g.H * g.W}, gy.dtype()), 2,
+                                           flat(s.indices, g.OH * g.OW), flat(gy, g.OH * g.OW));
+                   return {reshape(gx, {N, C, g.H, g.W})};
+                 },
+                 .jvp =
+                     [g, N, C, flat](const Saved& s, const TensorList& t) {
+                       Tensor picked =
+                           gather(flat(t[0], g.H * g.W), 2, flat(s.indices, g.OH * g.OW));
+                       return reshape(picked, {N, C, g.OH, g.OW});
+                     },
+                 // One direct scatter pass.
+                 .fused_backward = [g, N, C](const Saved& s, const Tensor& gy) -> TensorList {
+                   Tensor gc = gy.contiguous();
+                   Tensor gx = Tensor::empty({N, C, g.H, g.W}, gc.dtype());
+                   kernels::dispatch_floating(gc.dtype(), "max_pool2d", [&]<class T>() {
+                     max_pool_scatter<T>(gc.data<T>(), s.indices.data<int64_t>(), gx.data<T>(), g);
+                   });
+                   return {gx};
+                 }});
+  }
   return {out, idx};
 }
 

@@ -11,8 +11,9 @@
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/loops.h"
 #include "autograd/kernels/simd.h"
-#include "autograd/node.h"
+#include "autograd/op.h"
 #include "autograd/ops/elementwise.h"
+#include "autograd/ops/index.h"
 #include "autograd/ops/shape.h"
 #include "autograd/ops/unary.h"
 
@@ -227,14 +228,13 @@ Tensor sum(const Tensor& x, const Axes& axes_in, bool keepdim) {
         out, in, [](auto a, auto b) { return a + b; }, /*simd_sum=*/true);
   });
   if (!keepdim) drop_axes(out, reduced_shape(x.shape(), axes, false));
-  if (any_requires_grad({&x})) {
+  if (needs_derivatives({&x})) {
+    struct None {};
     Shape s = x.shape();
-    record(
-        "sum", {&x}, out, {},
-        [s, axes](Node&, const Tensor& g) -> TensorList {
-          return {expand(restore_axes(g, s, axes), s)};
-        },
-        [axes, keepdim](const TensorList& a) { return sum(a[0], axes, keepdim); });
+    record(op("sum", sum, x, axes, keepdim), out, None{},
+           rules::linear([s, axes](const None&, const Tensor& g) -> TensorList {
+             return {expand(restore_axes(g, s, axes), s)};
+           }));
   }
   return out;
 }
@@ -288,20 +288,25 @@ Tensor extremum(const char* op, const Tensor& x, const Axes& axes_in, bool keepd
     reduce_kernel<T, T>(out, x, [is_max](T a, T b) { return better(b, a, is_max) ? b : a; });
   });
   if (!keepdim) drop_axes(out, reduced_shape(x.shape(), axes, false));
-  if (any_requires_grad({&x})) {
+  if (needs_derivatives({&x})) {
+    struct Saved {
+      Tensor x, out;
+    };
     Shape s = x.shape();
-    record(
-        op, {&x}, out, {Save{x}, Save{out, true}},
-        [s, axes](Node& n, const Tensor& g) -> TensorList {
-          // Every element equal to the extremum shares the gradient evenly.
-          Tensor y = restore_axes(n.saved(1).detach(), s, axes);
-          Tensor hit = eq(n.saved(0), y).to(g.dtype());
-          Tensor share = div(hit, sum(hit, axes, /*keepdim=*/true));
-          return {mul(restore_axes(g, s, axes), share)};
-        },
-        [axes, keepdim, is_max](const TensorList& a) {
-          return is_max ? amax(a[0], axes, keepdim) : amin(a[0], axes, keepdim);
-        });
+    // Every element equal to the extremum shares the gradient evenly: d/dx = share, a constant.
+    auto share = [s, axes](const Saved& v) {
+      Tensor y = restore_axes(v.out.detach(), s, axes);
+      Tensor hit = eq(v.x, y).to(v.out.dtype());
+      return div(hit, sum(hit, axes, /*keepdim=*/true));
+    };
+    record(ag::op(op, extremum, op, x, axes, keepdim, is_max), out, Saved{x, out},
+           Rules{.backward = [s, axes, share](const Saved& v, const Tensor& g) -> TensorList {
+                   return {mul(restore_axes(g, s, axes), share(v))};
+                 },
+                 .jvp =
+                     [axes, keepdim, share](const Saved& v, const TensorList& t) {
+                       return sum(mul(t[0], share(v)), axes, keepdim);
+                     }});
   }
   return out;
 }
@@ -362,22 +367,28 @@ std::pair<Tensor, Tensor> extremum_along(const char* op, const Tensor& x, int64_
   drop_axes(indices, out_shape);
   if (!with_values) return {values, indices};
   drop_axes(values, out_shape);
-  if (any_requires_grad({&x})) {
+  if (needs_derivatives({&x})) {
+    struct Saved {
+      Tensor indices;
+    };
     Shape s = x.shape();
     int64_t n = x.dim() > 0 ? s[axis] : 1;
-    record(
-        op, {&x}, values, {Save{indices}},
-        [s, axes, axis, n](Node& node, const Tensor& g) -> TensorList {
-          // The gradient goes where the index along `axis` equals the selected one.
-          Shape along;
-          for (int64_t i = 0; i < s.size(); ++i) along.push_back(i == axis ? n : 1);
-          Tensor pos = reshape(arange(n, int64), along);
-          Tensor hit = eq(restore_axes(node.saved(0), s, axes), pos);
-          return {where(hit, restore_axes(g, s, axes), zeros(Shape{}, g.dtype()))};
-        },
-        [axis, keepdim, is_max](const TensorList& a) {
-          return is_max ? max(a[0], axis, keepdim).first : min(a[0], axis, keepdim).first;
-        });
+    // The derivative picks the element at the selected index along `axis`.
+    record(ag::op(op, extremum_along, op, x, axis_in, keepdim, is_max, with_values), values,
+           Saved{indices},
+           Rules{.backward = [s, axes, axis, n](const Saved& v, const Tensor& g) -> TensorList {
+                   Shape along;
+                   for (int64_t i = 0; i < s.size(); ++i) along.push_back(i == axis ? n : 1);
+                   Tensor pos = reshape(arange(n, int64), along);
+                   Tensor hit = eq(restore_axes(v.indices, s, axes), pos);
+                   return {where(hit, restore_axes(g, s, axes), zeros(Shape{}, g.dtype()))};
+                 },
+                 .jvp =
+                     [s, axes, axis, keepdim](const Saved& v, const TensorList& t) {
+                       if (s.size() == 0) return t[0];
+                       Tensor picked = gather(t[0], axis, restore_axes(v.indices, s, axes));
+                       return keepdim ? picked : squeeze(picked, axis);
+                     }});
   }
   return {values, indices};
 }
@@ -436,21 +447,27 @@ Tensor norm(const Tensor& x, double p, const Axes& axes_in, bool keepdim) {
   Tensor out = p == 1   ? sum(abs(xd), axes, keepdim)
                : p == 2 ? sqrt(sum(mul(xd, xd), axes, keepdim))
                         : pow(sum(pow(abs(xd), p), axes, keepdim), 1.0 / p);
-  if (any_requires_grad({&x})) {
+  if (needs_derivatives({&x})) {
+    struct Saved {
+      Tensor x, out;
+    };
     Shape s = x.shape();
-    record(
-        "norm", {&x}, out, {Save{x}, Save{out, true}},
-        [p, s, axes](Node& n, const Tensor& g) -> TensorList {
-          Tensor a = n.saved(0);
-          Tensor gr = restore_axes(g, s, axes);
-          if (p == 1) return {mul(gr, sign(a))};
-          // d = sign(x) |x|^(p-1) / out^(p-1); a zero norm (all x = 0) gets a zero gradient.
-          Tensor y = restore_axes(n.saved(1), s, axes);
-          Tensor safe = where(eq(y, zeros(Shape{}, y.dtype())), ones(Shape{}, y.dtype()), y);
-          if (p == 2) return {mul(gr, div(a, safe))};
-          return {mul(gr, mul(sign(a), div(pow(abs(a), p - 1), pow(safe, p - 1))))};
-        },
-        [p, axes, keepdim](const TensorList& a) { return norm(a[0], p, axes, keepdim); });
+    // d = sign(x) |x|^(p-1) / out^(p-1) (p = 1: sign(x), p = 2: x / out); a zero norm (all x = 0)
+    // gets a zero derivative.
+    auto d = [p, s, axes](const Saved& v) {
+      if (p == 1) return sign(v.x);
+      Tensor y = restore_axes(v.out, s, axes);
+      Tensor safe = where(eq(y, zeros(Shape{}, y.dtype())), ones(Shape{}, y.dtype()), y);
+      if (p == 2) return div(v.x, safe);
+      return mul(sign(v.x), div(pow(abs(v.x), p - 1), pow(safe, p - 1)));
+    };
+    record(op("norm", norm, x, p, axes, keepdim), out, Saved{x, out},
+           Rules{.backward = [s, axes, d](const Saved& v, const Tensor& g) -> TensorList {
+                   return {mul(restore_axes(g, s, axes), d(v))};
+                 },
+                 .jvp = [axes, keepdim, d](
+                            const Saved& v,
+                            const TensorList& t) { return sum(mul(t[0], d(v)), axes, keepdim); }});
   }
   return out;
 }
@@ -503,6 +520,10 @@ void softmax_kernel(const T* x, T* y, AxisSplit v, bool log) {
   }
 }
 
+struct SavedOut {
+  Tensor out;
+};
+
 Tensor softmax_forward(const char* op, const Tensor& x, int64_t axis, bool log) {
   require_float(x, op);
   Tensor xc = x.detach().contiguous();
@@ -518,27 +539,33 @@ Tensor softmax_forward(const char* op, const Tensor& x, int64_t axis, bool log) 
 Tensor softmax(const Tensor& x, int64_t axis_in) {
   int64_t axis = resolve_axis(axis_in, x.shape(), "softmax");
   Tensor out = softmax_forward("softmax", x, axis, false);
-  if (any_requires_grad({&x}))
-    record(
-        "softmax", {&x}, out, {Save{out, true}},
-        [axis](Node& n, const Tensor& g) -> TensorList {
-          Tensor y = n.saved(0);
-          return {mul(y, sub(g, sum(mul(g, y), {axis}, /*keepdim=*/true)))};
-        },
-        [axis](const TensorList& a) { return softmax(a[0], axis); });
+  if (needs_derivatives({&x})) {
+    // The Jacobian is symmetric: the same formula serves backward (v = g) and the JVP (v = t).
+    auto jacobian_times = [axis](const SavedOut& s, const Tensor& v) {
+      return mul(s.out, sub(v, sum(mul(v, s.out), {axis}, /*keepdim=*/true)));
+    };
+    record(op("softmax", softmax, x, axis), out, SavedOut{out},
+           Rules{.backward = [jacobian_times](const SavedOut& s, const Tensor& g) -> TensorList {
+                   return {jacobian_times(s, g)};
+                 },
+                 .jvp = [jacobian_times](const SavedOut& s,
+                                         const TensorList& t) { return jacobian_times(s, t[0]); }});
+  }
   return out;
 }
 
 Tensor log_softmax(const Tensor& x, int64_t axis_in) {
   int64_t axis = resolve_axis(axis_in, x.shape(), "log_softmax");
   Tensor out = softmax_forward("log_softmax", x, axis, true);
-  if (any_requires_grad({&x}))
-    record(
-        "log_softmax", {&x}, out, {Save{out, true}},
-        [axis](Node& n, const Tensor& g) -> TensorList {
-          return {sub(g, mul(exp(n.saved(0)), sum(g, {axis}, /*keepdim=*/true)))};
-        },
-        [axis](const TensorList& a) { return log_softmax(a[0], axis); });
+  if (needs_derivatives({&x}))
+    record(op("log_softmax", log_softmax, x, axis), out, SavedOut{out},
+           Rules{.backward = [axis](const SavedOut& s, const Tensor& g) -> TensorList {
+                   return {sub(g, mul(exp(s.out), sum(g, {axis}, /*keepdim=*/true)))};
+                 },
+                 .jvp =
+                     [axis](const SavedOut& s, const TensorList& t) {
+                       return sub(t[0], sum(mul(exp(s.out), t[0]), {axis}, /*keepdim=*/true));
+                     }});
   return out;
 }
 

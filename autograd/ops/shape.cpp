@@ -6,7 +6,7 @@
 #include "autograd/engine.h"
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/loops.h"
-#include "autograd/node.h"
+#include "autograd/op.h"
 #include "autograd/ops/elementwise.h"
 
 namespace ag {
@@ -54,6 +54,8 @@ Shape infer_shape(const char* op, const Shape& from, const Shape& req) {
                      from.numel(), req, s.numel());
   return s;
 }
+
+struct None {};
 
 // Ops that work along an existing axis have nothing to work on in a 0-d tensor.
 void require_axes(const char* op, const Tensor& x) {
@@ -106,12 +108,14 @@ Tensor view(const Tensor& x, const Shape& shape) {
         "reshape",
         x.shape(), x.strides(), s);
   Tensor out = make_view(x, s, st, x.offset());
-  if (any_requires_grad({&x})) {
+  if (needs_derivatives({&x})) {
     Shape in = x.shape();
-    record(
-        "view", {&x}, out, {},
-        [in](Node&, const Tensor& g) -> TensorList { return {reshape(g, in)}; },
-        [s](const TensorList& a) { return reshape(a[0], s); });
+    // The tangent is reshaped rather than viewed: its strides need not allow the view.
+    record(op("view", view, x, s), out, None{},
+           Rules{.backward = [in](const None&, const Tensor& g) -> TensorList {
+                   return {reshape(g, in)};
+                 },
+                 .jvp = [s](const None&, const TensorList& t) { return reshape(t[0], s); }});
   }
   return out;
 }
@@ -158,11 +162,11 @@ Tensor permute(const Tensor& x, const std::vector<int64_t>& order) {
     st.push_back(x.strides()[ax[i]]);
   }
   Tensor out = make_view(x, s, st, x.offset());
-  if (any_requires_grad({&x}))
-    record(
-        "permute", {&x}, out, {},
-        [inverse](Node&, const Tensor& g) -> TensorList { return {permute(g, inverse)}; },
-        [ax](const TensorList& a) { return permute(a[0], ax); });
+  if (needs_derivatives({&x}))
+    record(op("permute", permute, x, ax), out, None{},
+           rules::linear([inverse](const None&, const Tensor& g) -> TensorList {
+             return {permute(g, inverse)};
+           }));
   return out;
 }
 
@@ -202,11 +206,10 @@ Tensor unsqueeze(const Tensor& x, int64_t axis) {
   Shape st = x.strides();
   st.insert(axis, 1);
   Tensor out = make_view(x, s, st, x.offset());
-  if (any_requires_grad({&x}))
-    record(
-        "unsqueeze", {&x}, out, {},
-        [axis](Node&, const Tensor& g) -> TensorList { return {squeeze(g, axis)}; },
-        [axis](const TensorList& a) { return unsqueeze(a[0], axis); });
+  if (needs_derivatives({&x}))
+    record(op("unsqueeze", unsqueeze, x, axis), out, None{},
+           rules::linear(
+               [axis](const None&, const Tensor& g) -> TensorList { return {squeeze(g, axis)}; }));
   return out;
 }
 
@@ -238,10 +241,9 @@ Tensor expand(const Tensor& x, const Shape& shape) {
   if (s == x.shape()) return x;
   Tensor out = make_view(x, s, st, x.offset());
   // The engine sums the gradient back to the input's shape.
-  if (any_requires_grad({&x}))
-    record(
-        "expand", {&x}, out, {}, [](Node&, const Tensor& g) -> TensorList { return {g}; },
-        [s](const TensorList& a) { return expand(a[0], s); });
+  if (needs_derivatives({&x}))
+    record(op("expand", expand, x, s), out, None{},
+           rules::linear([](const None&, const Tensor& g) -> TensorList { return {g}; }));
   return out;
 }
 
@@ -263,16 +265,12 @@ Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t stop, int64_t
   s[axis] = len;
   st[axis] = x.strides()[axis] * step;
   Tensor out = make_view(x, s, st, x.offset() + start * x.strides()[axis]);
-  if (any_requires_grad({&x})) {
+  if (needs_derivatives({&x})) {
     Shape in = x.shape();
-    record(
-        "slice", {&x}, out, {},
-        [in, axis, start, step](Node&, const Tensor& g) -> TensorList {
-          return {slice_backward(g, in, axis, start, step)};
-        },
-        [axis, start, stop, step](const TensorList& a) {
-          return slice(a[0], axis, start, stop, step);
-        });
+    record(op("slice", slice, x, axis, start, stop, step), out, None{},
+           rules::linear([in, axis, start, step](const None&, const Tensor& g) -> TensorList {
+             return {slice_backward(g, in, axis, start, step)};
+           }));
   }
   return out;
 }
@@ -287,6 +285,7 @@ Tensor slice_backward(const Tensor& g, const Shape& shape, int64_t axis, int64_t
   Tensor out = zeros(shape, g.dtype());
   {
     NoGradGuard ng;
+    fwd::detail::Suspend values_only;
     Tensor region = slice(out, axis, start, start + g.shape()[axis] * step, step);
     if (!(region.shape() == g.shape()))
       fail<ShapeError>("slice_backward: gradient of shape {} does not fit slice {} of {}",
@@ -294,16 +293,13 @@ Tensor slice_backward(const Tensor& g, const Shape& shape, int64_t axis, int64_t
     region.copy_(g);
   }
   out.impl()->storage->version = 0;
-  if (any_requires_grad({&g}))
-    record(
-        "slice_backward", {&g}, out, {},
-        [axis, start, step](Node& n, const Tensor& gg) -> TensorList {
-          int64_t len = n.input_meta[0].shape[axis];
-          return {slice(gg, axis, start, start + len * step, step)};
-        },
-        [shape, axis, start, step](const TensorList& a) {
-          return slice_backward(a[0], shape, axis, start, step);
-        });
+  if (needs_derivatives({&g})) {
+    int64_t len = g.shape()[axis];
+    record(op("slice_backward", slice_backward, g, shape, axis, start, step), out, None{},
+           rules::linear([axis, start, step, len](const None&, const Tensor& gg) -> TensorList {
+             return {slice(gg, axis, start, start + len * step, step)};
+           }));
+  }
   return out;
 }
 
@@ -344,6 +340,7 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t axis) {
   Tensor out = Tensor::empty(s, d);
   {
     NoGradGuard ng;
+    fwd::detail::Suspend values_only;
     int64_t at = 0;
     for (const Tensor& t : xs) {
       int64_t len = t.shape()[axis];
@@ -352,43 +349,22 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t axis) {
     }
   }
   out.impl()->storage->version = 0;
-  bool rg = false;
-  for (const Tensor& t : xs) rg = rg || any_requires_grad({&t});
-  if (rg) {
+  bool derivatives = false;
+  for (const Tensor& t : xs) derivatives = derivatives || needs_derivatives({&t});
+  if (derivatives) {
     std::vector<int64_t> sizes;
     for (const Tensor& t : xs) sizes.push_back(t.shape()[axis]);
-    struct CatNode final : Node {
-      int64_t axis;
-      std::vector<int64_t> sizes;
-      std::string name() const override { return "cat"; }
-      TensorList apply(TensorList&& g) override {
-        TensorList r;
-        int64_t at = 0;
-        for (int64_t len : sizes) {
-          r.push_back(slice(g[0], axis, at, at + len));
-          at += len;
-        }
-        return r;
-      }
-    };
-    auto node = std::make_shared<CatNode>();
-    node->axis = axis;
-    node->sizes = sizes;
-    std::vector<const Tensor*> ptrs;
-    for (const Tensor& t : xs) ptrs.push_back(&t);
-    // attach takes an initializer_list; wire edges by hand for a variable count.
-    for (const Tensor* t : ptrs) {
-      node->next_edges.push_back(gradient_edge(*t, node.get()));
-      node->input_meta.push_back(InputMeta{t->shape(), t->dtype()});
-    }
-    node->output_meta.push_back(InputMeta{out.shape(), out.dtype()});
-    if (is_tape_checking()) {
-      node->replay_fn = [axis](const TensorList& a) -> TensorList { return {cat(a, axis)}; };
-      for (const Tensor& t : xs) node->replay_inputs.push_back(t.detach().clone());
-    }
-    out.impl()->grad_fn = node;
-    out.impl()->requires_grad = true;
-    if (is_anomaly_enabled()) anomaly_check_forward(*node, &out, 1);
+    // d/dx_i = the slice of g where x_i was placed.
+    record(op("cat", cat, xs, axis), out, None{},
+           rules::linear([axis, sizes](const None&, const Tensor& g) -> TensorList {
+             TensorList r;
+             int64_t at = 0;
+             for (int64_t len : sizes) {
+               r.push_back(slice(g, axis, at, at + len));
+               at += len;
+             }
+             return r;
+           }));
   }
   return out;
 }
@@ -409,30 +385,16 @@ Tensor stack(const std::vector<Tensor>& xs, int64_t axis) {
   return cat(u, axis);
 }
 
-namespace {
-// split's node: one output per piece, one input. The pieces' gradients (the engine fills in zeros
-// for a piece that got none) are concatenated back in one copy, instead of each piece scattering
-// into a zero tensor of the whole input's size and the engine summing those.
-class SplitNode final : public Node {
- public:
-  SplitNode(int64_t axis, size_t pieces) : axis_(axis) { num_outputs_ = uint32_t(pieces); }
-  std::string name() const override { return "split"; }
-  TensorList apply(TensorList&& grads) override { return {cat(grads, axis_)}; }
-
- private:
-  int64_t axis_;
-};
-}  // namespace
-
 std::vector<Tensor> split(const Tensor& x, int64_t size, int64_t axis) {
   require_axes("split", x);
   axis = normalize_axis(axis, x.dim(), "split");
   if (size <= 0) fail<ValueError>("split: piece size must be positive, got {}", size);
   std::vector<Tensor> r;
   int64_t n = x.shape()[axis];
-  const bool grad = any_requires_grad({&x});
+  const bool derivatives = needs_derivatives({&x});
   {
     NoGradGuard ng;
+    fwd::detail::Suspend pieces;  // the pieces' tangents are recorded below, for all at once
     // An empty axis still gives one (empty) piece, as in PyTorch, so cat(split(x)) is x.
     int64_t at = 0;
     do {
@@ -440,22 +402,14 @@ std::vector<Tensor> split(const Tensor& x, int64_t size, int64_t axis) {
       at += size;
     } while (at < n);
   }
-  if (!grad) return r;
-  auto node = std::make_shared<SplitNode>(axis, r.size());
-  node->next_edges.push_back(gradient_edge(x, node.get()));
-  node->input_meta.push_back(InputMeta{x.shape(), x.dtype()});
-  for (size_t i = 0; i < r.size(); ++i) {
-    node->output_meta.push_back(InputMeta{r[i].shape(), r[i].dtype()});
-    TensorImpl* o = r[i].impl();
-    o->grad_fn = node;
-    o->output_nr = uint32_t(i);
-    o->requires_grad = true;
-  }
-  if (is_tape_checking()) {
-    node->replay_fn = [size, axis](const TensorList& in) { return split(in[0], size, axis); };
-    node->replay_inputs.push_back(x.detach().clone());
-  }
-  if (is_anomaly_enabled()) anomaly_check_forward(*node, r.data(), r.size());
+  // One node for all pieces: their gradients (the engine fills in zeros for a piece that got none)
+  // are concatenated back in one copy, instead of each piece scattering into a zero tensor of the
+  // whole input's size and the engine summing those.
+  if (derivatives)
+    record(op("split", split, x, size, axis), r, None{},
+           rules::linear([axis](const None&, const TensorList& grads, const Node&) -> TensorList {
+             return {cat(grads, axis)};
+           }));
   return r;
 }
 

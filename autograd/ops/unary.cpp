@@ -6,7 +6,7 @@
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/loops.h"
 #include "autograd/kernels/simd.h"
-#include "autograd/node.h"
+#include "autograd/op.h"
 #include "autograd/ops/elementwise.h"
 
 namespace ag {
@@ -32,6 +32,41 @@ Tensor simd_unary_kernel(const char* op, const Tensor& x, F f) {
   return out;
 }
 
+// Saved values of the unary ops: the input or the output.
+struct SavedX {
+  Tensor x;
+};
+struct SavedOut {
+  Tensor out;
+};
+
+using Unary = Tensor (*)(const Tensor&);
+
+// Records the unary elementwise op `self` (named `op`) of input x and result out, whose derivative
+// is d(saved): d's parameter says what is saved, the input (SavedX) or the output (SavedOut).
+template <class D>
+Tensor with_derivative(const char* op, Unary self, const Tensor& x, Tensor out, D d) {
+  if (needs_derivatives({&x})) {
+    if constexpr (std::is_invocable_v<D, const SavedX&>)
+      record(ag::op(op, self, x), out, SavedX{x}, rules::elementwise(d));
+    else
+      record(ag::op(op, self, x), out, SavedOut{out}, rules::elementwise(d));
+  }
+  return out;
+}
+
+// out[i] = f(x[i]) with derivative d (scalar kernel).
+template <class F, class D>
+Tensor unary(const char* op, Unary self, const Tensor& x, F f, D d) {
+  return with_derivative(op, self, x, unary_kernel(op, x, f), d);
+}
+
+// The same with the xsimd kernel.
+template <class F, class D>
+Tensor simd_unary(const char* op, Unary self, const Tensor& x, F f, D d) {
+  return with_derivative(op, self, x, simd_unary_kernel(op, x, f), d);
+}
+
 }  // namespace
 
 Tensor neg(const Tensor& x) {
@@ -44,149 +79,102 @@ Tensor neg(const Tensor& x) {
                        return o;
                      }()
                    : unary_kernel("neg", x, [](auto v) { return -v; });
-  if (any_requires_grad({&x}))
-    record(
-        "neg", {&x}, out, {}, [](Node&, const Tensor& g) -> TensorList { return {neg(g)}; },
-        [](const TensorList& a) { return neg(a[0]); });
+  if (needs_derivatives({&x})) {
+    struct None {};
+    record(op("neg", neg, x), out, None{},
+           rules::linear([](const None&, const Tensor& g) -> TensorList { return {neg(g)}; }));
+  }
   return out;
 }
 
 Tensor exp(const Tensor& x) {
-  Tensor out = simd_unary_kernel("exp", x, [](auto v) { return xsimd::exp(v); });
-  if (any_requires_grad({&x}))
-    record(
-        "exp", {&x}, out, {Save{out, true}},
-        [](Node& n, const Tensor& g) -> TensorList { return {mul(g, n.saved(0))}; },
-        [](const TensorList& a) { return exp(a[0]); });
-  return out;
+  return simd_unary(
+      "exp", exp, x, [](auto v) { return xsimd::exp(v); }, [](const SavedOut& s) { return s.out; });
 }
 
 Tensor log(const Tensor& x) {
-  Tensor out = unary_kernel("log", x, [](auto v) { return std::log(v); });
-  if (any_requires_grad({&x}))
-    record(
-        "log", {&x}, out, {Save{x}},
-        [](Node& n, const Tensor& g) -> TensorList { return {div(g, n.saved(0))}; },
-        [](const TensorList& a) { return log(a[0]); });
-  return out;
+  return unary(
+      "log", log, x, [](auto v) { return std::log(v); },
+      [](const SavedX& s) { return rdiv(s.x, 1.0); });
 }
 
 Tensor log1p(const Tensor& x) {
-  Tensor out = unary_kernel("log1p", x, [](auto v) { return std::log1p(v); });
-  if (any_requires_grad({&x}))
-    record(
-        "log1p", {&x}, out, {Save{x}},
-        [](Node& n, const Tensor& g) -> TensorList { return {div(g, add(n.saved(0), 1.0))}; },
-        [](const TensorList& a) { return log1p(a[0]); });
-  return out;
+  return unary(
+      "log1p", log1p, x, [](auto v) { return std::log1p(v); },
+      [](const SavedX& s) { return rdiv(add(s.x, 1.0), 1.0); });
+}
+
+Tensor expm1(const Tensor& x) {
+  return unary(
+      "expm1", expm1, x, [](auto v) { return std::expm1(v); },
+      [](const SavedOut& s) { return add(s.out, 1.0); });
 }
 
 Tensor sqrt(const Tensor& x) {
-  Tensor out = unary_kernel("sqrt", x, [](auto v) { return std::sqrt(v); });
-  if (any_requires_grad({&x}))
-    record(
-        "sqrt", {&x}, out, {Save{out, true}},
-        [](Node& n, const Tensor& g) -> TensorList { return {div(mul(g, 0.5), n.saved(0))}; },
-        [](const TensorList& a) { return sqrt(a[0]); });
-  return out;
+  return unary(
+      "sqrt", sqrt, x, [](auto v) { return std::sqrt(v); },
+      [](const SavedOut& s) { return rdiv(s.out, 0.5); });
 }
 
 Tensor rsqrt(const Tensor& x) {
-  Tensor out = unary_kernel("rsqrt", x, [](auto v) { return 1 / std::sqrt(v); });
-  if (any_requires_grad({&x}))
-    record(
-        "rsqrt", {&x}, out, {Save{out, true}},
-        [](Node& n, const Tensor& g) -> TensorList {
-          Tensor y = n.saved(0);
-          return {mul(mul(g, mul(y, mul(y, y))), -0.5)};
-        },
-        [](const TensorList& a) { return rsqrt(a[0]); });
-  return out;
+  return unary(
+      "rsqrt", rsqrt, x, [](auto v) { return 1 / std::sqrt(v); },
+      [](const SavedOut& s) { return mul(mul(s.out, mul(s.out, s.out)), -0.5); });
 }
 
 Tensor abs(const Tensor& x) {
-  Tensor out = unary_kernel("abs", x, [](auto v) { return std::abs(v); });
-  if (any_requires_grad({&x}))
-    record(
-        "abs", {&x}, out, {Save{x}},
-        [](Node& n, const Tensor& g) -> TensorList { return {mul(g, sign(n.saved(0)))}; },
-        [](const TensorList& a) { return abs(a[0]); });
-  return out;
+  return unary(
+      "abs", abs, x, [](auto v) { return std::abs(v); }, [](const SavedX& s) { return sign(s.x); });
 }
 
 Tensor sign(const Tensor& x) {
-  // Piecewise constant: its gradient is zero, so nothing is recorded.
-  return unary_kernel("sign", x.detach(), [](auto v) {
+  // Piecewise constant: its gradient is zero, so nothing is recorded; a dual input gets a zero
+  // tangent.
+  Tensor out = unary_kernel("sign", x.detach(), [](auto v) {
     using T = decltype(v);
     return static_cast<T>((v > T(0)) - (v < T(0)));
   });
+  if (fwd::detail::propagating() && fwd::detail::is_dual(x))
+    fwd::detail::set_tangent(out, zeros_like(out));
+  return out;
 }
 
 Tensor square(const Tensor& x) { return pow(x, 2.0); }
 
 Tensor sin(const Tensor& x) {
-  Tensor out = unary_kernel("sin", x, [](auto v) { return std::sin(v); });
-  if (any_requires_grad({&x}))
-    record(
-        "sin", {&x}, out, {Save{x}},
-        [](Node& n, const Tensor& g) -> TensorList { return {mul(g, cos(n.saved(0)))}; },
-        [](const TensorList& a) { return sin(a[0]); });
-  return out;
+  return unary(
+      "sin", sin, x, [](auto v) { return std::sin(v); }, [](const SavedX& s) { return cos(s.x); });
 }
 
 Tensor cos(const Tensor& x) {
-  Tensor out = unary_kernel("cos", x, [](auto v) { return std::cos(v); });
-  if (any_requires_grad({&x}))
-    record(
-        "cos", {&x}, out, {Save{x}},
-        [](Node& n, const Tensor& g) -> TensorList { return {neg(mul(g, sin(n.saved(0))))}; },
-        [](const TensorList& a) { return cos(a[0]); });
-  return out;
+  return unary(
+      "cos", cos, x, [](auto v) { return std::cos(v); },
+      [](const SavedX& s) { return neg(sin(s.x)); });
 }
 
 Tensor erf(const Tensor& x) {
-  Tensor out = unary_kernel("erf", x, [](auto v) { return std::erf(v); });
-  if (any_requires_grad({&x}))
-    record(
-        "erf", {&x}, out, {Save{x}},
-        [](Node& n, const Tensor& g) -> TensorList {
-          Tensor a = n.saved(0);
-          return {mul(g, mul(exp(neg(mul(a, a))), 2.0 / std::sqrt(std::numbers::pi)))};
-        },
-        [](const TensorList& a) { return erf(a[0]); });
-  return out;
+  return unary(
+      "erf", erf, x, [](auto v) { return std::erf(v); },
+      [](const SavedX& s) {
+        return mul(exp(neg(mul(s.x, s.x))), 2.0 / std::sqrt(std::numbers::pi));
+      });
 }
 
 Tensor tanh(const Tensor& x) {
-  Tensor out = simd_unary_kernel("tanh", x, [](auto v) { return xsimd::tanh(v); });
-  if (any_requires_grad({&x}))
-    record(
-        "tanh", {&x}, out, {Save{out, true}},
-        [](Node& n, const Tensor& g) -> TensorList {
-          Tensor y = n.saved(0);
-          return {mul(g, rsub(mul(y, y), 1.0))};
-        },
-        [](const TensorList& a) { return tanh(a[0]); });
-  return out;
+  return simd_unary(
+      "tanh", tanh, x, [](auto v) { return xsimd::tanh(v); },
+      [](const SavedOut& s) { return rsub(mul(s.out, s.out), 1.0); });
 }
 
 Tensor sigmoid(const Tensor& x) {
-  Tensor out = unary_kernel("sigmoid", x, [](auto v) {
+  auto stable = [](auto v) {  // no overflow for large |v|
     using T = decltype(v);
-    // stable for large |v|
     if (v >= T(0)) return T(1) / (T(1) + std::exp(-v));
     T e = std::exp(v);
     return e / (T(1) + e);
-  });
-  if (any_requires_grad({&x}))
-    record(
-        "sigmoid", {&x}, out, {Save{out, true}},
-        [](Node& n, const Tensor& g) -> TensorList {
-          Tensor y = n.saved(0);
-          return {mul(g, mul(y, rsub(y, 1.0)))};
-        },
-        [](const TensorList& a) { return sigmoid(a[0]); });
-  return out;
+  };
+  return unary("sigmoid", sigmoid, x, stable,
+               [](const SavedOut& s) { return mul(s.out, rsub(s.out, 1.0)); });
 }
 
 Tensor clamp(const Tensor& x, double lo, double hi) {
@@ -195,18 +183,15 @@ Tensor clamp(const Tensor& x, double lo, double hi) {
     using T = decltype(v);
     return v < T(lo) ? T(lo) : (v > T(hi) ? T(hi) : v);
   });
-  if (any_requires_grad({&x}))
-    record(
-        "clamp", {&x}, out, {Save{x}},
-        [lo, hi](Node& n, const Tensor& g) -> TensorList {
-          Tensor a = n.saved(0);
-          Tensor inside = unary_kernel("clamp", a.detach(), [lo, hi](auto v) {
-            using T = decltype(v);
-            return static_cast<T>(v >= T(lo) && v <= T(hi));
-          });
-          return {mul(g, inside)};
-        },
-        [lo, hi](const TensorList& a) { return clamp(a[0], lo, hi); });
+  if (needs_derivatives({&x}))
+    record(op("clamp", clamp, x, lo, hi), out, SavedX{x},
+           rules::elementwise([lo, hi](const SavedX& s) {
+             // 1 inside [lo, hi], 0 outside: a constant mask.
+             return unary_kernel("clamp", s.x.detach(), [lo, hi](auto v) {
+               using T = decltype(v);
+               return static_cast<T>(v >= T(lo) && v <= T(hi));
+             });
+           }));
   return out;
 }
 

@@ -1,5 +1,6 @@
 // Unary elementwise math. Each: out[i] = f(x[i]), same shape as x; float tensors only.
-// The derivative is given as the factor multiplying the incoming gradient g.
+// The derivative d is the factor multiplying the incoming gradient g (backward: g d) and the
+// tangent t (forward mode: t d).
 #pragma once
 
 #include <limits>
@@ -12,6 +13,7 @@ Tensor neg(const Tensor& x);      // -x                       d = -1
 Tensor exp(const Tensor& x);      // e^x                      d = out
 Tensor log(const Tensor& x);      // ln x                     d = 1/x
 Tensor log1p(const Tensor& x);    // ln(1 + x)                d = 1/(1 + x)
+Tensor expm1(const Tensor& x);    // e^x - 1 (exact near 0)   d = out + 1
 Tensor sqrt(const Tensor& x);     // sqrt(x)                  d = 1/(2 out)
 Tensor rsqrt(const Tensor& x);    // 1/sqrt(x)                d = -out^3 / 2
 Tensor abs(const Tensor& x);      // |x|                      d = sign(x)
