@@ -1,5 +1,7 @@
 #include "autograd/functional.h"
 
+#include "autograd/forward.h"
+
 #include <fmt/ranges.h>
 
 #include "autograd/engine.h"
@@ -121,75 +123,57 @@ TensorList recorded_gradient(const Tensor& y, const TensorList& xs) {
 
 }  // namespace
 
-// ---- the forward-mode seam ----
+// ---- forward mode ----
 //
-// Everything in this file that needs forward mode goes through the two functions below, and
-// nothing else does. Until forward mode (ag::fwd: DualLevel, make_dual, unpack_dual) is merged they
-// are computed in reverse mode:
-//   - forward_jvp by the double-vjp trick: g(u) = J^T u is linear in u, so its vjp with v is
-//     d/du <J^T u, v> = J v. Two backward passes (the first with create_graph) instead of one
-//     forward pass carrying tangents.
-//   - forward_over_reverse_hvp by reverse-over-reverse: the gradient with create_graph, then the
-//     vjp of the gradient with v, which is H^T v = H v (a Hessian is symmetric).
-// TO BE REPLACED by ag::fwd once it is merged (the callers, the shapes and the checks stay):
-//   forward_jvp: under a DualLevel, make_dual(x_j, v_j) for the inputs with a defined v_j, evaluate
-//     f, unpack_dual the outputs: the primals are f(xs), the tangents J v (zeros where undefined).
-//   forward_over_reverse_hvp: forward_jvp of the gradient function xs -> grad(f(xs), xs,
-//     create_graph = true), i.e. the tangents carried through the backward pass.
+// The two functions below are the only uses of forward mode (ag::fwd, forward.h) in this file.
 namespace detail {
 
-// (f(xs), J v) for inputs xs that require grad. An undefined vs[j] is a zero tangent for input j
-// (its column is not computed at all). With create_graph, J v is recorded as a function of xs.
+// (f(xs), J v) by one evaluation of f on dual inputs x_j + eps v_j: the outputs' tangents are J v.
+// An undefined vs[j] is a zero tangent for input j. Without create_graph the inputs enter without
+// their gradient requirement, so nothing is recorded on the tape; with it, J v is recorded as a
+// function of xs (the JVP rules are written in differentiable ops: reverse over forward).
 std::pair<TensorList, TensorList> forward_jvp(const char* op, const TensorFn& f,
                                               const TensorList& xs, const TensorList& vs,
                                               bool create_graph) {
-  TensorList ys = evaluate(op, f, xs);
-  TensorList jv(ys.size());
-  // The outputs that depend on some input, each with a dummy cotangent u_i (zeros: the value of u
-  // does not matter, J^T u being linear in it).
-  TensorList outs, us;
-  std::vector<size_t> which;
-  for (size_t i = 0; i < ys.size(); ++i)
-    if (ys[i].requires_grad()) {
-      outs.push_back(ys[i]);
-      us.push_back(zeros_like(ys[i].detach()).requires_grad_());
-      which.push_back(i);
-    }
-  TensorList moved, tangents;
-  for (size_t j = 0; j < xs.size(); ++j)
-    if (vs[j].defined()) moved.push_back(xs[j]), tangents.push_back(vs[j]);
-  if (!outs.empty() && !moved.empty()) {
-    TensorList jtu = grad(outs, moved, us, /*retain_graph=*/true, /*create_graph=*/true,
-                          /*allow_unused=*/true);
-    TensorList gs, ds;
-    for (size_t k = 0; k < jtu.size(); ++k)
-      if (jtu[k].defined() && jtu[k].requires_grad())
-        gs.push_back(jtu[k]), ds.push_back(tangents[k]);
-    if (!gs.empty()) {
-      TensorList r = grad(gs, us, ds, create_graph, create_graph, /*allow_unused=*/true);
-      for (size_t k = 0; k < r.size(); ++k) jv[which[k]] = r[k];
-    }
+  EnableGradGuard recording;  // make_dual links a dual to its primal's graph only when recording
+  fwd::DualLevel level;
+  TensorList duals(xs.size());
+  for (size_t j = 0; j < xs.size(); ++j) {
+    Tensor x = create_graph ? xs[j] : xs[j].detach();
+    duals[j] = vs[j].defined() ? fwd::make_dual(x, vs[j]) : x;
   }
-  for (size_t i = 0; i < ys.size(); ++i)
-    if (!jv[i].defined()) jv[i] = zeros_like(ys[i].detach());
+  TensorList outs = evaluate(op, f, duals);
+  TensorList ys(outs.size()), jv(outs.size());
+  for (size_t i = 0; i < outs.size(); ++i) {
+    fwd::UnpackedDual u = fwd::unpack_dual(outs[i]);
+    ys[i] = u.primal;
+    jv[i] = u.tangent.defined() ? u.tangent : zeros_like(u.primal.detach());
+  }
   return {ys, jv};
 }
 
-// (f(xs), H v) for a one-element objective f and inputs xs that require grad; undefined vs[j] as
-// in forward_jvp.
+// (f(xs), H v) for a one-element objective f, forward over reverse: f is evaluated on dual inputs
+// and its gradient taken by a backward pass that carries the tangents through the backward
+// formulas, so the gradient's tangent is H v. Undefined vs[j] as in forward_jvp.
 std::pair<Tensor, TensorList> forward_over_reverse_hvp(const char* op, const TensorFn& f,
                                                        const TensorList& xs, const TensorList& vs,
                                                        bool create_graph) {
-  Tensor y = evaluate_scalar(op, f, xs);
-  TensorList g = recorded_gradient(y, xs);
-  TensorList gs, ds;
+  EnableGradGuard recording;  // make_dual links a dual to its primal's graph only when recording
+  fwd::DualLevel level;
+  TensorList duals(xs.size());
   for (size_t j = 0; j < xs.size(); ++j)
-    if (vs[j].defined() && g[j].requires_grad()) gs.push_back(g[j]), ds.push_back(vs[j]);
+    duals[j] = vs[j].defined() ? fwd::make_dual(xs[j], vs[j]) : xs[j];
+  Tensor y = evaluate_scalar(op, f, duals);
+  TensorList g(xs.size());
+  if (y.requires_grad())
+    g = grad({y}, xs, {ones_like(y.detach())}, /*retain_graph=*/create_graph, create_graph,
+             /*allow_unused=*/true);
   TensorList hv(xs.size());
-  if (!gs.empty()) hv = grad(gs, xs, ds, create_graph, create_graph, /*allow_unused=*/true);
-  for (size_t j = 0; j < xs.size(); ++j)
-    if (!hv[j].defined()) hv[j] = zeros_like(xs[j].detach());
-  return {y, hv};
+  for (size_t j = 0; j < xs.size(); ++j) {
+    Tensor t = g[j].defined() ? fwd::unpack_dual(g[j]).tangent : Tensor();
+    hv[j] = t.defined() ? t : zeros_like(xs[j].detach());
+  }
+  return {fwd::unpack_dual(y).primal, hv};
 }
 
 }  // namespace detail
