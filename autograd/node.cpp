@@ -2,6 +2,7 @@
 
 #include "autograd/engine.h"
 #include "autograd/forward.h"
+#include "autograd/live_counters.h"
 
 #include <atomic>
 
@@ -13,9 +14,10 @@ extern thread_local bool t_propagating [[gnu::tls_model("initial-exec")]];
 namespace {
 
 std::atomic<uint64_t> g_next_seq{1};  // 0 is reserved for AccumulateGrad (runs last)
-thread_local bool t_grad_enabled = true;
-thread_local bool t_tape_checking = false;
-// initial-exec: read by every recorded op (attach) with a plain load, no __tls_get_addr call.
+// initial-exec: read by every op (any_requires_grad, attach) with a plain %fs-relative load, no
+// __tls_get_addr call.
+thread_local bool t_grad_enabled [[gnu::tls_model("initial-exec")]] = true;
+thread_local bool t_tape_checking [[gnu::tls_model("initial-exec")]] = false;
 thread_local bool t_anomaly [[gnu::tls_model("initial-exec")]] = false;
 
 // Graph pieces waiting to be destroyed. Destroying one may enqueue more; only the outermost call
@@ -56,6 +58,21 @@ void release_node(std::shared_ptr<Node>&& node) {
     n.reset();  // may push this node's inputs onto the queue
   }
   q.draining = false;
+}
+
+// The live-object counters (live_counters.h), here so that they are inlined into the constructors
+// and destructors below.
+void detail::count_tensors(int64_t d) {
+  if (ThreadCounters* c = live_counters()) [[likely]]
+    bump(c->tensors, d);
+  else
+    count_after_exit(d, 0, 0, 0);
+}
+void detail::count_nodes(int64_t d) {
+  if (ThreadCounters* c = live_counters()) [[likely]]
+    bump(c->nodes, d);
+  else
+    count_after_exit(0, d, 0, 0);
 }
 
 TensorImpl::TensorImpl() { detail::count_tensors(1); }

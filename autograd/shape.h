@@ -82,7 +82,7 @@ class Shape {
 std::string to_string(const Shape& s);
 
 // numel() for sizes chosen by users: ShapeError naming `op` if a size is negative, MemoryError if
-// the product of the sizes does not fit in 63 bits (numel() would silently wrap).
+// the product of the non-zero sizes overflows (so no product of some of the sizes can ever wrap).
 int64_t checked_numel(const Shape& shape, const char* op);
 
 // Row-major (C-order) strides of a contiguous tensor of this shape, in elements.

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "autograd/error.h"
+#include "autograd/live_counters.h"
 
 namespace ag {
 namespace {
@@ -47,17 +48,15 @@ Cache& cache() {
 
 }  // namespace
 
+// ---- live-object counters (live_counters.h) ----
+
+namespace detail {
+constinit thread_local ThreadCounters t_live_counters [[gnu::tls_model("initial-exec")]];
+}  // namespace detail
+
 namespace {
 
-// ---- live-object counters ----
-// Each thread counts into its own block (plain loads and stores of relaxed atomics: no locked
-// instruction on the hot path); memory_stats() sums the blocks of live threads and what exited
-// threads left behind. A block registers itself on its thread's first count.
-struct alignas(64) ThreadCounters {
-  std::atomic<int64_t> tensors{0}, nodes{0}, storages{0}, bytes{0};
-  int state = 0;  // 0 unregistered, 1 registered, 2 thread exiting (counts go to the globals)
-};
-thread_local ThreadCounters t_counters [[gnu::tls_model("initial-exec")]];
+using detail::ThreadCounters;
 
 struct Registry {
   std::mutex mutex;
@@ -74,7 +73,7 @@ struct Retire {
   ~Retire() {
     Registry& r = registry();
     std::lock_guard<std::mutex> lock(r.mutex);
-    ThreadCounters& c = t_counters;
+    ThreadCounters& c = detail::t_live_counters;
     r.tensors += c.tensors.load();
     r.nodes += c.nodes.load();
     r.storages += c.storages.load();
@@ -85,12 +84,11 @@ struct Retire {
   }
 };
 
-inline void bump(std::atomic<int64_t>& c, int64_t d) {
-  c.store(c.load(std::memory_order_relaxed) + d, std::memory_order_relaxed);
-}
+}  // namespace
 
-[[gnu::noinline]] ThreadCounters* register_thread() {
-  ThreadCounters& c = t_counters;
+namespace detail {
+ThreadCounters* register_live_counters() {
+  ThreadCounters& c = t_live_counters;
   if (c.state == 2) return nullptr;
   Registry& r = registry();
   {
@@ -102,36 +100,20 @@ inline void bump(std::atomic<int64_t>& c, int64_t d) {
   (void)retire;
   return &c;
 }
-
-inline ThreadCounters* counters() {
-  ThreadCounters& c = t_counters;
-  if (c.state == 1) [[likely]]
-    return &c;
-  return register_thread();
+void count_after_exit(int64_t tensors, int64_t nodes, int64_t storages, int64_t bytes) {
+  Registry& r = registry();
+  r.tensors += tensors;
+  r.nodes += nodes;
+  r.storages += storages;
+  r.bytes += bytes;
 }
-
-}  // namespace
-
-namespace detail {
-void count_tensors(int64_t d) {
-  if (ThreadCounters* c = counters())
-    bump(c->tensors, d);
-  else
-    registry().tensors += d;
-}
-void count_nodes(int64_t d) {
-  if (ThreadCounters* c = counters())
-    bump(c->nodes, d);
-  else
-    registry().nodes += d;
-}
+// Here, before Storage's allocate and release, so that it is inlined into them.
 void count_storages(int64_t d, int64_t bytes) {
-  if (ThreadCounters* c = counters()) {
+  if (ThreadCounters* c = live_counters()) [[likely]] {
     bump(c->storages, d);
     bump(c->bytes, bytes);
   } else {
-    registry().storages += d;
-    registry().bytes += bytes;
+    count_after_exit(0, 0, d, bytes);
   }
 }
 }  // namespace detail

@@ -31,18 +31,25 @@ std::string to_string(const Shape& s) {
 }
 
 int64_t checked_numel(const Shape& shape, const char* op) {
-  int64_t n = 1;
-  bool overflow = false;
+  // The product of the non-zero sizes, so that no product of some of the sizes can overflow later
+  // (a shape [0, 2^62, 4] would overflow its strides, [2^40, 2^40, 0] a flatten of its first axes).
+  int64_t nonzero = 1;
+  bool overflow = false, zero = false;
   for (int64_t d : shape) {
     if (d < 0) fail<ShapeError>("{}: negative size {} in shape {}", op, d, shape);
-    overflow = overflow || __builtin_mul_overflow(n, d, &n);
+    if (d == 0)
+      zero = true;
+    else
+      overflow = overflow || __builtin_mul_overflow(nonzero, d, &nonzero);
   }
-  // A zero size makes the whole product zero, whatever overflowed before it.
-  for (int64_t d : shape)
-    if (d == 0) return 0;
+  if (overflow && zero)
+    fail<MemoryError>(
+        "{}: shape {} has 0 elements, but the product of its other sizes does not fit in a 64-bit "
+        "count (its strides would overflow)",
+        op, shape);
   if (overflow)
     fail<MemoryError>("{}: shape {} has more elements than fit in a 64-bit count", op, shape);
-  return n;
+  return zero ? 0 : nonzero;
 }
 
 Shape contiguous_strides(const Shape& shape) {
@@ -102,7 +109,7 @@ Tensor Tensor::empty(const Shape& shape, Dtype dtype) {
 
 template <class T>
 Tensor Tensor::from_vector(const std::vector<T>& values, const Shape& shape) {
-  if (static_cast<int64_t>(values.size()) != shape.numel())
+  if (static_cast<int64_t>(values.size()) != checked_numel(shape, "from_vector"))
     fail<ShapeError>("from_vector: {} values do not fill shape {} ({} elements)", values.size(),
                      shape, shape.numel());
   using S = std::conditional_t<std::is_same_v<T, int>, int64_t, T>;

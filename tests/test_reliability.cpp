@@ -359,8 +359,17 @@ TEST_CASE("sizes whose product overflows are refused, not wrapped to a small ten
   CHECK_THROWS_WITH_PARTS(Tensor::empty({big, big, 4}), MemoryError, "empty",
                           "[2147483648, 2147483648, 4]", "64-bit");
   CHECK_THROWS_WITH_PARTS(Tensor::empty({int64_t(1) << 62, 2}, float64), MemoryError, "empty");
-  // A shape with a zero has no elements, however large the other sizes.
-  CHECK(Tensor::empty({big, big, 4, 0}).numel() == 0);
+  // A shape with a zero has no elements; its other sizes must still multiply to a count that fits,
+  // or its strides (and any product of some of its sizes, e.g. a flatten) would overflow.
+  CHECK(Tensor::empty({big, big, 0}).numel() == 0);
+  CHECK(Tensor::empty({big, big, 0}).flatten(0, 1).shape() == Shape{int64_t(1) << 62, 0});
+  CHECK_THROWS_WITH_PARTS(Tensor::empty({big, big, 4, 0}), MemoryError, "empty",
+                          "[2147483648, 2147483648, 4, 0]", "0 elements");
+  CHECK_THROWS_WITH_PARTS(Tensor::empty({0, int64_t(1) << 62, 4}), MemoryError, "empty");
+  CHECK_THROWS_WITH_PARTS(zeros({0}).reshape({0, int64_t(1) << 62, 4}), ShapeError, "reshape");
+  CHECK_THROWS_WITH_PARTS(zeros({1, 0}).expand({big, big, 4, 0}), MemoryError, "expand");
+  CHECK_THROWS_WITH_PARTS(Tensor::from_vector(std::vector<float>{1}, {big, big, 4}), MemoryError,
+                          "from_vector", "[2147483648, 2147483648, 4]");
   // A reshape whose product wraps to the right count must not produce a view past the buffer.
   CHECK_THROWS_WITH_PARTS(zeros({0}).reshape({int64_t(1) << 62, 4}), ShapeError, "reshape", "[0]");
   CHECK_THROWS_WITH_PARTS(zeros({4}).reshape({int64_t(1) << 62, 4, -1}), ShapeError, "reshape");

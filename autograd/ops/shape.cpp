@@ -32,18 +32,23 @@ Tensor make_view(const Tensor& x, const Shape& shape, const Shape& strides, int6
 // Resolves a single -1 in a requested shape; ShapeError if the element counts differ.
 Shape infer_shape(const char* op, const Shape& from, const Shape& req) {
   Shape s = req;
-  int64_t known = 1, infer = -1;
+  // The product of the non-zero sizes must fit, as for every tensor's shape (checked_numel).
+  int64_t nonzero = 1, infer = -1;
+  bool zero = false;
   for (int64_t i = 0; i < s.size(); ++i) {
     if (s[i] == -1) {
       if (infer >= 0) fail<ShapeError>("{}: only one size may be -1 in {}", op, req);
       infer = i;
     } else if (s[i] < 0) {
       fail<ShapeError>("{}: invalid size {} in {}", op, s[i], req);
-    } else if (__builtin_mul_overflow(known, s[i], &known)) {
+    } else if (s[i] == 0) {
+      zero = true;
+    } else if (__builtin_mul_overflow(nonzero, s[i], &nonzero)) {
       fail<ShapeError>("{}: cannot reshape {} ({} elements) into {}: the sizes' product overflows",
                        op, from, from.numel(), req);
     }
   }
+  const int64_t known = zero ? 0 : nonzero;
   if (infer >= 0) {
     if (known == 0 || from.numel() % known != 0)
       fail<ShapeError>("{}: cannot reshape {} ({} elements) into {}", op, from, from.numel(), req);
