@@ -11,6 +11,7 @@
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/loops.h"
 #include "autograd/kernels/simd.h"
+#include "autograd/small_vector.h"
 
 namespace ag {
 
@@ -103,16 +104,15 @@ void strided_elements(const std::array<const Tensor*, N>& ops, const std::array<
 // t of nt updates the t-th of nt equal pieces of each (split on 64-byte boundaries), the same rows
 // its GEMMs produced the gradient of, so the data is still in that core's cache. The others are
 // walked one at a time. Every written operand's version is bumped.
-template <class T, size_t N, class MakeF>
-void update_many(const std::vector<std::array<const Tensor*, N>>& items,
+template <class T, size_t N, class Items, class MakeF>
+void update_many(const Items& items,
                  const std::array<bool, N>& write, const MakeF& make_f) {
   struct Dense {
     std::array<T*, N> ptr;
     int64_t n;
     size_t item;
   };
-  std::vector<Dense> dense;
-  dense.reserve(items.size());
+  SmallVector<Dense, 16> dense;
   int64_t total = 0;
   for (size_t i = 0; i < items.size(); ++i) {
     bool contiguous = true;
@@ -157,8 +157,7 @@ void update_many(const std::vector<std::array<const Tensor*, N>>& items,
 // (whether an optional operand is present), so each group is one update_many.
 template <class Item, class Key, class Run>
 void by_dtype_and_key(std::span<const Item> items, Key key, Run run) {
-  std::vector<size_t> idx;
-  idx.reserve(items.size());
+  SmallVector<size_t, 16> idx;
   for (Dtype d : {float32, float64})
     for (bool k : {false, true}) {
       idx.clear();
@@ -202,10 +201,9 @@ void adam_step_(std::span<const AdamItem> items) {
       check_state(op, *it.param, *it.max_exp_avg_sq, "max_exp_avg_sq");
   }
   auto ams_of = [](const AdamItem& it) { return present(it.max_exp_avg_sq); };
-  by_dtype_and_key(items, ams_of, [&]<class T>(const std::vector<size_t>& idx, bool ams) {
+  by_dtype_and_key(items, ams_of, [&]<class T>(const SmallVector<size_t, 16>& idx, bool ams) {
     // Operands: p, g, m, v, vmax (v again, not written, without amsgrad).
-    std::vector<std::array<const Tensor*, 5>> ops;
-    ops.reserve(idx.size());
+    SmallVector<std::array<const Tensor*, 5>, 16> ops;
     for (size_t i : idx) {
       const AdamItem& it = items[i];
       ops.push_back({it.param, &grads[i], it.exp_avg, it.exp_avg_sq,
@@ -251,10 +249,9 @@ void sgd_step_(std::span<const SgdItem> items) {
     }
   }
   auto mom_of = [](const SgdItem& it) { return it.step.momentum != 0; };
-  by_dtype_and_key(items, mom_of, [&]<class T>(const std::vector<size_t>& idx, bool mom) {
+  by_dtype_and_key(items, mom_of, [&]<class T>(const SmallVector<size_t, 16>& idx, bool mom) {
     // Operands: p, g, momentum buffer (g again, not written, without momentum).
-    std::vector<std::array<const Tensor*, 3>> ops;
-    ops.reserve(idx.size());
+    SmallVector<std::array<const Tensor*, 3>, 16> ops;
     for (size_t i : idx)
       ops.push_back({items[i].param, &grads[i], mom ? items[i].momentum_buffer : &grads[i]});
     update_many<T, 3>(ops, {true, false, mom}, [&](size_t j) {

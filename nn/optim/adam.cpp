@@ -35,16 +35,16 @@ void Adam::step() {
   ++steps_;
   auto& groups = param_groups();
   for (size_t gi = 0; gi < groups.size(); ++gi) {
-    const ParamGroup& g = groups[gi];
+    ParamGroup& g = groups[gi];
     double lr = option(g, "lr"), b1 = option(g, "beta1"), b2 = option(g, "beta2");
     double eps = option(g, "eps"), wd = option(g, "weight_decay");
     bool amsgrad = option(g, "amsgrad") != 0;
     // One pass over the whole group (adam_step_'s many-parameter form).
-    std::vector<Tensor> params = g.params, grads(g.params.size());
+    std::vector<Tensor> grads(g.params.size());
     std::vector<AdamItem> items;
-    items.reserve(params.size());
+    items.reserve(g.params.size());
     for (size_t i = 0; i < g.params.size(); ++i) {
-      Tensor& p = params[i];
+      Tensor& p = g.params[i];
       grads[i] = p.grad();
       if (!grads[i].defined()) continue;
       Tensor& step_t = buffer(gi, i, "step", scalar_tensor(0.0, float64));

@@ -18,16 +18,16 @@ void SGD::step() {
   ++steps_;
   auto& groups = param_groups();
   for (size_t gi = 0; gi < groups.size(); ++gi) {
-    const ParamGroup& g = groups[gi];
+    ParamGroup& g = groups[gi];
     double lr = option(g, "lr"), mom = option(g, "momentum"), damp = option(g, "dampening");
     double wd = option(g, "weight_decay");
     bool nesterov = option(g, "nesterov") != 0;
     // One pass over the whole group (sgd_step_'s many-parameter form).
-    std::vector<Tensor> params = g.params, grads(g.params.size());
+    std::vector<Tensor> grads(g.params.size());
     std::vector<SgdItem> items;
-    items.reserve(params.size());
+    items.reserve(g.params.size());
     for (size_t i = 0; i < g.params.size(); ++i) {
-      Tensor& p = params[i];
+      Tensor& p = g.params[i];
       grads[i] = p.grad();
       if (!grads[i].defined()) continue;
       const bool first = mom != 0 && !has_buffer(gi, i, "momentum");
