@@ -20,6 +20,7 @@
 // As in simd.h: GCC 12 reports its own AVX-512 intrinsics (_mm512_undefined_*) as "maybe
 // uninitialized" once they are inlined; the warning is about the compiler's headers, not ours.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 #endif
 

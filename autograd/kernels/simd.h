@@ -7,9 +7,10 @@
 // batches, tails and strided rows element by element.
 #pragma once
 
-// GCC 12 reports its own AVX-512 intrinsics (_mm512_undefined_*) as "maybe uninitialized" once
+// GCC 12 reports its own AVX-512 intrinsics (_mm512_undefined_*) as "(maybe) uninitialized" once
 // xsimd's math is inlined; the warning is about the compiler's headers, not ours.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <xsimd/xsimd.hpp>
 
 #include <algorithm>
