@@ -89,6 +89,11 @@ Tensor evaluate_scalar(const char* op, const TensorFn& f, const TensorList& xs) 
   return ys[0];
 }
 
+// A function of one tensor as a function of a list of one.
+TensorFn as_list_fn(const std::function<Tensor(const Tensor&)>& f) {
+  return [&f](const TensorList& a) { return TensorList{f(a[0])}; };
+}
+
 TensorFn as_list_fn(const ScalarFn& f) {
   return [f](const TensorList& xs) { return TensorList{f(xs)}; };
 }
@@ -316,8 +321,7 @@ std::pair<TensorList, TensorList> jvp(const TensorFn& f, const TensorList& input
 
 std::pair<Tensor, Tensor> jvp(const std::function<Tensor(const Tensor&)>& f, const Tensor& x,
                               const Tensor& v) {
-  auto [ys, jv] =
-      jvp([&f](const TensorList& a) { return TensorList{f(a[0])}; }, TensorList{x}, TensorList{v});
+  auto [ys, jv] = jvp(as_list_fn(f), TensorList{x}, TensorList{v});
   return {ys[0], jv[0]};
 }
 
@@ -327,9 +331,7 @@ JacobianTable jacobian(const TensorFn& f, const TensorList& inputs, bool create_
 }
 
 Tensor jacobian(const std::function<Tensor(const Tensor&)>& f, const Tensor& x) {
-  return jacobian_of(
-      "jacobian", [&f](const TensorList& a) { return TensorList{f(a[0])}; }, {x}, false,
-      JacobianStrategy::reverse)[0][0];
+  return jacobian_of("jacobian", as_list_fn(f), {x}, false, JacobianStrategy::reverse)[0][0];
 }
 
 JacobianTable hessian(const ScalarFn& f, const TensorList& inputs, bool create_graph,
@@ -343,9 +345,7 @@ JacobianTable hessian(const TensorFn& f, const TensorList& inputs, bool create_g
 }
 
 Tensor hessian(const std::function<Tensor(const Tensor&)>& f, const Tensor& x) {
-  return hessian_of(
-      "hessian", [&f](const TensorList& a) { return TensorList{f(a[0])}; }, {x}, false,
-      JacobianStrategy::forward)[0][0];
+  return hessian_of("hessian", as_list_fn(f), {x}, false, JacobianStrategy::forward)[0][0];
 }
 
 std::pair<Tensor, TensorList> hvp(const ScalarFn& f, const TensorList& inputs, const TensorList& v,

@@ -53,6 +53,14 @@ int64_t out_size(int64_t in, int64_t pad, int64_t dil, int64_t k, int64_t stride
   return (in + 2 * pad - dil * (k - 1) - 1) / stride + 1;
 }
 
+// The geometry of K kernels of kh x kw over an [N, C, H, W] input, output size included.
+Geom make_geom(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t kh, int64_t kw,
+               const Params& p) {
+  return {
+      N, C, H, W, K, kh, kw, out_size(H, p.ph, p.dh, kh, p.sh), out_size(W, p.pw, p.dw, kw, p.sw),
+      p};
+}
+
 int64_t ceil_div(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
 
 // Output columns j whose input column j*s - p + v*d falls inside [0, W): [lo, hi).
@@ -265,9 +273,8 @@ void check_out_shape(const char* op, const Tensor& gy, const Geom& g) {
 // The recorded convolution; x and w already checked, same dtype.
 Tensor conv_forward(const Tensor& x_in, const Tensor& w_in, const Params& p) {
   Tensor x = x_in.contiguous(), w = w_in.to(x_in.dtype()).contiguous();
-  Geom g{x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), w.size(2), w.size(3), 0, 0, p};
-  g.OH = out_size(g.H, p.ph, p.dh, g.kh, p.sh);
-  g.OW = out_size(g.W, p.pw, p.dw, g.kw, p.sw);
+  Geom g =
+      make_geom(x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), w.size(2), w.size(3), p);
   Tensor out = Tensor::empty({g.N, g.K, g.OH, g.OW}, x.dtype());
   kernels::dispatch_floating(x.dtype(), "conv2d", [&]<class T>() {
     conv_forward_kernel<T>(x.data<T>(), w.data<T>(), out.data<T>(), g);
@@ -290,9 +297,7 @@ Tensor conv_forward(const Tensor& x_in, const Tensor& w_in, const Params& p) {
 // [K, C/G, kh, kw] -> [N, C, H, W].
 Tensor conv_input(const Tensor& gy_in, const Tensor& w_in, const Params& p, int64_t H, int64_t W) {
   Tensor w = w_in.contiguous(), gy = gy_in.to(w.dtype()).contiguous();
-  Geom g{gy.size(0), w.size(1) * p.groups, H, W, w.size(0), w.size(2), w.size(3), 0, 0, p};
-  g.OH = out_size(H, p.ph, p.dh, g.kh, p.sh);
-  g.OW = out_size(W, p.pw, p.dw, g.kw, p.sw);
+  Geom g = make_geom(gy.size(0), w.size(1) * p.groups, H, W, w.size(0), w.size(2), w.size(3), p);
   check_out_shape("conv_transpose2d", gy, g);
   Tensor out = Tensor::empty({g.N, g.C, H, W}, w.dtype());
   kernels::dispatch_floating(w.dtype(), "conv_transpose2d", [&]<class T>() {
@@ -315,9 +320,7 @@ Tensor conv_input(const Tensor& gy_in, const Tensor& w_in, const Params& p, int6
 Tensor conv_weight(const Tensor& x_in, const Tensor& gy_in, const Params& p, int64_t kh,
                    int64_t kw) {
   Tensor x = x_in.contiguous(), gy = gy_in.to(x.dtype()).contiguous();
-  Geom g{x.size(0), x.size(1), x.size(2), x.size(3), gy.size(1), kh, kw, 0, 0, p};
-  g.OH = out_size(g.H, p.ph, p.dh, kh, p.sh);
-  g.OW = out_size(g.W, p.pw, p.dw, kw, p.sw);
+  Geom g = make_geom(x.size(0), x.size(1), x.size(2), x.size(3), gy.size(1), kh, kw, p);
   check_out_shape("conv2d_weight", gy, g);
   Tensor out = Tensor::empty({g.K, g.Cg(), kh, kw}, x.dtype());
   kernels::dispatch_floating(x.dtype(), "conv2d_weight", [&]<class T>() {
