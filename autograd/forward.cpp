@@ -1,6 +1,9 @@
 #include "autograd/forward.h"
 
+#include <algorithm>
 #include <atomic>
+#include <memory>
+#include <vector>
 
 #include "autograd/op.h"
 #include "autograd/ops/shape.h"
@@ -14,7 +17,44 @@ thread_local bool t_propagating [[gnu::tls_model("initial-exec")]] = false;
 namespace {
 thread_local uint64_t t_level = 0;  // the open level's id, 0 if none
 std::atomic<uint64_t> g_next_level{1};
+
+// Every TensorImpl given a tangent at the open level (weakly). A tangent can reach, through the
+// graph recorded while computing it, the very tensor that holds it: exp's tangent t * out records
+// a mul that saves out, so out -> tangent -> mul node -> out. Such cycles cannot be freed by
+// reference counting; the level breaks them when it ends by dropping every tangent it handed out,
+// which is also what makes the tangents "ignored once the level has ended". Expired entries are
+// pruned whenever the list has doubled since the last pruning, so a long level keeps it
+// proportional to the live duals.
+struct Holders {
+  std::vector<std::weak_ptr<TensorImpl>> list;
+  size_t prune_at = 64;
+};
+thread_local Holders t_holders;
+
+void drop_level_tangents(uint64_t level) {
+  std::vector<std::weak_ptr<TensorImpl>> list = std::move(t_holders.list);
+  t_holders = Holders{};
+  // Moved out first and released after the loop: releasing a tangent can free other holders.
+  std::vector<std::shared_ptr<TensorImpl>> dropped;
+  for (const auto& w : list) {
+    std::shared_ptr<TensorImpl> impl = w.lock();
+    if (!impl || impl->tangent_level != level) continue;
+    dropped.push_back(std::move(impl->tangent));
+    impl->tangent = nullptr;
+    impl->tangent_level = 0;
+  }
+}
 }  // namespace
+
+void hold_tangent(const std::shared_ptr<TensorImpl>& impl) {
+  if (!impl->tangent || t_level == 0 || impl->tangent_level != t_level) return;
+  Holders& h = t_holders;
+  if (h.list.size() >= h.prune_at) {
+    std::erase_if(h.list, [](const std::weak_ptr<TensorImpl>& w) { return w.expired(); });
+    h.prune_at = std::max<size_t>(64, 2 * h.list.size());
+  }
+  h.list.push_back(impl);
+}
 
 bool propagating() { return t_propagating; }
 
@@ -32,6 +72,7 @@ void set_tangent(const Tensor& t, const Tensor& tangent) {
   TensorImpl* impl = t.impl();
   impl->tangent = tangent.defined() ? tangent.impl_ptr() : nullptr;
   impl->tangent_level = tangent.defined() ? t_level : 0;
+  hold_tangent(t.impl_ptr());
 }
 
 Suspend::Suspend() : prev_(t_propagating) { t_propagating = false; }
@@ -70,6 +111,7 @@ DualLevel::DualLevel() {
 }
 
 DualLevel::~DualLevel() {
+  detail::drop_level_tangents(id_);
   detail::t_level = 0;
   detail::t_propagating = false;
 }

@@ -91,6 +91,10 @@ Tensor tangent_of(const Tensor& t);
 bool is_dual(const Tensor& t);
 // Makes `tangent` the tangent of `t` at the open level (an undefined tangent removes it).
 void set_tangent(const Tensor& t, const Tensor& tangent);
+// Registers a TensorImpl that holds a tangent at the open level (set_tangent does it; call it for
+// any other new TensorImpl that copies a tangent), so that the level drops the tangent when it
+// ends (this frees reference cycles through tangents). No-op without a tangent at the open level.
+void hold_tangent(const std::shared_ptr<TensorImpl>& impl);
 // `t` (a rule's tangent for `out`) in out's dtype, expanded to out's shape if it broadcasts; else
 // ShapeError naming the op.
 Tensor fit_tangent(const Tensor& out, Tensor t, const char* op);

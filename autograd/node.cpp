@@ -131,6 +131,7 @@ SavedTensor::SavedTensor(const Tensor& t, bool is_output) : is_output_(is_output
     alias->output_nr = src.output_nr;
     alias->tangent = src.tangent;  // forward over reverse: the backward sees the output's tangent
     alias->tangent_level = src.tangent_level;
+    if (alias->tangent) fwd::detail::hold_tangent(alias);
     impl_ = std::move(alias);
   } else {
     impl_ = t.impl_ptr();
@@ -148,6 +149,7 @@ Tensor SavedTensor::unpack(const Node& owner) const {
   auto t = std::make_shared<TensorImpl>(*impl_);
   t->grad_fn = const_cast<Node&>(owner).shared_from_this();
   t->requires_grad = true;
+  if (t->tangent) fwd::detail::hold_tangent(t);
   return Tensor(std::move(t));
 }
 

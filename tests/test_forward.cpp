@@ -640,3 +640,37 @@ TEST_CASE("forward over reverse through the ops with a fused backward (linear, l
   REQUIRE(hv.defined());
   CHECK(test::allclose(hv, expected, 1e-10, 1e-10));
 }
+
+TEST_CASE("a level frees the reference cycles its tangents form when it ends") {
+  // exp's tangent is t * out: when it is recorded (the primal requires grad), its mul node saves
+  // out, which holds the tangent: out -> tangent -> mul -> out. Forward over reverse adds saved
+  // outputs that keep tangents whose graph leads back to the saving node. Nothing may stay alive
+  // once the level has ended and the handles are gone.
+  Tensor x0 = leaf({6}, -1, 1, 90).detach(), v = leaf({6}, -1, 1, 91).detach();
+  auto live = [] { return ag::memory_stats(); };
+  // Warm-up: the first op may create lasting state (buffer pools, thread counters).
+  {
+    ag::fwd::DualLevel level;
+    Tensor x = ag::fwd::make_dual(x0.clone().requires_grad_(), v);
+    ag::grad({composite(x)}, {x}, {}, false, true);
+  }
+  const ag::MemoryStats before = live();
+  Tensor kept;
+  {
+    ag::fwd::DualLevel level;
+    Tensor x = ag::fwd::make_dual(x0.clone().requires_grad_(), v);
+    Tensor y = ag::sum(ag::exp(x) + ag::tanh(x) * ag::sigmoid(x));
+    Tensor g = ag::grad({composite(x)}, {x}, {}, false, true)[0];
+    Tensor hv = ag::fwd::unpack_dual(g).tangent;
+    REQUIRE(hv.defined());
+    CHECK(live().live_nodes > before.live_nodes);
+    kept = ag::fwd::unpack_dual(y).tangent;  // a tangent may outlive its level
+  }
+  CHECK(kept.defined());
+  CHECK(kept.requires_grad());  // recorded: it still has its graph
+  kept = Tensor();
+  const ag::MemoryStats after = live();
+  CHECK(after.live_nodes == before.live_nodes);
+  CHECK(after.live_tensors == before.live_tensors);
+  CHECK(after.live_storages == before.live_storages);
+}
