@@ -105,8 +105,7 @@ void strided_elements(const std::array<const Tensor*, N>& ops, const std::array<
 // its GEMMs produced the gradient of, so the data is still in that core's cache. The others are
 // walked one at a time. Every written operand's version is bumped.
 template <class T, size_t N, class Items, class MakeF>
-void update_many(const Items& items,
-                 const std::array<bool, N>& write, const MakeF& make_f) {
+void update_many(const Items& items, const std::array<bool, N>& write, const MakeF& make_f) {
   struct Dense {
     std::array<T*, N> ptr;
     int64_t n;
@@ -179,6 +178,19 @@ V square_root(V x) {
     return xsimd::sqrt(x);
 }
 
+// Each item's gradient, checked against its parameter (check_update), after which
+// check_state(op, item) checks the item's optimizer state.
+template <class Item, class CheckState>
+std::vector<Tensor> checked_grads(const char* op, std::span<const Item> items,
+                                  CheckState check_state) {
+  std::vector<Tensor> grads(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    grads[i] = check_update(op, *items[i].param, *items[i].grad);
+    check_state(op, items[i]);
+  }
+  return grads;
+}
+
 template <class V>
 V max_keeping_nan(V a, V b) {  // as ag::maximum: NaN if either is NaN
   if constexpr (std::is_floating_point_v<V>)
@@ -190,16 +202,13 @@ V max_keeping_nan(V a, V b) {  // as ag::maximum: NaN if either is NaN
 }  // namespace
 
 void adam_step_(std::span<const AdamItem> items) {
-  const char* op = "adam_step_";
-  std::vector<Tensor> grads(items.size());
-  for (size_t i = 0; i < items.size(); ++i) {
-    const AdamItem& it = items[i];
-    grads[i] = check_update(op, *it.param, *it.grad);
-    check_state(op, *it.param, *it.exp_avg, "exp_avg");
-    check_state(op, *it.param, *it.exp_avg_sq, "exp_avg_sq");
-    if (present(it.max_exp_avg_sq))
-      check_state(op, *it.param, *it.max_exp_avg_sq, "max_exp_avg_sq");
-  }
+  const std::vector<Tensor> grads =
+      checked_grads("adam_step_", items, [](const char* op, const AdamItem& it) {
+        check_state(op, *it.param, *it.exp_avg, "exp_avg");
+        check_state(op, *it.param, *it.exp_avg_sq, "exp_avg_sq");
+        if (present(it.max_exp_avg_sq))
+          check_state(op, *it.param, *it.max_exp_avg_sq, "max_exp_avg_sq");
+      });
   auto ams_of = [](const AdamItem& it) { return present(it.max_exp_avg_sq); };
   by_dtype_and_key(items, ams_of, [&]<class T>(const SmallVector<size_t, 16>& idx, bool ams) {
     // Operands: p, g, m, v, vmax (v again, not written, without amsgrad).
@@ -238,16 +247,12 @@ void adam_step_(Tensor& p, const Tensor& g, Tensor& m, Tensor& v, Tensor& vmax, 
 }
 
 void sgd_step_(std::span<const SgdItem> items) {
-  const char* op = "sgd_step_";
-  std::vector<Tensor> grads(items.size());
-  for (size_t i = 0; i < items.size(); ++i) {
-    const SgdItem& it = items[i];
-    grads[i] = check_update(op, *it.param, *it.grad);
-    if (it.step.momentum != 0) {
-      if (it.momentum_buffer == nullptr) fail<ValueError>("{}: momentum_buffer is undefined", op);
-      check_state(op, *it.param, *it.momentum_buffer, "momentum_buffer");
-    }
-  }
+  const std::vector<Tensor> grads =
+      checked_grads("sgd_step_", items, [](const char* op, const SgdItem& it) {
+        if (it.step.momentum == 0) return;
+        if (it.momentum_buffer == nullptr) fail<ValueError>("{}: momentum_buffer is undefined", op);
+        check_state(op, *it.param, *it.momentum_buffer, "momentum_buffer");
+      });
   auto mom_of = [](const SgdItem& it) { return it.step.momentum != 0; };
   by_dtype_and_key(items, mom_of, [&]<class T>(const SmallVector<size_t, 16>& idx, bool mom) {
     // Operands: p, g, momentum buffer (g again, not written, without momentum).
