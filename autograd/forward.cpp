@@ -39,8 +39,7 @@ void drop_level_tangents(uint64_t level) {
   for (const auto& w : list) {
     std::shared_ptr<TensorImpl> impl = w.lock();
     if (!impl || impl->tangent_level != level) continue;
-    dropped.push_back(std::move(impl->tangent));
-    impl->tangent = nullptr;
+    dropped.push_back(std::move(impl->tangent));  // leaves impl->tangent null
     impl->tangent_level = 0;
   }
 }

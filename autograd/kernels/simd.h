@@ -147,15 +147,16 @@ double exp_shifted_sum(const T* x, T* y, int64_t n, T shift) {
       // One masked load (the other lanes hold `shift`, so they compute exp(0)), one masked store,
       // one masked sum: no round trip through memory, whose scalar stores and full-width reload
       // cost more than the exp itself on a 10-class row.
-      B e;
       if constexpr (std::is_same_v<T, float>) {
         const __mmask16 m = detail::lanes16(r);
-        e = xsimd::exp(B(_mm512_mask_loadu_ps(_mm512_set1_ps(shift), m, x + body)) - B(shift));
+        const B e =
+            xsimd::exp(B(_mm512_mask_loadu_ps(_mm512_set1_ps(shift), m, x + body)) - B(shift));
         if (y) _mm512_mask_storeu_ps(y + body, m, e);
         return total + static_cast<double>(_mm512_mask_reduce_add_ps(m, e));
       } else {
         const __mmask8 m = detail::lanes8(r);
-        e = xsimd::exp(B(_mm512_mask_loadu_pd(_mm512_set1_pd(shift), m, x + body)) - B(shift));
+        const B e =
+            xsimd::exp(B(_mm512_mask_loadu_pd(_mm512_set1_pd(shift), m, x + body)) - B(shift));
         if (y) _mm512_mask_storeu_pd(y + body, m, e);
         return total + _mm512_mask_reduce_add_pd(m, e);
       }
