@@ -384,7 +384,8 @@ StateDict load_safetensors(const std::string& path, Metadata* metadata) {
   Json header;
   try {
     header = Json::parse(text);
-  } catch (const Json::parse_error& e) {
+  } catch (const Json::exception& e) {
+    // parse_error for bad syntax, out_of_range for a number beyond double's range.
     throw bad(fmt::format("the header is not valid JSON: {}", e.what()));
   }
   if (!header.is_object()) throw bad("the header is not a JSON object");

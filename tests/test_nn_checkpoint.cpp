@@ -428,6 +428,10 @@ TEST_CASE("a truncated, corrupt or mismatched file is rejected and the model is 
     bad[9] = '}';
     check_rejected(bad, "not valid JSON");
   }
+  SUBCASE("a number beyond double's range") {
+    check_rejected(file_with(R"("w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"x":6E666)"),
+                   "not valid JSON");
+  }
   SUBCASE("JSON, but not an object") {
     check_rejected(safetensors_file("[1, 2]", ""), "not a JSON object");
   }
