@@ -121,6 +121,40 @@ TEST_CASE("linear's input and weight gradients computed together match the naive
   }
 }
 
+TEST_CASE("linear's bias gradient, summed by the weight gradient's threads, is g's column sums") {
+  // Plain backward sums the bias gradient inside the weight-gradient GEMM's blocks (gemm_pair when
+  // x needs a gradient, a split GEMM when it does not). Sizes large enough to be split over the
+  // threads; float32 and float64, a gradient stored transposed, against naive sums in float64.
+  // Each case draws another g, so a buffer reused from the case before cannot hold its answer.
+  uint64_t seed = 40;
+  for (Dtype d : {float64, float32}) {
+    for (bool x_grad : {true, false}) {
+      for (bool g_transposed : {false, true}) {
+        CAPTURE(dtype_name(d));
+        CAPTURE(x_grad);
+        CAPTURE(g_transposed);
+        Tensor x = leaf({70, 300}, -1, 1, 31).detach().to(d).requires_grad_(x_grad);
+        Tensor w = leaf({130, 300}, -1, 1, 32).detach().to(d).requires_grad_();
+        Tensor b = leaf({130}, -1, 1, 33).detach().to(d).requires_grad_();
+        Tensor g0 = leaf({70, 130}, -1, 1, ++seed).detach().to(d);
+        Tensor g = g_transposed ? g0.t().contiguous().t() : g0;
+        TensorList got = grad({linear(x, w, b)}, {w, b}, {g});
+        auto gv = values(g0), xv = values(x);
+        std::vector<double> gw(130 * 300, 0.0), gb(130, 0.0);
+        for (int64_t r = 0; r < 70; ++r)
+          for (int64_t o = 0; o < 130; ++o) {
+            gb[o] += gv[r * 130 + o];
+            for (int64_t i = 0; i < 300; ++i) gw[o * 300 + i] += gv[r * 130 + o] * xv[r * 300 + i];
+          }
+        const double tol = d == float64 ? 1e-12 : 1e-5;
+        check_close(values(got[0]), gw, tol);
+        check_close(values(got[1]), gb, tol);
+        CHECK(got[1].dtype() == d);
+      }
+    }
+  }
+}
+
 TEST_CASE("1-D operands: dot, vector-matrix, matrix-vector; outer") {
   Tensor v = Tensor::from_vector(std::vector<double>{1, 2, 3});
   Tensor w = Tensor::from_vector(std::vector<double>{4, 5, 6});

@@ -59,6 +59,10 @@ struct Gemm {
   T* c;
   int64_t ldc;
   const T* bias = nullptr;
+  // When set, also row_sums[i] = sum over p of op(A)[i, p] for every row i of C, written by the
+  // block that holds the row's first column (summed in double for float). For a weight gradient
+  // gw = g^T @ x these are the bias gradient's entries, computed where g's columns already are.
+  T* row_sums = nullptr;
 
   bool by_rows() const { return m >= n || k < m; }
   // How many blocks are worth running in parallel, at most `threads`.
@@ -79,6 +83,26 @@ struct Gemm {
       for (int64_t r = r0; r < r1; ++r) std::copy(bias + c0, bias + c1, c + r * ldc + c0);
     gemm_call(ta, tb, r1 - r0, c1 - c0, k, ta ? a + r0 : a + r0 * lda, lda,
               tb ? b + c0 * ldb : b + c0, ldb, bias != nullptr, c + r0 * ldc + c0, ldc);
+    if (row_sums && c0 == 0) sum_rows_of_a(r0, r1);
+  }
+  // row_sums[r0..r1) from op(A), a chunk of rows at a time in a double (or wider) accumulator.
+  void sum_rows_of_a(int64_t r0, int64_t r1) const {
+    using Acc = std::conditional_t<std::is_same_v<T, float>, double, T>;
+    constexpr int64_t kChunk = 128;
+    for (int64_t lo = r0; lo < r1; lo += kChunk) {
+      const int64_t hi = std::min(r1, lo + kChunk);
+      Acc acc[kChunk] = {};
+      if (ta) {  // op(A)[i, p] = a[p * lda + i]: rows of `a` added across
+        for (int64_t p = 0; p < k; ++p) {
+          const T* __restrict src = a + p * lda + lo;
+          for (int64_t i = 0; i < hi - lo; ++i) acc[i] += Acc(src[i]);
+        }
+      } else {  // op(A)[i, p] = a[i * lda + p]: each row of `a` reduced
+        for (int64_t i = lo; i < hi; ++i)
+          for (int64_t p = 0; p < k; ++p) acc[i - lo] += Acc(a[i * lda + p]);
+      }
+      for (int64_t i = lo; i < hi; ++i) row_sums[i] = T(acc[i - lo]);
+    }
   }
   static constexpr int64_t kBlock = 16;
 };

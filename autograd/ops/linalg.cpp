@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -129,27 +130,32 @@ Tensor matmul_kernel(const Tensor& a_in, const Tensor& b_in) {
   return out;
 }
 
-// linear's input and weight gradients together, when no graph of them is recorded:
-//   gx [..., in] = g @ W,   gw [out, in] = g2^T @ x2   (g2, x2: g and x as matrices of rows)
-// as one paired GEMM run (gemm_pair). Returns two undefined tensors if a size is zero (the caller
-// then takes the matmul path).
-std::pair<Tensor, Tensor> linear_input_weight_grads(const Tensor& g_in, const Tensor& x,
-                                                    const Tensor& w) {
+// linear's gradients when no graph of them is recorded, as one parallel run:
+//   gw [out, in] = g2^T @ x2,   gb [out] = column sums of g2 (when need_b),
+//   gx [..., in] = g @ W (when need_x; its GEMM and gw's share the threads: gemm_pair)
+// (g2, x2: g and x as matrices of rows). gb is summed by the threads that compute gw's rows, from
+// the same columns of g. Returns undefined tensors if a size is zero (the caller then takes the
+// composite path).
+std::array<Tensor, 3> linear_grads(const Tensor& g_in, const Tensor& x, const Tensor& w,
+                                   bool need_x, bool need_b) {
   const Dtype d = x.dtype();
   Tensor g2 = blas_ready(as_rows(g_in.to(d))), x2 = blas_ready(as_rows(x)), wr = blas_ready(w);
   const int64_t rows = g2.shape()[0], outf = w.shape()[0], in = w.shape()[1];
   if (rows == 0 || outf == 0 || in == 0) return {};
-  Tensor gx = Tensor::empty(x.shape(), d), gw = Tensor::empty(w.shape(), d);
+  Tensor gx = need_x ? Tensor::empty(x.shape(), d) : Tensor(), gw = Tensor::empty(w.shape(), d);
+  Tensor gb = need_b ? Tensor::empty({outf}, d) : Tensor();
   MatrixLayout lg = layout(g2), lx = layout(x2), lw = layout(wr);
   kernels::dispatch_floating(d, "linear", [&]<class T>() {
     auto ptr = [](const Tensor& t) { return first_element<T>(t); };
-    Gemm<T> input{lg.trans, lw.trans, rows,  in,           outf, ptr(g2),
-                  lg.ld,    ptr(wr),  lw.ld, gx.data<T>(), in};
     Gemm<T> weight{!lg.trans, lx.trans, outf,  in,           rows, ptr(g2),
                    lg.ld,     ptr(x2),  lx.ld, gw.data<T>(), in};
+    if (need_b) weight.row_sums = gb.data<T>();
+    if (!need_x) return gemm(weight);
+    Gemm<T> input{lg.trans, lw.trans, rows,  in,           outf, ptr(g2),
+                  lg.ld,    ptr(wr),  lw.ld, gx.data<T>(), in};
     gemm_pair(input, weight);
   });
-  return {gx, gw};
+  return {gx, gw, gb};
 }
 
 Dtype common_float(const char* op, const Tensor& a, const Tensor& b) {
@@ -281,13 +287,15 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
                        }
                        return r;
                      },
-                 // Both GEMMs at once, their threads shared; the composite when a size is zero.
+                 // The GEMMs at once, their threads shared, the bias gradient summed by the
+                 // weight gradient's threads; the composite when a size is zero.
                  .fused_backward = [composite](const Saved& s, const Tensor& g,
                                                const Node& n) -> TensorList {
-                   if (!n.needs_input_grad(0) || !n.needs_input_grad(1)) return composite(s, g, n);
-                   auto [gx, gw] = linear_input_weight_grads(g, s.x, s.w);
-                   if (!gx.defined()) return composite(s, g, n);
-                   return {gx, gw, n.needs_input_grad(2) ? sum(as_rows(g), {0}) : Tensor()};
+                   if (!n.needs_input_grad(1)) return composite(s, g, n);
+                   auto [gx, gw, gb] =
+                       linear_grads(g, s.x, s.w, n.needs_input_grad(0), n.needs_input_grad(2));
+                   if (!gw.defined()) return composite(s, g, n);
+                   return {gx, gw, gb};
                  }});
   }
   return out;
