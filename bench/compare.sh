@@ -8,6 +8,9 @@
 #   bench/compare.sh --no-portability ...          without the portability rows
 #   bench/compare.sh --no-build ...                measure build/ as it is (no scripts/build first)
 #
+# With mlp784, a last block: bench/step_floor (our step, a step written by hand and the GEMM floor,
+# interleaved in one process), 10 x --rounds rounds.
+#
 # Portability rows: our command runs with OPENBLAS_CORETYPE=Prescott, which makes OpenBLAS pick its
 # SSE3 kernels as it does by itself on CPUs it does not know; the peers run as usual. Our float32
 # GEMMs go to oneDNN, so these rows show whether anything on the hot path still depends on
@@ -120,4 +123,11 @@ if [ "$portability" = 1 ]; then
   for w in mlp784 gpt-mini; do
     printf '%s\n' "${workloads[@]}" | grep -qx "$w" && compare portable ours_prescott "$w"
   done
+fi
+# mlp784 against the floor once more, interleaved in one process with a step written by hand
+# (bench/step_floor): the vCPUs' speed phases move both alike, so the per-round ratio is steadier.
+if printf '%s\n' "${workloads[@]}" | grep -qx mlp784; then
+  echo
+  echo "mlp784 in one process, 10 steps of each in turn per round (bench/step_floor $((rounds * 10))):"
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$root/build/bench/step_floor" $((rounds * 10)) | tail -7
 fi
