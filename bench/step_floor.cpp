@@ -31,6 +31,7 @@
 #include <functional>
 #include <new>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "autograd/autograd.h"
@@ -46,11 +47,11 @@ void sgemm(bool ta, bool tb, int m, int n, int k, const float* a, int lda, const
   dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
 }
 
-// [lo, hi) of `n` for thread t of nt, edges on multiples of 16.
-void block(int n, int t, int nt, int& lo, int& hi) {
-  const int units = (n + 15) / 16;
-  lo = std::min(n, units * t / nt * 16);
-  hi = std::min(n, units * (t + 1) / nt * 16);
+// The calling thread's block [lo, hi) of `n` columns or rows, edges on multiples of 16: all of
+// them outside a parallel region.
+std::pair<int, int> own_block(int n) {
+  const int units = (n + 15) / 16, t = omp_get_thread_num(), nt = omp_get_num_threads();
+  return {std::min(n, units * t / nt * 16), std::min(n, units * (t + 1) / nt * 16)};
 }
 
 // Buffers on 64-byte boundaries, as the engine's storage is (oneDNN's kernels run measurably
@@ -103,32 +104,34 @@ struct Net {
   }
 };
 
-void relu_block(float* out, int width, int lo, int hi) {
+// ReLU in place on the calling thread's block of a hidden layer's columns.
+void relu_block(float* out) {
+  const auto [lo, hi] = own_block(kHidden);
   for (int r = 0; r < kBatch; ++r) {
-    float* __restrict row = out + size_t(r) * width;
+    float* __restrict row = out + size_t(r) * kHidden;
     for (int c = lo; c < hi; ++c) row[c] = std::max(row[c], 0.0f);
   }
 }
 
 // out[:, lo:hi) = relu(a @ w[lo:hi, :]^T + b[lo:hi]) for this thread's columns.
-void forward_block(const float* a, const Layer& l, float* out, int t, int nt, bool relu) {
-  int lo, hi;
-  block(l.out, t, nt, lo, hi);
+void forward_block(const float* a, const Layer& l, float* out, bool relu) {
+  const auto [lo, hi] = own_block(l.out);
   if (hi <= lo) return;
   for (int r = 0; r < kBatch; ++r)
     std::copy(l.b.data() + lo, l.b.data() + hi, out + size_t(r) * l.out + lo);
   sgemm(false, true, kBatch, hi - lo, l.in, a, l.in, l.w.data() + size_t(lo) * l.in, l.in, 1.0f,
         out + lo, l.out);
-  if (relu) relu_block(out, l.out, lo, hi);
+  if (relu) relu_block(out);
 }
 
-// ReLU's backward on columns lo..hi of g (in place, from the ReLU's output a) and the bias
-// gradient db[lo..hi) = column sums of the result.
-void relu_backward_block(float* g, const float* a, float* db, int width, int lo, int hi) {
+// ReLU's backward on the calling thread's block of a hidden layer's columns (g in place, from the
+// ReLU's output a) and the bias gradient db = column sums of the result.
+void relu_backward_block(float* g, const float* a, float* db) {
+  const auto [lo, hi] = own_block(kHidden);
   std::fill(db + lo, db + hi, 0.0f);
   for (int r = 0; r < kBatch; ++r) {
-    float* __restrict gr = g + size_t(r) * width;
-    const float* __restrict ar = a + size_t(r) * width;
+    float* __restrict gr = g + size_t(r) * kHidden;
+    const float* __restrict ar = a + size_t(r) * kHidden;
     float* __restrict d = db;
     for (int c = lo; c < hi; ++c) {
       gr[c] = ar[c] > 0 ? gr[c] : 0.0f;
@@ -150,13 +153,11 @@ float step(Net& n, bool fused, bool serial) {
   const int nt = omp_get_max_threads();
   // Forward: two hidden layers split by output columns, the small output layer on one thread.
 #pragma omp parallel num_threads(nt)
-  forward_block(n.x.data(), n.l1, n.z1.data(), omp_get_thread_num(), omp_get_num_threads(),
-                !serial);
-  if (serial) relu_block(n.z1.data(), kHidden, 0, kHidden);
+  forward_block(n.x.data(), n.l1, n.z1.data(), !serial);
+  if (serial) relu_block(n.z1.data());
 #pragma omp parallel num_threads(nt)
-  forward_block(n.z1.data(), n.l2, n.z2.data(), omp_get_thread_num(), omp_get_num_threads(),
-                !serial);
-  if (serial) relu_block(n.z2.data(), kHidden, 0, kHidden);
+  forward_block(n.z1.data(), n.l2, n.z2.data(), !serial);
+  if (serial) relu_block(n.z2.data());
   for (int r = 0; r < kBatch; ++r)
     std::copy(n.l3.b.begin(), n.l3.b.end(), n.logits.begin() + r * kOut);
   sgemm(false, true, kBatch, kOut, kHidden, n.z2.data(), kHidden, n.l3.w.data(), kHidden, 1.0f,
@@ -181,16 +182,16 @@ float step(Net& n, bool fused, bool serial) {
     for (int c = 0; c < kOut; ++c) n.l3.db[c] += n.dlogits[r * kOut + c];
   sgemm(false, false, kBatch, kHidden, kOut, n.dlogits.data(), kOut, n.l3.w.data(), kHidden, 0.0f,
         n.dz2.data(), kHidden);
-  if (serial) relu_backward_block(n.dz2.data(), n.z2.data(), n.l2.db.data(), kHidden, 0, kHidden);
-    // Second layer: ReLU's backward and the bias gradient, split by columns, then its input
-    // gradient (thread 0) and weight gradient (thread 1) side by side.
+  // Second layer: ReLU's backward and the bias gradient (split by columns unless serial), then
+  // its input gradient (thread 0) and weight gradient (thread 1) side by side.
+  if (serial) relu_backward_block(n.dz2.data(), n.z2.data(), n.l2.db.data());
 #pragma omp parallel num_threads(nt)
   {
     const int t = omp_get_thread_num(), tn = omp_get_num_threads();
-    int lo, hi;
-    block(kHidden, t, tn, lo, hi);
-    if (!serial) relu_backward_block(n.dz2.data(), n.z2.data(), n.l2.db.data(), kHidden, lo, hi);
+    if (!serial) {
+      relu_backward_block(n.dz2.data(), n.z2.data(), n.l2.db.data());
 #pragma omp barrier
+    }
     if (t == 0 || tn == 1)
       sgemm(false, false, kBatch, kHidden, kHidden, n.dz2.data(), kHidden, n.l2.w.data(), kHidden,
             0.0f, n.dz1.data(), kHidden);
@@ -200,14 +201,13 @@ float step(Net& n, bool fused, bool serial) {
       if (fused) sgd(n.l2.w, n.l2.dw, 0, n.l2.w.size());
     }
   }
-  if (serial) relu_backward_block(n.dz1.data(), n.z1.data(), n.l1.db.data(), kHidden, 0, kHidden);
-    // First layer: ReLU's backward, bias gradient, weight gradient, all split by the same rows.
+  // First layer: ReLU's backward and bias gradient (unless serial), weight gradient, all split by
+  // the same rows.
+  if (serial) relu_backward_block(n.dz1.data(), n.z1.data(), n.l1.db.data());
 #pragma omp parallel num_threads(nt)
   {
-    const int t = omp_get_thread_num(), tn = omp_get_num_threads();
-    int lo, hi;
-    block(kHidden, t, tn, lo, hi);
-    if (!serial) relu_backward_block(n.dz1.data(), n.z1.data(), n.l1.db.data(), kHidden, lo, hi);
+    if (!serial) relu_backward_block(n.dz1.data(), n.z1.data(), n.l1.db.data());
+    const auto [lo, hi] = own_block(kHidden);
     if (hi > lo) {
       sgemm(true, false, hi - lo, kIn, kBatch, n.dz1.data() + lo, kHidden, n.x.data(), kIn, 0.0f,
             n.l1.dw.data() + size_t(lo) * kIn, kIn);
