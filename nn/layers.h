@@ -1,4 +1,4 @@
-// Dropout, LayerNorm, Embedding and Identity.
+// Dropout, Embedding and Identity (LayerNorm is in nn/normalization.h).
 #pragma once
 
 #include <memory>
@@ -23,20 +23,6 @@ class Dropout : public Module {
   std::string type_name() const override { return "Dropout"; }
   double p;
   Generator generator;
-};
-
-// LayerNorm over the last axes (normalized_shape): y = (x - mean) / sqrt(var + eps) * weight +
-// bias, with the biased variance. weight = 1, bias = 0 initially.
-class LayerNorm : public Module {
- public:
-  explicit LayerNorm(const Shape& normalized_shape, double eps = 1e-5,
-                     bool elementwise_affine = true);
-  explicit LayerNorm(int64_t features, double eps = 1e-5) : LayerNorm(Shape{features}, eps) {}
-  Tensor forward(const Tensor& x) override;
-  std::string type_name() const override { return "LayerNorm"; }
-  Shape normalized_shape;
-  double eps;
-  Tensor weight, bias;
 };
 
 // Embedding table [num_embeddings, dim], rows ~ N(0, 1) as in PyTorch. forward(int64 indices [...])

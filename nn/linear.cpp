@@ -25,6 +25,13 @@ Tensor Linear::forward(const Tensor& x) {
   return y;
 }
 
+std::shared_ptr<Linear> normal_linear(int64_t in, int64_t out, double std, Generator* gen) {
+  auto l = std::make_shared<Linear>(in, out, true, gen);
+  init::normal_(l->weight, 0.0, std, gen);
+  init::zeros_(l->bias);
+  return l;
+}
+
 void Linear::add_adapter(int64_t rank, double alpha, Generator* gen) {
   if (adapter) fail<ValueError>("Linear: already has a LoRA adapter");
   adapter = register_module(
@@ -41,19 +48,5 @@ void Linear::merge_adapter() {
   remove_module("lora");
   adapter.reset();
 }
-
-LoRAAdapter::LoRAAdapter(int64_t in, int64_t out, int64_t rank, double alpha, Generator* gen)
-    : rank(rank), scale(alpha / static_cast<double>(rank)) {
-  if (rank <= 0 || rank > std::min(in, out))
-    fail<ValueError>("LoRA: rank {} must be in [1, {}] for a {} -> {} layer", rank,
-                     std::min(in, out), in, out);
-  A = register_parameter("A", Tensor::empty({rank, in}));
-  init::kaiming_uniform_(A, std::sqrt(5.0), "fan_in", "leaky_relu", gen);
-  B = register_parameter("B", zeros({out, rank}));
-}
-
-Tensor LoRAAdapter::forward(const Tensor& x) { return mul(linear(linear(x, A), B), scale); }
-
-Tensor LoRAAdapter::delta_weight() const { return mul(matmul(B, A), scale); }
 
 }  // namespace ag::nn

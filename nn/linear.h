@@ -2,29 +2,15 @@
 // Initialised as PyTorch does: W ~ U(-1/sqrt(in), 1/sqrt(in)) (kaiming_uniform with a = sqrt(5)),
 // b ~ U(-1/sqrt(in), 1/sqrt(in)).
 //
-// A Linear can carry a LoRA adapter (low-rank adaptation): y = x W^T + b + (alpha / r) x A^T B^T
-// with A [r, in] random and B [out, r] zero, so an adapted layer starts out computing exactly what
-// it did.
+// A Linear can carry a LoRA adapter (nn/lora.h): y = x W^T + b + (alpha / r) x A^T B^T.
 #pragma once
 
 #include <memory>
 
+#include "nn/lora.h"
 #include "nn/module.h"
 
 namespace ag::nn {
-
-class LoRAAdapter : public Module {
- public:
-  LoRAAdapter(int64_t in, int64_t out, int64_t rank, double alpha, Generator* gen = nullptr);
-  // (alpha / r) x A^T B^T
-  Tensor forward(const Tensor& x) override;
-  std::string type_name() const override { return "LoRAAdapter"; }
-  // The update it adds to W: (alpha / r) B A, [out, in].
-  Tensor delta_weight() const;
-  int64_t rank;
-  double scale;
-  Tensor A, B;
-};
 
 class Linear : public Module {
  public:
@@ -43,5 +29,10 @@ class Linear : public Module {
   Tensor bias;  // undefined without bias
   std::shared_ptr<LoRAAdapter> adapter;
 };
+
+// A Linear with bias whose weight is drawn from N(0, std) and bias set to 0 (GPT-2's
+// initialisation), after Linear's own initialisation has drawn from `gen` (so the generator's
+// sequence is the same as constructing a Linear and re-initialising it).
+std::shared_ptr<Linear> normal_linear(int64_t in, int64_t out, double std, Generator* gen);
 
 }  // namespace ag::nn

@@ -1,18 +1,27 @@
-// Everything of nn/ in one include.
+// Everything of nn/ in one include. The folders: layers and losses at the top; io/ file formats;
+// data/ datasets and loaders; optim/ optimizers and schedules; models/ model families; text/
+// tokenizers; distributed/ data-parallel training (optional, nn/distributed/distributed.h).
 #pragma once
 
 #include "nn/activation.h"
+#include "nn/attention.h"
 #include "nn/checkpoint.h"
 #include "nn/conv.h"
 #include "nn/data/dataset.h"
-#include "nn/data/idx.h"
+#include "nn/data/mnist.h"
 #include "nn/data/synthetic.h"
 #include "nn/data/text.h"
-#include "nn/gpt_checkpoint.h"
 #include "nn/init.h"
+#include "nn/io/atomic_file.h"
+#include "nn/io/idx.h"
+#include "nn/io/npy.h"
+#include "nn/io/safetensors.h"
 #include "nn/layers.h"
 #include "nn/linear.h"
+#include "nn/lora.h"
 #include "nn/loss.h"
+#include "nn/models/gpt.h"
+#include "nn/models/gpt_checkpoint.h"
 #include "nn/module.h"
 #include "nn/normalization.h"
 #include "nn/optim/adam.h"
@@ -22,4 +31,3 @@
 #include "nn/pool.h"
 #include "nn/sequential.h"
 #include "nn/train.h"
-#include "nn/transformer.h"

@@ -2,6 +2,25 @@
 
 namespace ag::nn {
 
+LayerNorm::LayerNorm(const Shape& shape, double eps, bool affine)
+    : normalized_shape(shape), eps(eps) {
+  if (shape.empty()) fail<ValueError>("LayerNorm: normalized_shape must not be empty");
+  if (affine) {
+    weight = register_parameter("weight", ones(shape));
+    bias = register_parameter("bias", zeros(shape));
+  }
+}
+
+Tensor LayerNorm::forward(const Tensor& x) {
+  int64_t n = normalized_shape.size();
+  bool fits = x.dim() >= n;
+  for (int64_t i = 0; fits && i < n; ++i) fits = x.shape()[x.dim() - n + i] == normalized_shape[i];
+  if (!fits)
+    fail<ShapeError>("LayerNorm: input {} does not end with the normalized shape {}", x.shape(),
+                     normalized_shape);
+  return layer_norm(x, normalized_shape, weight, bias, eps);
+}
+
 BatchNorm::BatchNorm(const char* name, int64_t lo, int64_t hi, int64_t features, double eps,
                      std::optional<double> momentum, bool affine, bool track)
     : num_features(features),

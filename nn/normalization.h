@@ -1,4 +1,5 @@
-// BatchNorm1d, BatchNorm2d and GroupNorm (ops batch_norm and group_norm in autograd/ops/norm.h).
+// Normalisation layers: LayerNorm, BatchNorm1d, BatchNorm2d and GroupNorm (ops layer_norm,
+// batch_norm and group_norm in autograd/ops/norm.h).
 //
 // BatchNorm normalises each channel with the batch's statistics in training mode, updating the
 // buffers running_mean (initially 0) and running_var (initially 1) with `momentum`, and with those
@@ -16,6 +17,20 @@
 #include "nn/module.h"
 
 namespace ag::nn {
+
+// LayerNorm over the last axes (normalized_shape): y = (x - mean) / sqrt(var + eps) * weight +
+// bias, with the biased variance. weight = 1, bias = 0 initially.
+class LayerNorm : public Module {
+ public:
+  explicit LayerNorm(const Shape& normalized_shape, double eps = 1e-5,
+                     bool elementwise_affine = true);
+  explicit LayerNorm(int64_t features, double eps = 1e-5) : LayerNorm(Shape{features}, eps) {}
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "LayerNorm"; }
+  Shape normalized_shape;
+  double eps;
+  Tensor weight, bias;
+};
 
 class BatchNorm : public Module {
  public:

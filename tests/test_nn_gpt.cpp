@@ -1,4 +1,4 @@
-// The byte-level GPT of nn/transformer.h: gradients of the whole model, its loss at initialisation
+// The byte-level GPT of nn/models/gpt.h: gradients of the whole model, its loss at initialisation
 // and after overfitting, the causal mask, LoRA, checkpoints and sampling.
 #include <unistd.h>
 

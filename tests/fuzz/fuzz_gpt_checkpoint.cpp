@@ -4,7 +4,7 @@
 // forward step; anything else must raise the project's error (ag::Error).
 #include "autograd/autograd.h"
 #include "fuzz_input.h"
-#include "nn/gpt_checkpoint.h"
+#include "nn/models/gpt_checkpoint.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string& path = fuzz::write_input(data, size);

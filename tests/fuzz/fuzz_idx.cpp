@@ -2,7 +2,7 @@
 // input goes to the image reader (both layouts) and the label reader; a valid file gives tensors
 // that are read in full, anything else must raise the project's error (ag::Error).
 #include "fuzz_input.h"
-#include "nn/data/idx.h"
+#include "nn/io/idx.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string& path = fuzz::write_input(data, size);

@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "fuzz_input.h"
-#include "nn/checkpoint.h"
+#include "nn/io/safetensors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string& path = fuzz::write_input(data, size);

@@ -10,9 +10,12 @@
 #include <string>
 #include <vector>
 
+#include "nn/attention.h"
 #include "nn/layers.h"
 #include "nn/linear.h"
+#include "nn/lora.h"
 #include "nn/module.h"
+#include "nn/normalization.h"
 
 namespace ag::nn {
 
@@ -26,27 +29,6 @@ struct GPTConfig {
   std::string gelu = "tanh";  // GELU form in the MLP: "tanh" or "none" (erf)
   uint64_t seed = 0;
   void validate() const;
-};
-
-// Causal multi-head self-attention with one fused qkv projection:
-//   q, k, v = split(x Wqkv^T + bqkv)            [B, T, C] each, viewed as [B, H, T, D]
-//   att = softmax(q k^T / sqrt(D) + causal mask) [B, H, T, T]  (masked: probability exactly 0)
-//   y = (dropout(att) v) merged back to [B, T, C], then the output projection.
-class CausalSelfAttention : public Module {
- public:
-  CausalSelfAttention(const GPTConfig& config, Generator* gen);
-  Tensor forward(const Tensor& x) override;
-  std::string type_name() const override { return "CausalSelfAttention"; }
-  // The attention probabilities of the last forward ([B, H, T, T]), kept when keep_attention is
-  // set.
-  Tensor last_attention;
-  bool keep_attention = false;
-  std::shared_ptr<Linear> qkv, proj;
-
- private:
-  int64_t n_head_;
-  double dropout_;
-  Generator gen_;
 };
 
 // fc: C -> 4C, GELU, proj: 4C -> C
@@ -96,21 +78,5 @@ class GPT : public Module {
  private:
   GPTConfig config_;
 };
-
-// ---- LoRA over a whole model ----
-struct LoRAConfig {
-  int64_t rank = 8;
-  double alpha = 16.0;
-  // Module names (dotted, glob) of the Linear layers to adapt.
-  std::vector<std::string> targets = {"*.attn.qkv", "*.attn.proj", "*.mlp.fc", "*.mlp.proj"};
-  uint64_t seed = 0;
-};
-// Freezes every parameter of `model`, then adds trainable adapters to the matching Linear layers.
-// Returns how many layers were adapted (ValueError if none match).
-int64_t apply_lora(Module& model, const LoRAConfig& config);
-// Folds every adapter into its base weight and removes it; parameters are unfrozen again.
-void merge_lora(Module& model);
-// The adapter parameters alone (names ending in ".lora.A" / ".lora.B"), for saving adapters.
-StateDict lora_state_dict(const Module& model);
 
 }  // namespace ag::nn

@@ -1,4 +1,4 @@
-#include "nn/gpt_checkpoint.h"
+#include "nn/models/gpt_checkpoint.h"
 
 #include <limits>
 

@@ -1,4 +1,4 @@
-// The IDX file format of the MNIST data set (and of Fashion-MNIST, KMNIST, EMNIST...).
+// The IDX file format (nn/io) of the MNIST data set (and of Fashion-MNIST, KMNIST, EMNIST...).
 //
 // Layout (sizes big-endian):
 //   bytes 0-1  zero
@@ -16,9 +16,8 @@
 #pragma once
 
 #include <string>
-#include <utility>
 
-#include "nn/data/dataset.h"
+#include "autograd/tensor.h"
 
 namespace ag::nn {
 
@@ -28,16 +27,6 @@ Tensor read_idx_images(const std::string& path, bool flatten = true);
 
 // Labels as int64 [count].
 Tensor read_idx_labels(const std::string& path);
-
-// Images and labels of one split as a dataset (inputs, targets); IOError if their counts differ.
-TensorDataset read_idx_dataset(const std::string& images_path, const std::string& labels_path,
-                               bool flatten = true);
-
-// MNIST's four files in a directory, by MNIST's names, each plain or with ".gz":
-//   train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte,
-//   t10k-labels-idx1-ubyte.
-// Returns (train, test). IOError naming the file names tried if one is missing.
-std::pair<TensorDataset, TensorDataset> load_mnist(const std::string& dir, bool flatten = true);
 
 // Writers of the same format (tests, exporting a synthetic data set for other tools);
 // gzip-compressed when `gzip` (IOError if the library has no zlib). images: [count, rows, cols],

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "nn/checkpoint.h"
-#include "nn/transformer.h"
+#include "nn/models/gpt.h"
 
 namespace ag::nn {
 

@@ -1,4 +1,4 @@
-#include "nn/transformer.h"
+#include "nn/models/gpt.h"
 
 #include <algorithm>
 #include <cmath>
@@ -24,51 +24,33 @@ void GPTConfig::validate() const {
 }
 
 namespace {
-// GPT-2's initialisation: weights N(0, 0.02), biases 0.
-std::shared_ptr<Linear> make_linear(int64_t in, int64_t out, Generator* gen, double std = 0.02) {
-  auto l = std::make_shared<Linear>(in, out, true, gen);
-  init::normal_(l->weight, 0.0, std, gen);
-  init::zeros_(l->bias);
-  return l;
+// GPT-2 scales the initial weights of each residual branch's output projection by
+// 1 / sqrt(2 n_layer): 2 n_layer branches add into the residual stream.
+double residual_init_std(const GPTConfig& c) {
+  return 0.02 / std::sqrt(2.0 * static_cast<double>(c.n_layer));
+}
+
+AttentionOptions attention_options(const GPTConfig& c) {
+  return {.d_model = c.d_model,
+          .n_head = c.n_head,
+          .dropout = c.dropout,
+          .seed = c.seed + 101,
+          .init_std = 0.02,
+          .proj_init_std = residual_init_std(c)};
 }
 }  // namespace
 
-CausalSelfAttention::CausalSelfAttention(const GPTConfig& c, Generator* gen)
-    : n_head_(c.n_head), dropout_(c.dropout), gen_(c.seed + 101) {
-  qkv = register_module("qkv", make_linear(c.d_model, 3 * c.d_model, gen));
-  proj =
-      register_module("proj", make_linear(c.d_model, c.d_model, gen,
-                                          0.02 / std::sqrt(2.0 * static_cast<double>(c.n_layer))));
-}
-
-Tensor CausalSelfAttention::forward(const Tensor& x) {
-  int64_t B = x.size(0), T = x.size(1), C = x.size(2), H = n_head_, D = C / H;
-  Tensor qkv_out = qkv->forward(x);   // [B, T, 3C]
-  auto parts = split(qkv_out, C, 2);  // 3 x [B, T, C]
-  auto heads = [&](const Tensor& t) { return transpose(reshape(t, {B, T, H, D}), 1, 2); };
-  Tensor q = heads(parts[0]), k = heads(parts[1]), v = heads(parts[2]);  // [B, H, T, D]
-  Tensor att = mul(matmul(q, transpose(k, -2, -1)), 1.0 / std::sqrt(static_cast<double>(D)));
-  Tensor future = triu(ones({T, T}, boolean), 1);          // true above the diagonal
-  att = softmax(masked_fill(att, future, -INFINITY), -1);  // [B, H, T, T]
-  if (keep_attention) last_attention = att.detach();
-  att = dropout(att, dropout_, is_training(), &gen_);
-  Tensor y = matmul(att, v);  // [B, H, T, D]
-  y = reshape(transpose(y, 1, 2), {B, T, C});
-  return proj->forward(y);
-}
-
 MLPBlock::MLPBlock(const GPTConfig& c, Generator* gen) : gelu_(c.gelu) {
-  fc = register_module("fc", make_linear(c.d_model, 4 * c.d_model, gen));
+  fc = register_module("fc", normal_linear(c.d_model, 4 * c.d_model, 0.02, gen));
   proj =
-      register_module("proj", make_linear(4 * c.d_model, c.d_model, gen,
-                                          0.02 / std::sqrt(2.0 * static_cast<double>(c.n_layer))));
+      register_module("proj", normal_linear(4 * c.d_model, c.d_model, residual_init_std(c), gen));
 }
 
 Tensor MLPBlock::forward(const Tensor& x) { return proj->forward(gelu(fc->forward(x), gelu_)); }
 
 TransformerBlock::TransformerBlock(const GPTConfig& c, Generator* gen) {
   ln1 = register_module("ln1", std::make_shared<LayerNorm>(c.d_model));
-  attn = register_module("attn", std::make_shared<CausalSelfAttention>(c, gen));
+  attn = register_module("attn", std::make_shared<CausalSelfAttention>(attention_options(c), gen));
   ln2 = register_module("ln2", std::make_shared<LayerNorm>(c.d_model));
   mlp = register_module("mlp", std::make_shared<MLPBlock>(c, gen));
   drop_ = register_module("drop", std::make_shared<Dropout>(c.dropout, c.seed + 202));
@@ -146,40 +128,6 @@ Tensor GPT::generate(const Tensor& prompt, int64_t n, double temperature, int64_
   }
   train(was_training);
   return Tensor::from_vector(seq);
-}
-
-int64_t apply_lora(Module& model, const LoRAConfig& c) {
-  model.freeze("*");
-  Generator gen(c.seed + 303);
-  int64_t n = 0;
-  for (auto& [name, m] : model.named_modules()) {
-    auto* lin = dynamic_cast<Linear*>(m);
-    if (!lin) continue;
-    bool match = false;
-    for (auto& pattern : c.targets) match = match || name_matches(name, pattern);
-    if (!match) continue;
-    lin->add_adapter(c.rank, c.alpha, &gen);
-    ++n;
-  }
-  if (n == 0) fail<ValueError>("apply_lora: no Linear layer matches the target patterns");
-  return n;
-}
-
-void merge_lora(Module& model) {
-  // Gather the layers first: merging removes (frees) each adapter module, which the list of
-  // named_modules() also holds; looking at it after its merge was a use after free (found by ASan).
-  std::vector<Linear*> layers;
-  for (auto& [name, m] : model.named_modules())
-    if (auto* lin = dynamic_cast<Linear*>(m)) layers.push_back(lin);
-  for (Linear* lin : layers) lin->merge_adapter();
-  model.unfreeze("*");
-}
-
-StateDict lora_state_dict(const Module& model) {
-  StateDict r;
-  for (auto& [n, t] : model.state_dict())
-    if (name_matches(n, "*.lora.A") || name_matches(n, "*.lora.B")) r.emplace_back(n, t);
-  return r;
 }
 
 }  // namespace ag::nn

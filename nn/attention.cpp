@@ -1,0 +1,32 @@
+#include "nn/attention.h"
+
+#include <cmath>
+
+namespace ag::nn {
+
+CausalSelfAttention::CausalSelfAttention(const AttentionOptions& o, Generator* gen)
+    : n_head_(o.n_head), dropout_(o.dropout), gen_(o.seed) {
+  if (o.d_model <= 0 || o.n_head <= 0 || o.d_model % o.n_head != 0)
+    fail<ValueError>("CausalSelfAttention: d_model {} is not a positive multiple of n_head {}",
+                     o.d_model, o.n_head);
+  qkv = register_module("qkv", normal_linear(o.d_model, 3 * o.d_model, o.init_std, gen));
+  proj = register_module("proj", normal_linear(o.d_model, o.d_model, o.proj_init_std, gen));
+}
+
+Tensor CausalSelfAttention::forward(const Tensor& x) {
+  int64_t B = x.size(0), T = x.size(1), C = x.size(2), H = n_head_, D = C / H;
+  Tensor qkv_out = qkv->forward(x);   // [B, T, 3C]
+  auto parts = split(qkv_out, C, 2);  // 3 x [B, T, C]
+  auto heads = [&](const Tensor& t) { return transpose(reshape(t, {B, T, H, D}), 1, 2); };
+  Tensor q = heads(parts[0]), k = heads(parts[1]), v = heads(parts[2]);  // [B, H, T, D]
+  Tensor att = mul(matmul(q, transpose(k, -2, -1)), 1.0 / std::sqrt(static_cast<double>(D)));
+  Tensor future = triu(ones({T, T}, boolean), 1);          // true above the diagonal
+  att = softmax(masked_fill(att, future, -INFINITY), -1);  // [B, H, T, T]
+  if (keep_attention) last_attention = att.detach();
+  att = dropout(att, dropout_, is_training(), &gen_);
+  Tensor y = matmul(att, v);  // [B, H, T, D]
+  y = reshape(transpose(y, 1, 2), {B, T, C});
+  return proj->forward(y);
+}
+
+}  // namespace ag::nn

@@ -1,0 +1,48 @@
+// Attention layers.
+//
+// Shapes: B batch, T sequence length, C = d_model, H heads, D = C / H head size.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "nn/linear.h"
+#include "nn/module.h"
+
+namespace ag::nn {
+
+struct AttentionOptions {
+  int64_t d_model = 128;
+  int64_t n_head = 4;
+  double dropout = 0.0;  // on the attention probabilities, in training mode
+  uint64_t seed = 0;     // of the dropout's generator
+  // Initial weights N(0, init_std) for the qkv projection and N(0, proj_init_std) for the output
+  // projection; biases 0 (GPT-2's initialisation).
+  double init_std = 0.02;
+  double proj_init_std = 0.02;
+};
+
+// Causal multi-head self-attention with one fused qkv projection:
+//   q, k, v = split(x Wqkv^T + bqkv)            [B, T, C] each, viewed as [B, H, T, D]
+//   att = softmax(q k^T / sqrt(D) + causal mask) [B, H, T, T]  (masked: probability exactly 0)
+//   y = (dropout(att) v) merged back to [B, T, C], then the output projection.
+// ValueError if d_model is not a positive multiple of n_head.
+class CausalSelfAttention : public Module {
+ public:
+  CausalSelfAttention(const AttentionOptions& options, Generator* gen);
+  // x [B, T, C] -> [B, T, C]
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "CausalSelfAttention"; }
+  // The attention probabilities of the last forward ([B, H, T, T]), kept when keep_attention is
+  // set.
+  Tensor last_attention;
+  bool keep_attention = false;
+  std::shared_ptr<Linear> qkv, proj;
+
+ private:
+  int64_t n_head_;
+  double dropout_;
+  Generator gen_;
+};
+
+}  // namespace ag::nn
