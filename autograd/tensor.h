@@ -178,6 +178,13 @@ class Tensor {
   bool retains_grad() const { return impl()->retains_grad; }
   // Same data, cut from the graph (shares storage).
   Tensor detach() const;
+  // Whether the two tensors' data live in one storage (views and detach() of each other).
+  bool shares_storage(const Tensor& other) const {
+    return impl()->storage == other.impl()->storage;
+  }
+  // An address unique to this tensor while it lives (equal exactly when same()): a key for sets
+  // and maps of tensors.
+  const void* identity() const { return impl_.get(); }
   // Back-propagates from this tensor. `grad` defaults to 1 for a one-element tensor.
   void backward(const Tensor& grad = Tensor(), bool retain_graph = false,
                 bool create_graph = false) const;

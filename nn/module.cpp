@@ -71,10 +71,10 @@ std::vector<std::pair<std::string, Tensor>> Module::named_parameters(bool recurs
   std::vector<std::pair<std::string, Tensor>> out;
   collect("", true, recurse, out);
   // A parameter shared by two modules (tied weights) is listed once, under its first name.
-  std::set<const TensorImpl*> seen;
+  std::set<const void*> seen;
   std::vector<std::pair<std::string, Tensor>> unique;
   for (auto& p : out)
-    if (seen.insert(p.second.impl()).second) unique.push_back(p);
+    if (seen.insert(p.second.identity()).second) unique.push_back(p);
   return unique;
 }
 
@@ -209,7 +209,7 @@ LoadResult Module::load_state_dict(const StateDict& state_in, bool strict) {
     if (it == given.end()) continue;
     Tensor dst = t;
     Tensor src = it->second->detach().to(dst.dtype()).contiguous();
-    if (src.impl()->storage == dst.impl()->storage) continue;
+    if (src.shares_storage(dst)) continue;
     dst.set_data(src.clone());
   }
   return r;
