@@ -155,7 +155,7 @@ TEST_CASE("a small GPT overfits one batch to near zero loss") {
 TEST_CASE("attention: masked (future) positions get exactly zero probability and zero gradient") {
   nn::GPTConfig c = tiny_config();
   Generator init(4);
-  nn::CausalSelfAttention attn(c, &init);
+  nn::CausalSelfAttention attn({.d_model = c.d_model, .n_head = c.n_head}, &init);
   attn.to(float64);
   attn.keep_attention = true;
   const int64_t B = 2, T = 4, H = 2;
