@@ -504,7 +504,9 @@ Tensor& Tensor::div_(const Tensor& other) {
 }
 
 Tensor& Tensor::div_(double value) {
-  return inplace(*this, "div_", {}, [&](const Tensor& v) { return mul(v, 1.0 / value); }, [&] {
+  // Recorded: a true division by a 0-d tensor of self's dtype, as the kernel below divides.
+  auto out_of_place = [&](const Tensor& v) { return div(v, scalar_tensor(value, v.dtype())); };
+  return inplace(*this, "div_", {}, out_of_place, [&] {
     dispatch_floating(dtype(), "div_", [&]<class T>() {
       T v = static_cast<T>(value);
       kernels::map<T, T>(*this, [v](T x) { return x / v; }, *this);

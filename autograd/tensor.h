@@ -89,8 +89,12 @@ class Tensor {
   // the shape and the bytes) if the element or byte count overflows 64 bits or the system refuses
   // the memory; the factories below (zeros, ones, full...) inherit this.
   static Tensor empty(const Shape& shape, Dtype dtype = float32);
+  // A 0-d float32 tensor holding `scalar`. Explicit: a double never silently becomes a tensor
+  // (f(3.0) does not compile for f(const Tensor&)); write Tensor(3.0) or scalar_tensor(3.0, dtype).
+  // Arithmetic keeps its scalar forms instead: x * 2.0, 2.0 - x, x / 3.0, x < 0.5 take the double
+  // as it is (autograd/ops/elementwise.h), without making a tensor of it.
+  explicit Tensor(double scalar);
   // Nested initializer lists: Tensor({{1, 2}, {3, 4}}) is a 2x2 float32 tensor.
-  Tensor(double scalar);  // NOLINT: 0-d float32 tensor
   // A 1-d float32 tensor: Tensor({1, 2, 3}).
   Tensor(std::initializer_list<double> values);
   // A 2-d float32 tensor, one inner list per row (rows must have the same length).
@@ -258,7 +262,7 @@ class Tensor {
   Tensor& mul_(double value);
   // self /= other, elementwise.
   Tensor& div_(const Tensor& other);
-  // self /= value.
+  // self /= value (a true division, recorded or not: the same bits either way).
   Tensor& div_(double value);
   // Sets every element to 0.
   Tensor& zero_();
@@ -270,9 +274,9 @@ class Tensor {
   Tensor& clamp_(double lo, double hi);
   // Replaces every element by its square root.
   Tensor& sqrt_();
-  // self += value * a * b ; self += value * a / b  (the optimizers' building blocks)
+  // self += value * a * b, elementwise (a and b broadcast to self's shape).
   Tensor& addcmul_(const Tensor& a, const Tensor& b, double value = 1.0);
-  // self += value * a / b
+  // self += value * a / b, elementwise (a and b broadcast to self's shape).
   Tensor& addcdiv_(const Tensor& a, const Tensor& b, double value = 1.0);
   // self += weight * (end - self)
   Tensor& lerp_(const Tensor& end, double weight);

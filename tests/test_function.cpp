@@ -440,6 +440,25 @@ TEST_CASE("returning an input unchanged does not re-parent the input") {
   CHECK(x.grad().to_vector<double>() == std::vector<double>{3, 3});
 }
 
+TEST_CASE("a custom op's fresh outputs are not aliases of its inputs") {
+  // Review claim: custom functions report every input as aliased by the output. A fresh result
+  // shares no storage with the input and is no view, so an in-place op on it is recorded.
+  Tensor x = leaf({3});
+  Tensor y = WrongShape::apply(x);  // forward: x * 2 (backward not used here)
+  CHECK(y.impl()->storage != x.impl()->storage);
+  CHECK_FALSE(y.impl()->is_view);
+  Tensor z = ReshapeTo::apply(leaf({2, 3}), Shape{3, 2});
+  CHECK(z.impl()->is_view);  // a view of its input really is one
+  Tensor twice = y * 1.0;
+  y.mul_(3.0);  // a non-leaf, not a view: recorded, not refused
+  CHECK(y.grad_fn()->name() == "mul");
+  CHECK(test::allclose(y, twice * 3.0));
+  // An input returned as is gets a fresh handle: the input keeps its own identity.
+  Tensor i = Identity::apply(x);
+  CHECK_FALSE(i.same(x));
+  CHECK(x.is_leaf());
+}
+
 TEST_CASE("a backward returning a wrong shape or count raises AutogradError naming the op") {
   Tensor x = leaf({2, 3});
   CHECK_THROWS_WITH_PARTS(WrongShape::apply(x).sum().backward(), AutogradError, "wrong_shape",
