@@ -159,6 +159,18 @@ class AccumulateGrad final : public Node {
 Edge gradient_edge(const Tensor& t, const Node* consumer = nullptr);
 // The AutogradError gradient_edge raises for a stale view.
 [[noreturn]] void fail_stale_view(const TensorImpl& view, const Node* consumer);
+// Whether any of the n tensors (undefined ones skipped) requires grad or is a view with stale
+// history (so that recording an op on it raises the error naming it). Grad mode is not looked at.
+// The one test of "an op on these needs a node" behind any_requires_grad, needs_derivatives,
+// record (op.h) and custom functions.
+inline bool any_needs_grad(const Tensor* const* ts, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    if (!ts[i]->defined()) continue;
+    const TensorImpl& impl = *ts[i]->impl_ptr();
+    if (impl.requires_grad || impl.stale_view()) return true;
+  }
+  return false;
+}
 // Whether recording is on and any of the tensors requires grad (or is a view with stale history,
 // so that recording the op raises the error naming it).
 bool any_requires_grad(std::initializer_list<const Tensor*> ts);

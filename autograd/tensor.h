@@ -70,6 +70,19 @@ struct TensorImpl {
   // Copies every field; the counters are unchanged (no object is created).
   TensorImpl& operator=(const TensorImpl&) = default;
   ~TensorImpl();
+  // Makes this describe src's elements: src's storage and dtype, and the given geometry (shape,
+  // strides, offset). The autograd fields are left as they are. The one place that copies the data
+  // fields (detach, views, set_data and saved outputs use it).
+  void share_data(const TensorImpl& src, const Shape& shape_, const Shape& strides_,
+                  int64_t offset_) {
+    storage = src.storage;
+    shape = shape_;
+    strides = strides_;
+    offset = offset_;
+    dtype = src.dtype;
+  }
+  // The same with src's own geometry: the same elements as src.
+  void share_data(const TensorImpl& src) { share_data(src, src.shape, src.strides, src.offset); }
   // Whether this is a view whose history was overtaken by a recorded in-place op on its base.
   bool stale_view() const {
     return is_view && view_history != kUntrackedView && view_history != storage->history;
@@ -249,7 +262,7 @@ class Tensor {
   // Elementwise max(x, 0).
   Tensor relu() const;
 
-  // ---- in-place ops (bump the version counter) ----
+  // ---- in-place ops (bump the version counter; defined in autograd/ops/inplace.cpp) ----
   // self += alpha * other (other broadcast to self's shape).
   Tensor& add_(const Tensor& other, double alpha = 1.0);
   // self += value.
