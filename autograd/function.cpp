@@ -63,7 +63,7 @@ std::string demangle(const char* mangled) {
 void CustomFunctionNode::connect(const TensorList& inputs, TensorList& outputs,
                                  const std::source_location& loc) {
   ctx.node_ = this;
-  recorded_at = fmt::format("{}:{}", loc.file_name(), loc.line());
+  diagnostics.recorded_at = fmt::format("{}:{}", loc.file_name(), loc.line());
 
   std::vector<const Tensor*> in;
   for (const Tensor& t : inputs) in.push_back(&t);
@@ -103,7 +103,7 @@ void CustomFunctionNode::connect(const TensorList& inputs, TensorList& outputs,
   num_outputs_ = static_cast<uint32_t>(outputs.size());
   for (size_t k = 0; k < outputs.size(); ++k) {
     TensorImpl* o = outputs[k].impl();
-    output_meta.push_back(InputMeta{o->shape, o->dtype});
+    tape.output_meta.push_back(InputMeta{o->shape, o->dtype});
     if (!differentiable[k]) continue;
     o->grad_fn = shared_from_this();
     o->output_nr = static_cast<uint32_t>(k);
@@ -128,11 +128,11 @@ void CustomFunctionNode::connect(const TensorList& inputs, TensorList& outputs,
   bool copy = is_tape_checking();
   for (const Tensor& t : inputs) {
     if (!t.defined()) {
-      replay_inputs.push_back(Tensor());
+      tape_check.replay_inputs.push_back(Tensor());
       if (!copy) replay_versions_.push_back(0);
       continue;
     }
-    replay_inputs.push_back(copy ? t.detach().clone() : t.detach());
+    tape_check.replay_inputs.push_back(copy ? t.detach().clone() : t.detach());
     if (!copy) replay_versions_.push_back(t.version());
   }
   check_anomalies(outputs.data(), outputs.size());
@@ -169,15 +169,16 @@ void set_custom_tangents(const std::string& op, const TensorList& inputs, Tensor
 }
 
 bool CustomFunctionNode::can_replay() const {
-  if (!replay_fn) return false;
+  if (!tape_check.replay_fn) return false;
   for (size_t i = 0; i < replay_versions_.size(); ++i)
-    if (replay_inputs[i].defined() && replay_inputs[i].version() != replay_versions_[i])
+    if (tape_check.replay_inputs[i].defined() &&
+        tape_check.replay_inputs[i].version() != replay_versions_[i])
       return false;
   return true;
 }
 
 TensorList CustomFunctionNode::replay(const TensorList& inputs) const {
-  TensorList out = replay_fn(inputs);
+  TensorList out = tape_check.replay_fn(inputs);
   for (size_t k = 0; k < out.size() && k < differentiable_.size(); ++k)
     if (!differentiable_[k]) out[k] = Tensor();
   return out;
@@ -199,7 +200,7 @@ TensorList CustomFunctionNode::check_backward(TensorList grads) const {
     if (!is_floating(g.dtype()))
       fail<DtypeError>("{}: backward returned a {} gradient of shape {} for input {}", name(),
                        dtype_name(g.dtype()), g.shape(), i);
-    if (g.dtype() != input_meta[i].dtype) g = g.to(input_meta[i].dtype);
+    if (g.dtype() != tape.input_meta[i].dtype) g = g.to(tape.input_meta[i].dtype);
   }
   return grads;
 }

@@ -287,7 +287,8 @@ R run(const std::source_location& loc, Ps&&... args) {
       }();
   }
   if constexpr (replayable) {
-    node->replay_fn = [loc, stored = std::move(*stored)](const TensorList& x) -> TensorList {
+    node->tape_check.replay_fn = [loc,
+                                  stored = std::move(*stored)](const TensorList& x) -> TensorList {
       // Records the op again (grad mode permitting), so a replay has the same backward.
       return std::apply(
           [&](const auto&... s) {

@@ -440,11 +440,11 @@ TapeNodeReport check_node(const Node& node, const GradcheckOptions& o, bool& che
   TapeNodeReport r;
   r.op = node.name();
   r.sequence_nr = node.sequence_nr();
-  r.recorded_at = node.recorded_at;
+  r.recorded_at = node.diagnostics.recorded_at;
   TensorList x;
   bool any_diff = false;
-  for (size_t i = 0; i < node.replay_inputs.size(); ++i) {
-    const Tensor& t = node.replay_inputs[i];
+  for (size_t i = 0; i < node.tape_check.replay_inputs.size(); ++i) {
+    const Tensor& t = node.tape_check.replay_inputs[i];
     r.input_shapes.push_back(t.defined() ? t.shape() : Shape{});
     if (!t.defined() || !is_floating(t.dtype())) {
       x.push_back(t);
@@ -543,7 +543,7 @@ TapeReport check_tape(const Tensor& loss, const GradcheckOptions& o) {
     Node* n = stack.back();
     stack.pop_back();
     if (!dynamic_cast<AccumulateGrad*>(n)) order.push_back(n);
-    for (const Edge& e : n->next_edges)
+    for (const Edge& e : n->tape.next_edges)
       if (e.fn && seen.insert(e.fn.get()).second) stack.push_back(e.fn.get());
   }
   std::sort(order.begin(), order.end(),

@@ -89,7 +89,7 @@ Node::Node() : seq_(g_next_seq.fetch_add(1, std::memory_order_relaxed)) { detail
 
 Node::~Node() {
   detail::count_nodes(-1);
-  for (auto& e : next_edges) release_node(std::move(e.fn));
+  for (auto& e : tape.next_edges) release_node(std::move(e.fn));
   // Saved tensors and replay inputs hold TensorImpls whose destructors enqueue their grad_fn.
 }
 
@@ -181,18 +181,18 @@ void Node::wire(const std::shared_ptr<Node>& node, const Tensor* const* inputs, 
   for (size_t i = 0; i < n; ++i) {
     const Tensor* t = inputs[i];
     if (t->defined()) {
-      self.next_edges.push_back(gradient_edge(*t, &self));
-      self.input_meta.push_back(InputMeta{t->shape(), t->dtype()});
+      self.tape.next_edges.push_back(gradient_edge(*t, &self));
+      self.tape.input_meta.push_back(InputMeta{t->shape(), t->dtype()});
     } else {
-      self.next_edges.push_back(Edge{});
-      self.input_meta.push_back(InputMeta{});
+      self.tape.next_edges.push_back(Edge{});
+      self.tape.input_meta.push_back(InputMeta{});
     }
   }
   if (m == 0) return;
   self.num_outputs_ = static_cast<uint32_t>(m);
   for (size_t k = 0; k < m; ++k) {
     TensorImpl* o = outputs[k].impl();
-    self.output_meta.push_back(InputMeta{o->shape, o->dtype});
+    self.tape.output_meta.push_back(InputMeta{o->shape, o->dtype});
     if (!is_floating(o->dtype)) continue;  // integer outputs (indices) are not differentiable
     o->grad_fn = node;
     o->output_nr = static_cast<uint32_t>(k);

@@ -39,7 +39,8 @@ SavedTensor save_value(const Tensor& t, const Tensor* outs, size_t m) {
 
 void keep_replay_inputs(Node& node, const Tensor* const* inputs, size_t n) {
   for (size_t i = 0; i < n; ++i)
-    node.replay_inputs.push_back(inputs[i]->defined() ? inputs[i]->detach().clone() : Tensor());
+    node.tape_check.replay_inputs.push_back(inputs[i]->defined() ? inputs[i]->detach().clone()
+                                                                 : Tensor());
 }
 
 }  // namespace op_detail

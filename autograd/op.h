@@ -463,7 +463,7 @@ void record_outputs(const OpCall<Fn, Args...>& call, Tensor* outs, size_t m, con
   if (rec) {
     node->save(saved, outs, m);  // after the tangents: a saved output keeps its tangent
     if (is_tape_checking()) [[unlikely]] {
-      node->replay_fn = call.replay();
+      node->tape_check.replay_fn = call.replay();
       keep_replay_inputs(*node, in.data(), in.size());
     }
   }

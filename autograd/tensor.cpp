@@ -267,7 +267,7 @@ void Tensor::retain_grad() {
   }
   if (t->retains_grad) return;
   t->retains_grad = true;
-  t->grad_fn->retained.emplace_back(t->output_nr, impl_);
+  t->grad_fn->tape.retained.emplace_back(t->output_nr, impl_);
 }
 
 Tensor Tensor::detach() const {

@@ -184,9 +184,9 @@ TEST_CASE("a one-output custom op records one node with its name, values and gra
   CHECK(y.grad_fn()->name() == "softsign");
   CHECK(y.grad_fn()->num_inputs() == 1);
   CHECK(y.grad_fn()->num_outputs() == 1);
-  CHECK(y.grad_fn()->next_edges[0].fn == x.impl()->grad_accumulator.lock());
+  CHECK(y.grad_fn()->tape.next_edges[0].fn == x.impl()->grad_accumulator.lock());
   CHECK(y.impl()->output_nr == 0);
-  CHECK(y.grad_fn()->recorded_at.find("test_function.cpp:") != std::string::npos);
+  CHECK(y.grad_fn()->diagnostics.recorded_at.find("test_function.cpp:") != std::string::npos);
   y.sum().backward();
   CHECK(test::allclose(x.grad(),
                        Tensor::from_vector(std::vector<double>{1.0 / 9, 1.0 / 2.25, 1.0 / 16})));
@@ -198,7 +198,7 @@ TEST_CASE("recorded_at is the line of the apply call") {
   Tensor x = leaf({2});
   int line = __LINE__ + 1;
   Tensor y = Softsign::apply(x);
-  std::string at = y.grad_fn()->recorded_at;
+  std::string at = y.grad_fn()->diagnostics.recorded_at;
   CHECK(at.substr(at.rfind(':') + 1) == std::to_string(line));
 }
 
@@ -473,7 +473,7 @@ TEST_CASE("custom nodes can replay their forward; an in-place change of an input
   Tensor y = ScaledPower::apply(x, 2.0, w, 2);
   const Node& node = *y.grad_fn();
   REQUIRE(node.can_replay());
-  REQUIRE(node.replay_inputs.size() == 2);
+  REQUIRE(node.tape_check.replay_inputs.size() == 2);
   TensorList again = node.replay({x.detach() * 2.0, w.detach()});
   CHECK(test::allclose(again[0], x.detach() * x.detach() * w.detach() * 8.0));
   {
