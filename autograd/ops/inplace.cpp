@@ -21,57 +21,56 @@ using kernels::dispatch_floating;
 
 namespace {
 
-// In-place ops write straight into self's storage. When autograd records (grad mode on, self a
-// floating tensor, and something requires grad), the op is computed out of place from a clone of
-// self (so what the op saves for its backward is not overwritten by the write that follows), and
-// self takes the result's data and history. In forward mode (self or an operand a dual), self's
-// tangent is updated the same way: the out-of-place result's tangent becomes self's (written into
-// self's tangent in place when it is a plain tensor, so views sharing it see the change).
-template <class OutOfPlace, class Kernel>
-Tensor& inplace(Tensor& self, const char* op, std::initializer_list<const Tensor*> others,
-                OutOfPlace out_of_place, Kernel kernel) {
-  TensorImpl* s = self.impl();
+// ShapeError unless every defined operand broadcasts to self's shape s (self is never enlarged).
+void check_operand_shapes(const char* op, const Shape& s,
+                          std::initializer_list<const Tensor*> others) {
   for (const Tensor* o : others) {
     if (!o->defined()) continue;
-    Shape b = broadcast_shapes(s->shape, o->shape(), op);
-    if (!(b == s->shape))
+    Shape b = broadcast_shapes(s, o->shape(), op);
+    if (!(b == s))
       fail<ShapeError>("{}: cannot broadcast shape {} into the shape {} of the tensor modified", op,
-                       o->shape(), s->shape);
+                       o->shape(), s);
   }
-  bool record = is_grad_enabled() && is_floating(s->dtype) && (s->requires_grad || [&] {
-                  for (const Tensor* o : others)
-                    if (o->defined() && o->requires_grad()) return true;
-                  return false;
-                }());
-  bool dual =
-      fwd::detail::propagating() && is_floating(s->dtype) && (fwd::detail::is_dual(self) || [&] {
-        for (const Tensor* o : others)
-          if (o->defined() && fwd::detail::is_dual(*o)) return true;
-        return false;
-      }());
-  if (record) {
-    if (!s->grad_fn && s->requires_grad)
-      fail<AutogradError>(
-          "{}: a leaf tensor of shape {} that requires grad cannot be modified in place while "
-          "recording; do it under NoGradGuard",
-          op, s->shape);
-    if (s->is_view)
-      fail<AutogradError>(
-          "{}: in-place modification of a view (shape {}) is not supported while recording; "
-          "clone() it first",
-          op, s->shape);
-  }
-  if (!record && !dual) {
-    kernel();
-    ++s->storage->version;
-    return self;
-  }
-  Tensor r;
-  {
-    std::optional<NoGradGuard> ng;
-    if (!record) ng.emplace();  // forward mode only: nothing to record
-    r = out_of_place(self.clone());
-  }
+}
+
+// Whether the op on self is recorded: grad mode on, self floating, and self or an operand
+// requires grad.
+bool records(const TensorImpl& s, std::initializer_list<const Tensor*> others) {
+  if (!is_grad_enabled() || !is_floating(s.dtype)) return false;
+  if (s.requires_grad) return true;
+  for (const Tensor* o : others)
+    if (o->defined() && o->requires_grad()) return true;
+  return false;
+}
+
+// Whether the op propagates a tangent: forward mode on, self floating, and self or an operand a
+// dual.
+bool propagates_tangent(const Tensor& self, std::initializer_list<const Tensor*> others) {
+  if (!fwd::detail::propagating() || !is_floating(self.dtype())) return false;
+  if (fwd::detail::is_dual(self)) return true;
+  for (const Tensor* o : others)
+    if (o->defined() && fwd::detail::is_dual(*o)) return true;
+  return false;
+}
+
+// The recorded path's refusals: a leaf that requires grad, and a view.
+void check_recordable(const char* op, const TensorImpl& s) {
+  if (!s.grad_fn && s.requires_grad)
+    fail<AutogradError>(
+        "{}: a leaf tensor of shape {} that requires grad cannot be modified in place while "
+        "recording; do it under NoGradGuard",
+        op, s.shape);
+  if (s.is_view)
+    fail<AutogradError>(
+        "{}: in-place modification of a view (shape {}) is not supported while recording; "
+        "clone() it first",
+        op, s.shape);
+}
+
+// self takes the out-of-place result r: its values, and (recorded) its history, and (dual) its
+// tangent.
+void adopt_result(Tensor& self, const Tensor& r, bool record, bool dual) {
+  TensorImpl* s = self.impl();
   Tensor tangent = fwd::detail::tangent_of(r);
   {
     NoGradGuard ng;
@@ -95,6 +94,33 @@ Tensor& inplace(Tensor& self, const char* op, std::initializer_list<const Tensor
       fwd::detail::set_tangent(self, tangent.defined() ? tangent : zeros_like(self));
     }
   }
+}
+
+// In-place ops write straight into self's storage. When autograd records (grad mode on, self a
+// floating tensor, and something requires grad), the op is computed out of place from a clone of
+// self (so what the op saves for its backward is not overwritten by the write that follows), and
+// self takes the result's data and history. In forward mode (self or an operand a dual), self's
+// tangent is updated the same way: the out-of-place result's tangent becomes self's (written into
+// self's tangent in place when it is a plain tensor, so views sharing it see the change).
+template <class OutOfPlace, class Kernel>
+Tensor& inplace(Tensor& self, const char* op, std::initializer_list<const Tensor*> others,
+                OutOfPlace out_of_place, Kernel kernel) {
+  TensorImpl* s = self.impl();
+  check_operand_shapes(op, s->shape, others);
+  const bool record = records(*s, others), dual = propagates_tangent(self, others);
+  if (record) check_recordable(op, *s);
+  if (!record && !dual) {
+    kernel();
+    ++s->storage->version;
+    return self;
+  }
+  Tensor r;
+  {
+    std::optional<NoGradGuard> ng;
+    if (!record) ng.emplace();  // forward mode only: nothing to record
+    r = out_of_place(self.clone());
+  }
+  adopt_result(self, r, record, dual);
   return self;
 }
 
