@@ -84,9 +84,9 @@ struct DoubleAndMask : Function<DoubleAndMask> {
   static constexpr const char* name = "double_and_mask";
   static inline bool mask_grad_was_zero = false;
   static TensorList forward(FunctionContext& ctx, const Tensor& x) {
-    Tensor mask = gt(x, 0.0).to(x.dtype());
+    Tensor mask = (x > 0.0).to(x.dtype());
     ctx.mark_non_differentiable({mask});
-    return {x * 2.0, mask, gt(x, 0.0).to(int64)};
+    return {x * 2.0, mask, (x > 0.0).to(int64)};
   }
   static TensorList backward(FunctionContext&, const TensorList& g) {
     mask_grad_was_zero = sum(abs(g[1])).item() == 0.0;
