@@ -89,6 +89,11 @@ std::string shapes_of(const Node& n) {
   return s;
 }
 
+// The recorded shape of input i of n as text ("" when not recorded).
+std::string input_shape(const Node& n, size_t i) {
+  return i < n.tape.input_meta.size() ? to_string(n.tape.input_meta[i].shape) : "";
+}
+
 void add_grad_norm(Box& box, double norm, const GraphExportOptions& o) {
   if (o.show_grad_norms && norm >= 0) box.lines.push_back(fmt::format("|grad| = {:.4g}", norm));
 }
@@ -131,8 +136,7 @@ Drawing build(const Tensor& root, const GraphExportOptions& o, const char* what)
         from[i] = id[n->tape.next_edges[i].fn.get()];
       } else if (o.show_constants) {
         from[i] = fmt::format("c{}", constants++);
-        std::string shape =
-            i < n->tape.input_meta.size() ? to_string(n->tape.input_meta[i].shape) : "";
+        std::string shape = input_shape(*n, i);
         d.boxes.push_back(Box{from[i], Box::constant, false, {"const", shape}});
       }
     }
@@ -147,8 +151,7 @@ Drawing build(const Tensor& root, const GraphExportOptions& o, const char* what)
     // One arrow per input, in argument order; consumers come in recording order.
     for (size_t i = 0; i < from.size(); ++i) {
       if (from[i].empty()) continue;
-      std::string shape =
-          i < n->tape.input_meta.size() ? to_string(n->tape.input_meta[i].shape) : "";
+      std::string shape = input_shape(*n, i);
       d.arrows.push_back(Arrow{from[i], id[n], shape});
     }
   }
