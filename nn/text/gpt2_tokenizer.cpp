@@ -328,7 +328,11 @@ void GPT2Tokenizer::save(const std::string& dir) const {
 // ---------------------------------------------------------------------------------------------
 // The tables and the pre-tokenizer.
 
-struct GPT2Tokenizer::Regex {
+namespace {
+
+// The compiled pre-tokenizer, one per process (PCRE2's compiled code is read-only while matching,
+// so threads share it; each match has its own match data).
+struct Regex {
   pcre2_code* code = nullptr;
   bool jit = false;
 
@@ -372,9 +376,16 @@ struct GPT2Tokenizer::Regex {
   }
 };
 
+const Regex& pre_tokenizer() {
+  static const Regex regex;
+  return regex;
+}
+
+}  // namespace
+
 GPT2Tokenizer::GPT2Tokenizer(std::vector<std::string> tokens,
                              std::vector<std::pair<int64_t, int64_t>> merges)
-    : tokens_(std::move(tokens)), regex_(std::make_unique<Regex>()) {
+    : tokens_(std::move(tokens)) {
   const int64_t n = vocab_size();
   if (n > std::numeric_limits<int32_t>::max())
     fail<ValueError>("GPT2Tokenizer: {} tokens are too many", n);
@@ -427,7 +438,7 @@ std::vector<int64_t> GPT2Tokenizer::encode(std::string_view text) const {
                      static_cast<unsigned char>(text[bad]));
   std::vector<int64_t> out;
   out.reserve(text.size() / 3 + 1);
-  regex_->split(text, [&](std::string_view piece) { encode_piece(piece, out); });
+  pre_tokenizer().split(text, [&](std::string_view piece) { encode_piece(piece, out); });
   return out;
 }
 
@@ -452,7 +463,7 @@ void GPT2Tokenizer::encode_piece(std::string_view piece, std::vector<int64_t>& o
   const bool cached = piece.size() <= kCachedPieceBytes;
   if (cached) {
     std::shared_lock lock(cache_mutex_);
-    if (auto it = cache_.find(std::string(piece)); it != cache_.end()) {
+    if (auto it = cache_.find(piece); it != cache_.end()) {
       out.insert(out.end(), it->second.begin(), it->second.end());
       return;
     }
@@ -466,25 +477,41 @@ void GPT2Tokenizer::encode_piece(std::string_view piece, std::vector<int64_t>& o
   }
 }
 
+namespace {
+
+// A pair of adjacent symbols with a merge rule, at position `pos` when pushed on the heap.
+struct Candidate {
+  int32_t rank, pos, left, right, merged;
+  bool operator<(const Candidate& o) const {  // the heap's top: lowest rank, then leftmost
+    return rank != o.rank ? rank > o.rank : pos > o.pos;
+  }
+};
+
+// merge_piece's buffers: symbol ids (-1: merged away), linked list, merged positions, heap.
+struct MergeScratch {
+  std::vector<int32_t> id, next, prev, merged;
+  std::vector<Candidate> heap;
+};
+
+}  // namespace
+
 // The merges of one piece: a heap of the adjacent pairs that have a rule, by rank. All current
 // occurrences of the lowest-ranked pair are merged together, left to right (a merge cannot create
 // a pair of the same rank: the merged token differs from both halves), which is exactly GPT-2's
 // loop (find the lowest-ranked pair, merge all its occurrences, repeat) in O(n log n).
 std::vector<int32_t> GPT2Tokenizer::merge_piece(std::string_view piece) const {
   const int32_t n = static_cast<int32_t>(piece.size());
-  std::vector<int32_t> id(n), next(n), prev(n);
+  thread_local MergeScratch scratch;  // reused: no allocation per piece once grown
+  auto& [id, next, prev, merged, heap] = scratch;
+  id.resize(n);
+  next.resize(n);
+  prev.resize(n);
+  heap.clear();
   for (int32_t i = 0; i < n; ++i) {
     id[i] = byte_id_[static_cast<unsigned char>(piece[i])];
     next[i] = i + 1 < n ? i + 1 : -1;
     prev[i] = i - 1;
   }
-  struct Candidate {
-    int32_t rank, pos, left, right, merged;
-    bool operator<(const Candidate& o) const {  // the heap's top: lowest rank, then leftmost
-      return rank != o.rank ? rank > o.rank : pos > o.pos;
-    }
-  };
-  std::vector<Candidate> heap;
   auto push = [&](int32_t p) {
     if (p < 0 || next[p] < 0) return;
     auto it = rules_.find(pair_key(id[p], id[next[p]]));
@@ -493,7 +520,6 @@ std::vector<int32_t> GPT2Tokenizer::merge_piece(std::string_view piece) const {
     std::push_heap(heap.begin(), heap.end());
   };
   for (int32_t i = 0; i + 1 < n; ++i) push(i);
-  std::vector<int32_t> merged;
   while (!heap.empty()) {
     const int32_t rank = heap.front().rank;
     merged.clear();

@@ -20,6 +20,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <shared_mutex>
@@ -84,7 +85,6 @@ class GPT2Tokenizer final : public Tokenizer {
   int64_t merge_count() const { return static_cast<int64_t>(merges_.size()); }
 
  private:
-  struct Regex;  // the compiled pre-tokenizer (PCRE2)
   struct Rule {
     int32_t rank, merged;
   };
@@ -98,9 +98,12 @@ class GPT2Tokenizer final : public Tokenizer {
   std::unordered_map<uint64_t, Rule> rules_;         // (left << 32 | right) -> rank, merged id
   std::array<int32_t, 256> byte_id_{};               // byte -> its single-byte token
   std::optional<int64_t> eos_;
-  std::unique_ptr<Regex> regex_;
   mutable std::shared_mutex cache_mutex_;
-  mutable std::unordered_map<std::string, std::vector<int32_t>> cache_;
+  struct PieceHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  mutable std::unordered_map<std::string, std::vector<int32_t>, PieceHash, std::equal_to<>> cache_;
 };
 
 }  // namespace ag::nn

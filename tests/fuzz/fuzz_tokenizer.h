@@ -20,7 +20,8 @@ namespace fuzz {
 
 // The directory holding the tiny tokenizer's vocab.json and merges.txt (removed at exit).
 inline const std::string& tokenizer_dir() {
-  static const std::string dir = [] {
+  // Never destroyed: the exit handler below runs after static destructors registered later.
+  static const std::string& dir = *new std::string([] {
     std::string d = input_path() + ".tokenizer";
     const std::vector<std::pair<std::string, std::string>> merges = {
         {" ", "t"},  {"h", "e"}, {" t", "he"},     {"i", "n"},
@@ -43,7 +44,7 @@ inline const std::string& tokenizer_dir() {
       std::filesystem::remove_all(tokenizer_dir() + ".saved", ec);
     });
     return d;
-  }();
+  }());
   return dir;
 }
 
