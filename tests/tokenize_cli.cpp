@@ -4,6 +4,7 @@
 //                                     separated by single spaces
 //   tokenize_cli decode DIR FILE      FILE holds whitespace-separated ids; writes their text to
 //                                     stdout, nothing added
+//   tokenize_cli save DIR OUT         saves the tokenizer's files into directory OUT
 //
 // Errors (ag::Error) are printed to stderr, with exit status 1.
 #include <fmt/format.h>
@@ -20,8 +21,10 @@
 
 int main(int argc, char** argv) {
   std::string mode = argc > 1 ? argv[1] : "";
-  if (argc < 4 || (mode != "encode" && mode != "decode") || (mode == "decode" && argc != 4)) {
-    std::fprintf(stderr, "usage: tokenize_cli encode DIR FILE... | tokenize_cli decode DIR FILE\n");
+  if (argc < 4 || (mode != "encode" && mode != "decode" && mode != "save") ||
+      (mode != "encode" && argc != 4)) {
+    std::fprintf(stderr,
+                 "usage: tokenize_cli encode DIR FILE... | decode DIR FILE | save DIR OUT\n");
     return 2;
   }
   try {
@@ -29,6 +32,8 @@ int main(int argc, char** argv) {
     if (mode == "encode") {
       for (int i = 3; i < argc; ++i)
         fmt::print("{}\n", fmt::join(tokenizer->encode(ag::nn::read_text_file(argv[i])), " "));
+    } else if (mode == "save") {
+      tokenizer->save(argv[3]);
     } else {
       std::ifstream in(argv[3]);
       if (!in) ag::fail<ag::IOError>("tokenize_cli: cannot open '{}'", argv[3]);

