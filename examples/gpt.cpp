@@ -465,7 +465,8 @@ int cmd_sample(int argc, char** argv) {
   int64_t top_k = o.integer("top-k", 0, 0);
   Generator gen(static_cast<uint64_t>(o.integer("seed", 0, 0)));
   auto model = load_model(from);
-  Tensor out = model->generate(nn::encode_tensor(nn::ByteTokenizer(), prompt), n, temperature, top_k, &gen);
+  Tensor out =
+      model->generate(nn::encode_tensor(nn::ByteTokenizer(), prompt), n, temperature, top_k, &gen);
   fmt::print("{}\n", nn::decode_tensor(nn::ByteTokenizer(), out));
   return 0;
 }

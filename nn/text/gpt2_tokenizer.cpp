@@ -500,6 +500,9 @@ struct MergeScratch {
 // a pair of the same rank: the merged token differs from both halves), which is exactly GPT-2's
 // loop (find the lowest-ranked pair, merge all its occurrences, repeat) in O(n log n).
 std::vector<int32_t> GPT2Tokenizer::merge_piece(std::string_view piece) const {
+  if (piece.size() > static_cast<size_t>(std::numeric_limits<int32_t>::max()))
+    fail<ValueError>("GPT2Tokenizer::encode: a piece of {} bytes is too long (2^31 at most)",
+                     piece.size());
   const int32_t n = static_cast<int32_t>(piece.size());
   thread_local MergeScratch scratch;  // reused: no allocation per piece once grown
   auto& [id, next, prev, merged, heap] = scratch;
