@@ -71,7 +71,7 @@ const std::vector<std::pair<std::string, std::string>> kMerges = {
     {"h", "e"},       {"l", "l"},   {"he", "ll"}, {"hell", "o"}, {" ", "w"},
     {"o", "r"},       {" w", "or"}, {" ", " "},   {"a", "a"},    {"b", "c"},
     {"x", "y"},       {"xy", "x"},  {"t", "'"},   {"c", "1"},    {"1", "2"},
-    {"\xc3", "\xa9"}, {" ", "\n"},  {"\n", "\n"}, {"!", "\xc2"},
+    {"\xc3", "\xa9"}, {" ", "\n"},  {"\n", "\n"}, {"!", "\xc2"}, {"\x8e", "!"},
 };
 const int64_t kTinySize = 256 + static_cast<int64_t>(kMerges.size()) + 1;  // with <|endoftext|>
 
@@ -221,6 +221,10 @@ TEST_CASE("gpt2: the pre-tokenizer's pieces") {
   // (which would merge ! with its first byte).
   CHECK(tok->encode("!\xc2\x85!") == std::vector<int64_t>{byte('!'), 0xc2, 0x85, byte('!')});
   CHECK(tok->encode("!\xc2\xa1") == std::vector<int64_t>{merged("!\xc2"), 0xa1});  // "!¡"
+  // U+180E (Mongolian vowel separator, bytes e1 a0 8e) is a format character, not whitespace: it
+  // stays in the punctuation piece, where 8e+! merges (PCRE2's own \s would cut it out).
+  CHECK(tok->encode("!\xe1\xa0\x8e!") ==
+        std::vector<int64_t>{byte('!'), 0xe1, 0xa0, merged("\x8e!")});
 }
 
 TEST_CASE("gpt2: decode(encode(s)) == s on random valid UTF-8") {

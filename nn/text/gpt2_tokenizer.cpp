@@ -17,12 +17,18 @@ namespace ag::nn {
 
 namespace {
 
-// GPT-2's pre-tokenizer, with \s spelled as Unicode's White_Space property: PCRE2's \s in UCP mode
-// is the Z categories plus \t\n\v\f\r, which lacks U+0085 (NEL); the Python `regex` module of
-// GPT-2 counts it as whitespace.
+// GPT-2's pre-tokenizer, with \s spelled out as Unicode's White_Space property, which is what
+// the Python `regex` module of GPT-2 matches by \s. PCRE2's own \s in UCP mode differs: it
+// lacks U+0085 (NEL) and takes U+180E (Mongolian vowel separator, a format character since Unicode
+// 6.3) for a space.
+#define AG_GPT2_SPACE                                                    \
+  "\\t\\n\\x{0B}\\f\\r\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}" \
+  "\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
 constexpr const char* kPattern =
-    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\x{85}\p{L}\p{N}]+)"
-    R"(|[\s\x{85}]+(?![^\s\x{85}])|[\s\x{85}]+)";
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^" AG_GPT2_SPACE
+    "\\p{L}\\p{N}]+"
+    "|[" AG_GPT2_SPACE "]+(?![^" AG_GPT2_SPACE "])|[" AG_GPT2_SPACE "]+";
+#undef AG_GPT2_SPACE
 constexpr std::string_view kEndOfText = "<|endoftext|>";
 constexpr size_t kCachedPieceBytes = 64;
 constexpr size_t kCacheEntries = size_t{1} << 18;
