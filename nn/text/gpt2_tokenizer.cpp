@@ -18,9 +18,9 @@ namespace ag::nn {
 namespace {
 
 // GPT-2's pre-tokenizer, with \s spelled out as Unicode's White_Space property, which is what
-// the Python `regex` module of GPT-2 matches by \s. PCRE2's own \s in UCP mode differs: it
-// lacks U+0085 (NEL) and takes U+180E (Mongolian vowel separator, a format character since Unicode
-// 6.3) for a space.
+// the Python `regex` module of GPT-2 matches by \s. PCRE2's own \s in UCP mode (10.42) differs:
+// it also takes U+180E (Mongolian vowel separator, a format character since Unicode 6.3) for a
+// space.
 #define AG_GPT2_SPACE                                                    \
   "\\t\\n\\x{0B}\\f\\r\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}" \
   "\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
