@@ -194,7 +194,7 @@ std::pair<nn::TextDataset, nn::TextDataset> load_text(const std::string& path, i
   if (static_cast<int64_t>(text.size()) < 20 * (context + 1))
     fail<ValueError>("{}: {} bytes is too short for windows of {} bytes (need at least {})", path,
                      text.size(), context + 1, 20 * (context + 1));
-  return nn::TextDataset::split(nn::ByteTokenizer::encode(text), context, 0.1);
+  return nn::TextDataset::split(nn::encode_tensor(nn::ByteTokenizer(), text), context, 0.1);
 }
 
 // Mean next-byte cross-entropy over consecutive windows of `data` (at most max_batches batches).
@@ -465,8 +465,9 @@ int cmd_sample(int argc, char** argv) {
   int64_t top_k = o.integer("top-k", 0, 0);
   Generator gen(static_cast<uint64_t>(o.integer("seed", 0, 0)));
   auto model = load_model(from);
-  Tensor out = model->generate(nn::ByteTokenizer::encode(prompt), n, temperature, top_k, &gen);
-  fmt::print("{}\n", nn::ByteTokenizer::decode(out));
+  Tensor out =
+      model->generate(nn::encode_tensor(nn::ByteTokenizer(), prompt), n, temperature, top_k, &gen);
+  fmt::print("{}\n", nn::decode_tensor(nn::ByteTokenizer(), out));
   return 0;
 }
 
