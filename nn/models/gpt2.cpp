@@ -1,5 +1,6 @@
 #include "nn/models/gpt2.h"
 
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
