@@ -19,8 +19,9 @@
 //   ln_f.{weight,bias} [C]                      -> ln_f.*
 // GPT-2's Conv1D layers store their weights as [in, out]; our Linear's are [out, in], so those
 // four weights are transposed on the way in and out. The output projection is tied to wte: an
-// `lm_head.weight` (never prefixed) must hold exactly the values of wte.weight. The buffers
-// `h.N.attn.bias` and `h.N.attn.masked_bias` that older files carry (the causal mask) are ignored.
+// `lm_head.weight` (as transformers saves it, without the prefix) must hold exactly the values of
+// wte.weight. The buffers `h.N.attn.bias` and `h.N.attn.masked_bias` that older files carry (the
+// causal mask) are ignored.
 #pragma once
 
 #include <memory>
