@@ -133,6 +133,28 @@ def main():
     put("npy", "empty", npy("<f4", [0, 4], b""))
 
     tokenizer_seeds()
+    # Hugging Face GPT-2 directories (fuzz_gpt2_config, fuzz_gpt2_index; tests/fuzz/gpt2_dir.h):
+    # configurations and indexes fitting the targets' tiny model (vocabulary 8, 1 layer, 2 heads,
+    # n_embd 4, n_positions 4; shards model-0000{1,2}-of-00002.safetensors, ln_f.* in the second).
+    sizes = {"vocab_size": 8, "n_layer": 1, "n_head": 2, "n_embd": 4}
+    put("gpt2_config", "minimal", json.dumps({**sizes, "n_positions": 4}).encode())
+    put("gpt2_config", "transformers", json.dumps({
+        "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", **sizes, "n_positions": 4,
+        "n_ctx": 4, "n_inner": None, "activation_function": "gelu_new", "resid_pdrop": 0.1,
+        "embd_pdrop": 0.1, "attn_pdrop": 0.1, "layer_norm_epsilon": 1e-05, "initializer_range": 0.02,
+        "scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False,
+        "reorder_and_upcast_attn": False, "use_cache": True, "bos_token_id": 50256,
+        "eos_token_id": 50256, "task_specific_params": {"text-generation": {"do_sample": True}},
+        "torch_dtype": "float32"}, indent=2).encode())
+    put("gpt2_config", "erf_n_ctx", json.dumps({
+        **sizes, "n_ctx": 4, "activation_function": "gelu", "layer_norm_epsilon": 1e-6}).encode())
+    first = ["wte.weight", "wpe.weight"] + ["h.0.%s.%s" % (m, p) for m in (
+        "ln_1", "attn.c_attn", "attn.c_proj", "ln_2", "mlp.c_fc", "mlp.c_proj") for p in ("weight", "bias")]
+    weight_map = {n: "model-00001-of-00002.safetensors" for n in first}
+    weight_map.update({n: "model-00002-of-00002.safetensors" for n in ("ln_f.weight", "ln_f.bias")})
+    put("gpt2_index", "index", json.dumps({"metadata": {"total_size": 1088}, "weight_map": weight_map},
+                                          indent=2).encode())
+    put("gpt2_index", "index_compact", json.dumps({"weight_map": weight_map}, separators=(",", ":")).encode())
 
     # GPT checkpoints: a tiny model trained one step, its training state, and copies without the
     # checksum (so that mutations of the data are not all stopped by it).
