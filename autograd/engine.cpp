@@ -1,4 +1,5 @@
 #include "autograd/engine.h"
+#include "autograd/node.h"
 
 #include <algorithm>
 #include <atomic>

@@ -5,7 +5,7 @@
 #include <functional>
 #include <vector>
 
-#include "autograd/node.h"
+#include "autograd/tensor.h"
 
 namespace ag {
 

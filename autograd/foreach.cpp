@@ -1,4 +1,5 @@
 #include "autograd/foreach.h"
+#include "autograd/node.h"
 
 #include <omp.h>
 

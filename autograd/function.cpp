@@ -1,4 +1,5 @@
 #include "autograd/function.h"
+#include "autograd/node.h"
 
 #include "autograd/engine.h"
 

@@ -1,4 +1,5 @@
 #include "autograd/functional.h"
+#include "autograd/node.h"
 
 #include "autograd/forward.h"
 

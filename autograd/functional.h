@@ -41,7 +41,7 @@
 #include <vector>
 
 #include "autograd/gradcheck.h"  // TensorFn: a function of a list of tensors returning a list
-#include "autograd/node.h"
+#include "autograd/tensor.h"
 
 namespace ag {
 

@@ -1,4 +1,5 @@
 #include "autograd/gradcheck.h"
+#include "autograd/node.h"
 
 #include <fmt/ranges.h>
 

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "autograd/node.h"
+#include "autograd/tensor.h"
 
 namespace ag {
 

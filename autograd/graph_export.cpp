@@ -1,4 +1,5 @@
 #include "autograd/graph_export.h"
+#include "autograd/node.h"
 
 #include <fmt/format.h>
 

@@ -37,7 +37,7 @@
 #include <utility>
 #include <vector>
 
-#include "autograd/node.h"
+#include "autograd/tensor.h"
 
 namespace ag {
 

@@ -25,7 +25,6 @@
 
 namespace ag {
 
-using TensorList = std::vector<Tensor>;
 // Where a gradient goes: input `input_nr` of node `fn`. For a leaf, fn is its AccumulateGrad node.
 struct Edge {
   std::shared_ptr<Node> fn;

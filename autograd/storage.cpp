@@ -1,4 +1,5 @@
 #include "autograd/storage.h"
+#include "autograd/node.h"
 
 #include <atomic>
 #include <bit>

@@ -305,6 +305,9 @@ class Tensor {
   std::shared_ptr<TensorImpl> impl_;
 };
 
+// A list of tensors: op inputs and outputs, gradients.
+using TensorList = std::vector<Tensor>;
+
 // ---- factories (float32 unless a dtype is given) ----
 // A tensor of zeros.
 Tensor zeros(const Shape& shape, Dtype dtype = float32);

@@ -39,6 +39,7 @@
 #include <xtensor/xsort.hpp>
 #include <xtensor/xview.hpp>
 
+#include "autograd/xtensor.h"
 #include "nn/nn.h"
 #include "plot.h"
 

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "autograd/node.h"
 #include "nn/nn.h"
 #include "plot.h"
 

@@ -15,6 +15,10 @@
 #include <vector>
 
 #include "autograd/autograd.h"
+// Tests reach below the model writer's include: the op-authoring layer and the xtensor interop.
+#include "autograd/function.h"
+#include "autograd/node.h"
+#include "autograd/xtensor.h"
 
 namespace test {
 

@@ -1,4 +1,5 @@
 #include "autograd/kernels/gemm.h"
+#include "autograd/node.h"
 
 #include <cblas.h>
 #include <dnnl.h>
