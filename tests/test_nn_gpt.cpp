@@ -155,7 +155,7 @@ TEST_CASE("a small GPT overfits one batch to near zero loss") {
 TEST_CASE("attention: masked (future) positions get exactly zero probability and zero gradient") {
   nn::GPTConfig c = tiny_config();
   Generator init(4);
-  nn::CausalSelfAttention attn(c, &init);
+  nn::CausalSelfAttention attn({.d_model = c.d_model, .n_head = c.n_head}, &init);
   attn.to(float64);
   attn.keep_attention = true;
   const int64_t B = 2, T = 4, H = 2;
@@ -423,6 +423,6 @@ TEST_CASE("GPT errors name the problem and the shapes") {
   CHECK_THROWS_WITH_PARTS(model.forward(zeros({2, 3})), ShapeError, "GPT", "float32", "[2, 3]");
   CHECK_THROWS_WITH_PARTS(model.loss(random_tokens(2, 3, 1), random_tokens(2, 4, 1)), ShapeError,
                           "GPT::loss", "[2, 3]", "[2, 4]");
-  CHECK_THROWS_WITH_PARTS(model.generate(nn::ByteTokenizer::encode("a"), 3, 0.0), ValueError,
+  CHECK_THROWS_WITH_PARTS(model.generate(nn::ByteTokenizer::encode("a"), 3, -1.0), ValueError,
                           "temperature");
 }
