@@ -128,6 +128,91 @@ tail -n 1 "$dir/lora.log" | grep -Eq "$pattern" || fail "finetune --lora-rank's 
 "$gpt" sample --from "$dir/lora.safetensors" --tokens 3 --temperature 0 > /dev/null 2>&1 ||
   fail "the merged LoRA checkpoint does not load"
 
+# ---- a Hugging Face GPT-2 directory: eval, sample, finetune (with LoRA) to a GPT-2 directory ----
+# A tiny GPT-2 (2 layers, n_embd 8, 32 positions, the real vocabulary of 50257) in the Hugging Face
+# layout, written by the Python standard library, with the tokenizer files of GPT2_TOKENIZER_DIR.
+write_gpt2_dir() {
+  /usr/bin/python3 - "$1" << 'PY'
+import array, json, os, random, struct, sys
+out = sys.argv[1]
+os.makedirs(out, exist_ok=True)
+L, C, P, V = 2, 8, 32, 50257
+config = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_layer": L, "n_head": 2,
+          "n_embd": C, "n_positions": P, "n_ctx": P, "vocab_size": V, "layer_norm_epsilon": 1e-5,
+          "activation_function": "gelu_new", "bos_token_id": 50256, "eos_token_id": 50256}
+json.dump(config, open(os.path.join(out, "config.json"), "w"))
+rng = random.Random(5)
+shapes = {"wte.weight": [V, C], "wpe.weight": [P, C], "ln_f.weight": [C], "ln_f.bias": [C]}
+for i in range(L):
+    for name, shape in [("ln_1", [C]), ("ln_2", [C])]:
+        shapes[f"h.{i}.{name}.weight"] = shape
+        shapes[f"h.{i}.{name}.bias"] = shape
+    for name, (a, b) in [("attn.c_attn", (C, 3 * C)), ("attn.c_proj", (C, C)),
+                         ("mlp.c_fc", (C, 4 * C)), ("mlp.c_proj", (4 * C, C))]:
+        shapes[f"h.{i}.{name}.weight"] = [a, b]  # Conv1D: [in, out]
+        shapes[f"h.{i}.{name}.bias"] = [b]
+header, blobs, offset = {}, [], 0
+for name, shape in shapes.items():
+    n = 1
+    for d in shape:
+        n *= d
+    if name.endswith(".weight") and len(shape) == 1:
+        values = array.array("f", [1.0 + 0.1 * rng.gauss(0, 1) for _ in range(n)])
+    else:
+        values = array.array("f", [0.2 * rng.gauss(0, 1) for _ in range(n)])
+    raw = values.tobytes()
+    header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + len(raw)]}
+    blobs.append(raw)
+    offset += len(raw)
+text = json.dumps(header).encode()
+text += b" " * ((8 - len(text) % 8) % 8)
+with open(os.path.join(out, "model.safetensors"), "wb") as f:
+    f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+PY
+}
+# The tensor names and shapes of a safetensors file, one per line, sorted.
+tensor_list() {
+  /usr/bin/python3 -c '
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+h = json.loads(b[8:8 + struct.unpack("<Q", b[:8])[0]])
+for k in sorted(h):
+    if k != "__metadata__":
+        print(k, h[k]["dtype"], h[k]["shape"])' "$1"
+}
+if [ -n "$tokdir" ] && [ -f "$tokdir/encoder.json" ]; then
+  hf=$dir/tiny-gpt2
+  write_gpt2_dir "$hf"
+  cp "$tokdir/encoder.json" "$tokdir/vocab.bpe" "$hf/"
+  set +e
+  "$gpt" eval --from "$hf" --data "$dir/eval.txt" --context 8 > "$dir/hf_eval.log" 2>&1
+  status=$?
+  set -e
+  if [ "$status" -ne 0 ] && grep -q "cannot read GPT-2 directories" "$dir/hf_eval.log"; then
+    echo "SKIPPED: this build has no GPT-2 directory reader (the GPT-2 directory checks)"
+  else
+    [ "$status" -eq 0 ] || fail "eval of a GPT-2 directory: $(cat "$dir/hf_eval.log")"
+    [[ $(tail -n 1 "$dir/hf_eval.log") =~ ^loss\ [0-9]+\.[0-9]{6}$ ]] || fail "GPT-2 eval's last line"
+    "$gpt" sample --from "$hf" --prompt "Hello" --tokens 6 --temperature 0 --stop-at-eos \
+      > "$dir/hf_sample.out" 2> /dev/null
+    [ "$(head -c 5 "$dir/hf_sample.out")" = "Hello" ] || fail "GPT-2 sample does not start with the prompt"
+    "$gpt" finetune --from "$hf" --data "$dir/new.txt" --steps 2 --batch 2 --context 8 \
+      --lora-rank 2 --out "$dir/hf_out" > "$dir/hf_ft.log"
+    tail -n 1 "$dir/hf_ft.log" | grep -Eq "$pattern" || fail "GPT-2 finetune's last line"
+    for f in config.json model.safetensors adapters.safetensors; do
+      [ -f "$dir/hf_out/$f" ] || fail "finetune --out of a GPT-2 directory has no $f"
+    done
+    # The merged model is in the GPT-2 layout: the same tensors as the input directory's.
+    diff <(tensor_list "$hf/model.safetensors") <(tensor_list "$dir/hf_out/model.safetensors") ||
+      fail "the fine-tuned directory's tensors differ from the GPT-2 layout"
+    "$gpt" eval --from "$dir/hf_out" --data "$dir/eval.txt" --context 8 | tail -n 1 |
+      grep -Eq '^loss [0-9]+\.[0-9]{6}$' || fail "the fine-tuned GPT-2 directory does not load"
+    echo "GPT-2 directory: eval, sample, finetune: OK"
+  fi
+else
+  echo "SKIPPED: no GPT-2 tokenizer directory given (the GPT-2 directory checks)"
+fi
+
 # ---- the parser: --help, mistakes ----
 "$gpt" --help > "$dir/help.txt" || fail "--help failed"
 for sub in train sample finetune eval encode decode plot; do
