@@ -42,9 +42,9 @@ Bad find_non_finite(const Tensor& t) {
 
 std::string input_shapes(const Node& node) {
   std::string s;
-  for (size_t i = 0; i < node.input_meta.size(); ++i) {
+  for (size_t i = 0; i < node.tape.input_meta.size(); ++i) {
     if (i) s += ", ";
-    s += to_string(node.input_meta[i].shape);
+    s += to_string(node.tape.input_meta[i].shape);
   }
   return s.empty() ? "none" : s;
 }
@@ -128,14 +128,14 @@ std::string describe(const Frame& f) {
 }  // namespace
 
 std::string describe_recorded_at(Node& node) {
-  if (!node.recorded_at.empty()) return node.recorded_at;
-  if (node.recorded_stack.empty())
+  if (!node.diagnostics.recorded_at.empty()) return node.diagnostics.recorded_at;
+  if (node.diagnostics.recorded_stack.empty())
     return "an unknown place (turn anomaly mode on before the forward)";
   void* lib = library_base();
   void* prog = program_base();
   std::string first, callers;
   int shown = 0;
-  for (void* pc : node.recorded_stack) {
+  for (void* pc : node.diagnostics.recorded_stack) {
     Frame f = resolve(pc, lib, prog);
     if (f.in_library || (f.function.empty() && f.place.empty())) continue;
     if (shown == 0) {
@@ -146,15 +146,15 @@ std::string describe_recorded_at(Node& node) {
     if (++shown == 3) break;
   }
   if (first.empty()) return "an unknown place (no frame outside the library)";
-  node.recorded_at = first;
+  node.diagnostics.recorded_at = first;
   return first + callers;
 }
 
 void anomaly_check_forward(Node& node, const Tensor* outputs, size_t count) {
-  if (node.recorded_stack.empty()) {
+  if (node.diagnostics.recorded_stack.empty()) {
     void* frames[32];
     int n = backtrace(frames, 32);
-    node.recorded_stack.assign(frames + 1, frames + n);  // frame 0 is this function
+    node.diagnostics.recorded_stack.assign(frames + 1, frames + n);  // frame 0 is this function
   }
   for (size_t k = 0; k < count; ++k) {
     Bad b = find_non_finite(outputs[k]);

@@ -23,7 +23,6 @@
 #include "autograd/ops/reduce.h"
 #include "autograd/ops/shape.h"
 #include "autograd/ops/unary.h"
-#include "autograd/ops/update.h"
 #include "autograd/print.h"
 #include "autograd/shape.h"
 #include "autograd/tensor.h"

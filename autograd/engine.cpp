@@ -74,7 +74,7 @@ std::unordered_map<Node*, std::vector<AccumulateGrad*>> hooked_leaves_by_last_co
     while (!stack.empty()) {
       Node* n = stack.back();
       stack.pop_back();
-      for (const Edge& e : n->next_edges) {
+      for (const Edge& e : n->tape.next_edges) {
         if (!e.fn) continue;
         if (auto* acc = dynamic_cast<AccumulateGrad*>(e.fn.get())) {
           if (!r.by_leaf.count(acc->leaf().get())) continue;
@@ -182,14 +182,14 @@ std::unordered_set<Node*> nodes_leading_to(const TensorList& outputs,
     Node* n = stack.back();
     stack.pop_back();
     order.push_back(n);
-    for (const Edge& e : n->next_edges)
+    for (const Edge& e : n->tape.next_edges)
       if (e.fn && seen.insert(e.fn.get()).second) stack.push_back(e.fn.get());
   }
   std::sort(order.begin(), order.end(), SeqLess{});
   std::unordered_set<Node*> needed;
   for (Node* n : order) {
     bool need = targets.count(n) > 0;
-    for (const Edge& e : n->next_edges) need = need || (e.fn && needed.count(e.fn.get()));
+    for (const Edge& e : n->tape.next_edges) need = need || (e.fn && needed.count(e.fn.get()));
     if (need) needed.insert(n);
   }
   return needed;
@@ -215,8 +215,8 @@ class GraphTask {
   // Nodes left with state if an exception escapes.
   ~GraphTask() {
     for (Node* n : heap_) {
-      n->queued_ = false;
-      n->pending_.clear();
+      n->scratch_.queued = false;
+      n->scratch_.pending.clear();
     }
   }
 
@@ -248,10 +248,11 @@ class GraphTask {
 };
 
 void GraphTask::send(Node* next, uint32_t input_nr, Tensor g) {
-  if (next->pending_.size() < next->num_outputs()) next->pending_.resize(next->num_outputs());
-  accumulate(next->pending_[input_nr], std::move(g), create_graph_);
-  if (!next->queued_) {
-    next->queued_ = true;
+  if (next->scratch_.pending.size() < next->num_outputs())
+    next->scratch_.pending.resize(next->num_outputs());
+  accumulate(next->scratch_.pending[input_nr], std::move(g), create_graph_);
+  if (!next->scratch_.queued) {
+    next->scratch_.queued = true;
     heap_.push_back(next);
     std::push_heap(heap_.begin(), heap_.end(), SeqLess{});
   }
@@ -299,7 +300,7 @@ void GraphTask::trace_norm(Node& node, const TensorList& grads) const {
       Tensor d = g.to(float64);
       s += sum(mul(d, d)).item();
     }
-  node.last_grad_norm = std::sqrt(s);
+  node.diagnostics.last_grad_norm = std::sqrt(s);
 }
 
 void GraphTask::capture(Node& node, const TensorList& grads) const {
@@ -312,7 +313,7 @@ void GraphTask::capture(Node& node, const TensorList& grads) const {
 }
 
 void GraphTask::retain(Node& node, const TensorList& grads) const {
-  for (auto& [k, weak] : node.retained) {
+  for (auto& [k, weak] : node.tape.retained) {
     auto impl = weak.lock();
     if (impl && k < grads.size() && grads[k].defined())
       accumulate_into_leaf(*impl, grads[k], create_graph_);
@@ -323,18 +324,18 @@ void GraphTask::run_node(Node& node, TensorList&& grads) {
   if (node.released() && node.num_inputs() > 0) node.fail_released();
   // Materialise zero gradients for outputs that received none (multi-output nodes).
   for (size_t k = 0; k < grads.size(); ++k)
-    if (!grads[k].defined() && k < node.output_meta.size())
-      grads[k] = zeros(node.output_meta[k].shape, node.output_meta[k].dtype);
+    if (!grads[k].defined() && k < node.tape.output_meta.size())
+      grads[k] = zeros(node.tape.output_meta[k].shape, node.tape.output_meta[k].dtype);
   TensorList in_grads = node.apply(std::move(grads));
   if (in_grads.size() > node.num_inputs())
     fail<AutogradError>("{}: backward returned {} gradients for {} inputs", node.name(),
                         in_grads.size(), node.num_inputs());
   for (size_t i = 0; i < in_grads.size(); ++i) {
-    const Edge& e = node.next_edges[i];
+    const Edge& e = node.tape.next_edges[i];
     if (!e.fn || !in_grads[i].defined()) continue;
     if (anomaly_) [[unlikely]]
       anomaly_check_backward(node, i, in_grads[i]);
-    send(e.fn.get(), e.input_nr, reduce_to_input(in_grads[i], node.input_meta[i], node, i));
+    send(e.fn.get(), e.input_nr, reduce_to_input(in_grads[i], node.tape.input_meta[i], node, i));
   }
   if (!retain_graph_) node.release();
 }
@@ -343,10 +344,10 @@ void GraphTask::finish_hooked_leaves(Node& node) {
   auto it = finish_after_.find(&node);
   if (it == finish_after_.end()) return;
   for (AccumulateGrad* acc : it->second) {
-    if (acc->pending_.empty() || !acc->pending_[0].defined()) continue;
+    if (acc->scratch_.pending.empty() || !acc->scratch_.pending[0].defined()) continue;
     // Leave it queued with an undefined gradient: when popped it does nothing.
-    accumulate_into_leaf(*acc->leaf(), std::move(acc->pending_[0]), create_graph_);
-    acc->pending_[0] = Tensor();
+    accumulate_into_leaf(*acc->leaf(), std::move(acc->scratch_.pending[0]), create_graph_);
+    acc->scratch_.pending[0] = Tensor();
     run_grad_ready_hooks(*acc);
   }
 }
@@ -363,10 +364,10 @@ void GraphTask::execute() {
     std::pop_heap(heap_.begin(), heap_.end(), SeqLess{});
     Node* node = heap_.back();
     heap_.pop_back();
-    node->queued_ = false;
-    TensorList grads(std::make_move_iterator(node->pending_.begin()),
-                     std::make_move_iterator(node->pending_.end()));
-    node->pending_.clear();
+    node->scratch_.queued = false;
+    TensorList grads(std::make_move_iterator(node->scratch_.pending.begin()),
+                     std::make_move_iterator(node->scratch_.pending.end()));
+    node->scratch_.pending.clear();
 
     if (t_trace_norms) trace_norm(*node, grads);
     if (targets_) capture(*node, grads);

@@ -63,17 +63,33 @@ std::string demangle(const char* mangled) {
 void CustomFunctionNode::connect(const TensorList& inputs, TensorList& outputs,
                                  const std::source_location& loc) {
   ctx.node_ = this;
-  recorded_at = fmt::format("{}:{}", loc.file_name(), loc.line());
+  diagnostics.recorded_at = fmt::format("{}:{}", loc.file_name(), loc.line());
 
   std::vector<const Tensor*> in;
   for (const Tensor& t : inputs) in.push_back(&t);
   wire(shared_from_this(), in.data(), in.size(), nullptr, 0);  // the inputs; the outputs follow
 
-  // Outputs: which are differentiable, and fresh handles for those that are not plain results of
+  std::vector<const TensorImpl*> original = sort_outputs(inputs, outputs);
+  num_outputs_ = static_cast<uint32_t>(outputs.size());
+  for (size_t k = 0; k < outputs.size(); ++k) {
+    TensorImpl* o = outputs[k].impl();
+    tape.output_meta.push_back(InputMeta{o->shape, o->dtype});
+    if (!differentiable_[k]) continue;
+    o->grad_fn = shared_from_this();
+    o->output_nr = static_cast<uint32_t>(k);
+    o->requires_grad = true;
+  }
+  take_saved(outputs, original);
+  keep_replay_inputs(inputs);
+  check_anomalies(outputs.data(), outputs.size());
+}
+
+std::vector<const TensorImpl*> CustomFunctionNode::sort_outputs(const TensorList& inputs,
+                                                                TensorList& outputs) {
+  // Which outputs are differentiable, and fresh handles for those that are not plain results of
   // forward (an input returned as is, or a tensor already on a tape), so no input is re-parented.
   std::vector<const TensorImpl*> original(outputs.size());
-  std::vector<bool>& differentiable = differentiable_;
-  differentiable.assign(outputs.size(), false);
+  differentiable_.assign(outputs.size(), false);
   auto is_input = [&](const TensorImpl* impl) {
     for (const Tensor& t : inputs)
       if (t.defined() && t.impl() == impl) return true;
@@ -86,7 +102,7 @@ void CustomFunctionNode::connect(const TensorList& inputs, TensorList& outputs,
     original[k] = out.impl();
     bool marked = false;
     for (const TensorImpl* m : ctx.non_differentiable_) marked = marked || m == out.impl();
-    differentiable[k] = !marked && is_floating(out.dtype());
+    differentiable_[k] = !marked && is_floating(out.dtype());
     if (is_input(out.impl()) || out.requires_grad()) out = out.detach();
     for (size_t j = 0; j < k;
          ++j)  // the same tensor returned twice: give each output its own handle
@@ -99,43 +115,38 @@ void CustomFunctionNode::connect(const TensorList& inputs, TensorList& outputs,
       fail<ValueError>("{}: mark_non_differentiable was given a tensor that forward did not return",
                        name());
   }
+  return original;
+}
 
-  num_outputs_ = static_cast<uint32_t>(outputs.size());
-  for (size_t k = 0; k < outputs.size(); ++k) {
-    TensorImpl* o = outputs[k].impl();
-    output_meta.push_back(InputMeta{o->shape, o->dtype});
-    if (!differentiable[k]) continue;
-    o->grad_fn = shared_from_this();
-    o->output_nr = static_cast<uint32_t>(k);
-    o->requires_grad = true;
-  }
-
+void CustomFunctionNode::take_saved(const TensorList& outputs,
+                                    const std::vector<const TensorImpl*>& original) {
   // Saved tensors move into the node (so backward checks their versions and release() frees them).
   // The context's own handles are dropped: an output held there would keep this node alive forever.
   for (const Tensor& t : ctx.to_save_) {
     size_t k = 0;
     while (k < outputs.size() && !(t.defined() && original[k] == t.impl())) ++k;
     if (k < outputs.size())
-      saved_tensors.emplace_back(outputs[k], differentiable[k]);
+      saved_tensors.emplace_back(outputs[k], differentiable_[k]);
     else
       saved_tensors.emplace_back(t, false);
   }
   had_saved_ = !ctx.to_save_.empty();
   ctx.to_save_.clear();
   ctx.non_differentiable_.clear();
+}
 
+void CustomFunctionNode::keep_replay_inputs(const TensorList& inputs) {
   // Replay inputs: copies under a TapeCheckGuard, otherwise aliases whose versions are checked.
   bool copy = is_tape_checking();
   for (const Tensor& t : inputs) {
     if (!t.defined()) {
-      replay_inputs.push_back(Tensor());
+      tape_check.replay_inputs.push_back(Tensor());
       if (!copy) replay_versions_.push_back(0);
       continue;
     }
-    replay_inputs.push_back(copy ? t.detach().clone() : t.detach());
+    tape_check.replay_inputs.push_back(copy ? t.detach().clone() : t.detach());
     if (!copy) replay_versions_.push_back(t.version());
   }
-  check_anomalies(outputs.data(), outputs.size());
 }
 
 Tensor CustomFunctionNode::saved(size_t i) const {
@@ -169,15 +180,16 @@ void set_custom_tangents(const std::string& op, const TensorList& inputs, Tensor
 }
 
 bool CustomFunctionNode::can_replay() const {
-  if (!replay_fn) return false;
+  if (!tape_check.replay_fn) return false;
   for (size_t i = 0; i < replay_versions_.size(); ++i)
-    if (replay_inputs[i].defined() && replay_inputs[i].version() != replay_versions_[i])
+    if (tape_check.replay_inputs[i].defined() &&
+        tape_check.replay_inputs[i].version() != replay_versions_[i])
       return false;
   return true;
 }
 
 TensorList CustomFunctionNode::replay(const TensorList& inputs) const {
-  TensorList out = replay_fn(inputs);
+  TensorList out = tape_check.replay_fn(inputs);
   for (size_t k = 0; k < out.size() && k < differentiable_.size(); ++k)
     if (!differentiable_[k]) out[k] = Tensor();
   return out;
@@ -199,7 +211,7 @@ TensorList CustomFunctionNode::check_backward(TensorList grads) const {
     if (!is_floating(g.dtype()))
       fail<DtypeError>("{}: backward returned a {} gradient of shape {} for input {}", name(),
                        dtype_name(g.dtype()), g.shape(), i);
-    if (g.dtype() != input_meta[i].dtype) g = g.to(input_meta[i].dtype);
+    if (g.dtype() != tape.input_meta[i].dtype) g = g.to(tape.input_meta[i].dtype);
   }
   return grads;
 }

@@ -170,6 +170,15 @@ class CustomFunctionNode : public Node {
   TensorList check_backward(TensorList grads) const;
 
  private:
+  // connect's steps. Marks which outputs are differentiable and gives a fresh handle to an output
+  // that is an input (or already on a tape, or returned twice); returns the outputs as forward
+  // returned them.
+  std::vector<const TensorImpl*> sort_outputs(const TensorList& inputs, TensorList& outputs);
+  // Moves the context's saved tensors into the node (outputs saved without a cycle).
+  void take_saved(const TensorList& outputs, const std::vector<const TensorImpl*>& original);
+  // Keeps the replay inputs: copies under a TapeCheckGuard, else aliases with their versions.
+  void keep_replay_inputs(const TensorList& inputs);
+
   std::vector<uint32_t> replay_versions_;  // versions of aliased replay inputs (empty for copies)
   std::vector<bool> differentiable_;       // per output
   bool had_saved_ = false;
@@ -227,6 +236,50 @@ class CustomNode final : public CustomFunctionNode {
   }
 };
 
+// The outputs as forward's return type R (Tensor or TensorList).
+template <class R>
+R as_result(TensorList& outputs) {
+  if constexpr (std::is_same_v<R, Tensor>) {
+    return outputs[0];
+  } else {
+    return outputs;
+  }
+}
+
+// Forward mode through the op: Derived::jvp's tangents set on the outputs (or the error for an op
+// without a jvp). `c`: the context forward filled.
+template <class Derived>
+void propagate_tangents(FunctionContext& c, const TensorList& inputs, TensorList& outputs) {
+  TensorList tangents;
+  constexpr bool has_jvp = requires { &Derived::jvp; };
+  if constexpr (has_jvp) {
+    TensorList t;
+    for (const Tensor& x : inputs) t.push_back(fwd::detail::tangent_of(x));
+    fwd::detail::Suspend rule_time;
+    tangents = as_list(Derived::jvp(c, t));
+  }
+  set_custom_tangents(c.op_name(), inputs, outputs, tangents, has_jvp);
+}
+
+// The node's replay: the op applied again (and recorded, grad mode permitting, so a replay has the
+// same backward) to new tensors, with the other arguments as `stored` kept them.
+template <class Derived, class R, class... Ps, class Stored>
+std::function<TensorList(const TensorList&)> make_replay(const std::source_location& loc,
+                                                         Stored stored) {
+  return [loc, stored = std::move(stored)](const TensorList& x) -> TensorList {
+    return std::apply(
+        [&](const auto&... s) {
+          size_t cursor = 0;
+          // Braced initialisation evaluates left to right, so tensors are taken in order.
+          std::tuple<std::decay_t<Ps>...> args{op_detail::restored<Ps>(s, x, cursor)...};
+          return as_list(std::apply(
+              [&](auto&... a) { return run<Derived, R, Ps...>(loc, std::forward<Ps>(a)...); },
+              args));
+        },
+        stored);
+  };
+}
+
 // Runs Derived::forward and records its node (the body of Function<Derived>::apply).
 template <class Derived, class R, class... Ps>
 R run(const std::source_location& loc, Ps&&... args) {
@@ -267,45 +320,12 @@ R run(const std::source_location& loc, Ps&&... args) {
     node->connect(inputs, outputs, loc);
   }
   if (dual) {
-    FunctionContext& c = node ? node->ctx : ctx;
-    TensorList tangents;
-    constexpr bool has_jvp = requires { &Derived::jvp; };
-    if constexpr (has_jvp) {
-      TensorList t;
-      for (const Tensor& x : inputs) t.push_back(fwd::detail::tangent_of(x));
-      fwd::detail::Suspend rule_time;
-      tangents = as_list(Derived::jvp(c, t));
-    }
-    set_custom_tangents(c.op_name(), inputs, outputs, tangents, has_jvp);
-    if (!node)
-      return [&] {
-        if constexpr (std::is_same_v<R, Tensor>) {
-          return outputs[0];
-        } else {
-          return outputs;
-        }
-      }();
+    propagate_tangents<Derived>(node ? node->ctx : ctx, inputs, outputs);
+    if (!node) return as_result<R>(outputs);
   }
-  if constexpr (replayable) {
-    node->replay_fn = [loc, stored = std::move(*stored)](const TensorList& x) -> TensorList {
-      // Records the op again (grad mode permitting), so a replay has the same backward.
-      return std::apply(
-          [&](const auto&... s) {
-            size_t cursor = 0;
-            // Braced initialisation evaluates left to right, so tensors are taken in order.
-            std::tuple<std::decay_t<Ps>...> args{op_detail::restored<Ps>(s, x, cursor)...};
-            return as_list(std::apply(
-                [&](auto&... a) { return run<Derived, R, Ps...>(loc, std::forward<Ps>(a)...); },
-                args));
-          },
-          stored);
-    };
-  }
-  if constexpr (std::is_same_v<R, Tensor>) {
-    return outputs[0];
-  } else {
-    return outputs;
-  }
+  if constexpr (replayable)
+    node->tape_check.replay_fn = make_replay<Derived, R, Ps...>(loc, std::move(*stored));
+  return as_result<R>(outputs);
 }
 
 template <class Derived, class Forward>

@@ -79,25 +79,11 @@ void consider(GradcheckReport& r, const GradcheckOptions& o, double a, double n,
   if (bad) r.ok = false;
 }
 
-GradcheckReport full_check(const TensorFn& fn, const TensorList& inputs,
-                           const GradcheckOptions& o) {
-  GradcheckReport rep;
-  rep.note = "gradcheck";
-  double worst = -INFINITY;
-  TensorList x = copies(inputs);
-  TensorList outs;
-  {
-    EnableGradGuard eg;
-    outs = fn(x);
-  }
-  std::vector<size_t> diff_inputs;
-  for (size_t i = 0; i < x.size(); ++i)
-    if (x[i].defined() && x[i].requires_grad()) diff_inputs.push_back(i);
-  if (diff_inputs.empty()) fail<ValueError>("gradcheck: no input requires grad");
-  TensorList diff_x;
-  for (size_t i : diff_inputs) diff_x.push_back(x[i]);
-
-  // Analytic Jacobian, one output element at a time: J[out elem][input elems].
+// The analytic Jacobian of each output by reverse mode, one output element at a time:
+// J[output][out elem][diff_x elems, concatenated] (empty rows for an output that does not require
+// grad: no path, the gradient is zero).
+std::vector<std::vector<std::vector<double>>> analytic_jacobian(const TensorList& outs,
+                                                                const TensorList& diff_x) {
   std::vector<std::vector<std::vector<double>>> analytic(outs.size());
   for (size_t j = 0; j < outs.size(); ++j) {
     const Tensor& y = outs[j];
@@ -120,6 +106,28 @@ GradcheckReport full_check(const TensorFn& fn, const TensorList& inputs,
       }
     }
   }
+  return analytic;
+}
+
+GradcheckReport full_check(const TensorFn& fn, const TensorList& inputs,
+                           const GradcheckOptions& o) {
+  GradcheckReport rep;
+  rep.note = "gradcheck";
+  double worst = -INFINITY;
+  TensorList x = copies(inputs);
+  TensorList outs;
+  {
+    EnableGradGuard eg;
+    outs = fn(x);
+  }
+  std::vector<size_t> diff_inputs;
+  for (size_t i = 0; i < x.size(); ++i)
+    if (x[i].defined() && x[i].requires_grad()) diff_inputs.push_back(i);
+  if (diff_inputs.empty()) fail<ValueError>("gradcheck: no input requires grad");
+  TensorList diff_x;
+  for (size_t i : diff_inputs) diff_x.push_back(x[i]);
+
+  auto analytic = analytic_jacobian(outs, diff_x);
   // Numeric Jacobian by central differences, one input element at a time.
   int64_t col0 = 0;
   for (size_t k = 0; k < diff_inputs.size(); ++k) {
@@ -242,6 +250,68 @@ double dot(const TensorList& a, const TensorList& b) {
   return s;
 }
 
+// (f(x + eps v) - f(x - eps v)) / 2 eps, input idx[k] moved along v[k] (undefined for a
+// non-floating output).
+TensorList central_difference(const TensorFn& fn, const TensorList& inputs,
+                              const std::vector<size_t>& idx, const TensorList& v, double eps) {
+  TensorList xp = copies(inputs), xm = copies(inputs);
+  for (size_t k = 0; k < idx.size(); ++k) {
+    NoGradGuard ng;
+    xp[idx[k]].add_(v[k], eps);
+    xm[idx[k]].add_(v[k], -eps);
+  }
+  TensorList fp = evaluate(fn, xp), fm = evaluate(fn, xm), d;
+  for (size_t j = 0; j < fp.size(); ++j)
+    d.push_back(fp[j].defined() && is_floating(fp[j].dtype())
+                    ? mul(sub(fp[j], fm[j]), 1.0 / (2 * eps))
+                    : Tensor());
+  return d;
+}
+
+// forward_check's step (1): every JVP column (one input element at a time) against central
+// differences.
+void check_jvp_columns(GradcheckReport& rep, const TensorFn& fn, const TensorList& inputs,
+                       const std::vector<size_t>& idx, const GradcheckOptions& o, double& worst) {
+  for (size_t k = 0; k < idx.size(); ++k) {
+    for (int64_t e = 0; e < inputs[idx[k]].numel(); ++e) {
+      TensorList v;
+      for (size_t i : idx) v.push_back(zeros(inputs[i].shape(), float64));
+      v[k].data<double>()[e] = 1.0;
+      TensorList jv = tangents_of(fn, inputs, idx, v, nullptr);
+      TensorList num = central_difference(fn, inputs, idx, v, o.eps);
+      for (size_t j = 0; j < jv.size(); ++j) {
+        if (!jv[j].defined() || !num[j].defined()) continue;
+        const double* a = jv[j].data<double>();
+        Tensor nc = num[j].contiguous();
+        const double* n = nc.data<double>();
+        for (int64_t r = 0; r < jv[j].numel(); ++r)
+          consider(rep, o, a[r], n[r], static_cast<int64_t>(idx[k]), static_cast<int64_t>(j),
+                   unravel(e, inputs[idx[k]].shape()), unravel(r, jv[j].shape()), worst);
+      }
+    }
+  }
+}
+
+// <J^T u, v> from reverse mode: fn recorded on copies of the inputs (outside any dual level), its
+// outputs' gradients against u pulled back to inputs idx[k] and dotted with v[k].
+double reverse_dot(const TensorFn& fn, const TensorList& inputs, const std::vector<size_t>& idx,
+                   const TensorList& u, const TensorList& v) {
+  TensorList x = copies(inputs), y;
+  {
+    EnableGradGuard eg;
+    y = fn(x);
+  }
+  TensorList ys, us, diff;
+  for (size_t j = 0; j < y.size(); ++j)
+    if (y[j].defined() && y[j].requires_grad() && u[j].defined()) {
+      ys.push_back(y[j]);
+      us.push_back(u[j].to(y[j].dtype()));
+    }
+  for (size_t i : idx) diff.push_back(x[i]);
+  if (ys.empty()) return 0;
+  return dot(grad(ys, diff, us, false, false, /*allow_unused=*/true), v);
+}
+
 GradcheckReport forward_check(const TensorFn& fn, const TensorList& inputs,
                               const GradcheckOptions& o) {
   GradcheckReport rep;
@@ -252,45 +322,8 @@ GradcheckReport forward_check(const TensorFn& fn, const TensorList& inputs,
     if (inputs[i].defined() && inputs[i].requires_grad()) idx.push_back(i);
   if (idx.empty()) fail<ValueError>("gradcheck_forward: no input requires grad");
   Generator gen(o.seed + 29);
-  auto numeric = [&](const TensorList& v) {  // (f(x + eps v) - f(x - eps v)) / 2 eps
-    TensorList xp = copies(inputs), xm = copies(inputs);
-    for (size_t k = 0; k < idx.size(); ++k) {
-      NoGradGuard ng;
-      xp[idx[k]].add_(v[k], o.eps);
-      xm[idx[k]].add_(v[k], -o.eps);
-    }
-    TensorList fp = evaluate(fn, xp), fm = evaluate(fn, xm), d;
-    for (size_t j = 0; j < fp.size(); ++j)
-      d.push_back(fp[j].defined() && is_floating(fp[j].dtype())
-                      ? mul(sub(fp[j], fm[j]), 1.0 / (2 * o.eps))
-                      : Tensor());
-    return d;
-  };
-  auto zero_directions = [&] {
-    TensorList v;
-    for (size_t i : idx) v.push_back(zeros(inputs[i].shape(), float64));
-    return v;
-  };
-
   // (1) JVPs against central differences.
-  if (!o.fast_mode) {
-    for (size_t k = 0; k < idx.size(); ++k) {
-      for (int64_t e = 0; e < inputs[idx[k]].numel(); ++e) {
-        TensorList v = zero_directions();
-        v[k].data<double>()[e] = 1.0;
-        TensorList jv = tangents_of(fn, inputs, idx, v, nullptr), num = numeric(v);
-        for (size_t j = 0; j < jv.size(); ++j) {
-          if (!jv[j].defined() || !num[j].defined()) continue;
-          const double* a = jv[j].data<double>();
-          Tensor nc = num[j].contiguous();
-          const double* n = nc.data<double>();
-          for (int64_t r = 0; r < jv[j].numel(); ++r)
-            consider(rep, o, a[r], n[r], static_cast<int64_t>(idx[k]), static_cast<int64_t>(j),
-                     unravel(e, inputs[idx[k]].shape()), unravel(r, jv[j].shape()), worst);
-        }
-      }
-    }
-  }
+  if (!o.fast_mode) check_jvp_columns(rep, fn, inputs, idx, o, worst);
   for (int p = 0; p < o.projections; ++p) {
     TensorList v;
     for (size_t i : idx) v.push_back(randn(inputs[i].shape(), float64, &gen));
@@ -299,23 +332,11 @@ GradcheckReport forward_check(const TensorFn& fn, const TensorList& inputs,
     TensorList u;
     for (const Tensor& t : jv)
       u.push_back(t.defined() ? randn(t.shape(), float64, &gen) : Tensor());
-    if (o.fast_mode) consider(rep, o, dot(u, jv), dot(u, numeric(v)), -1, -1, {}, {}, worst);
+    if (o.fast_mode)
+      consider(rep, o, dot(u, jv), dot(u, central_difference(fn, inputs, idx, v, o.eps)), -1, -1,
+               {}, {}, worst);
     // (2) <u, J v> against <J^T u, v> from reverse mode (outputs recorded outside the level).
-    TensorList x = copies(inputs), y;
-    {
-      EnableGradGuard eg;
-      y = fn(x);
-    }
-    TensorList ys, us, diff;
-    for (size_t j = 0; j < y.size(); ++j)
-      if (y[j].defined() && y[j].requires_grad() && u[j].defined()) {
-        ys.push_back(y[j]);
-        us.push_back(u[j].to(y[j].dtype()));
-      }
-    for (size_t i : idx) diff.push_back(x[i]);
-    double rhs = 0;
-    if (!ys.empty()) rhs = dot(grad(ys, diff, us, false, false, /*allow_unused=*/true), v);
-    consider(rep, o, dot(u, jv), rhs, -1, -1, {}, {}, worst);
+    consider(rep, o, dot(u, jv), reverse_dot(fn, inputs, idx, u, v), -1, -1, {}, {}, worst);
   }
   return rep;
 }
@@ -440,11 +461,11 @@ TapeNodeReport check_node(const Node& node, const GradcheckOptions& o, bool& che
   TapeNodeReport r;
   r.op = node.name();
   r.sequence_nr = node.sequence_nr();
-  r.recorded_at = node.recorded_at;
+  r.recorded_at = node.diagnostics.recorded_at;
   TensorList x;
   bool any_diff = false;
-  for (size_t i = 0; i < node.replay_inputs.size(); ++i) {
-    const Tensor& t = node.replay_inputs[i];
+  for (size_t i = 0; i < node.tape_check.replay_inputs.size(); ++i) {
+    const Tensor& t = node.tape_check.replay_inputs[i];
     r.input_shapes.push_back(t.defined() ? t.shape() : Shape{});
     if (!t.defined() || !is_floating(t.dtype())) {
       x.push_back(t);
@@ -543,7 +564,7 @@ TapeReport check_tape(const Tensor& loss, const GradcheckOptions& o) {
     Node* n = stack.back();
     stack.pop_back();
     if (!dynamic_cast<AccumulateGrad*>(n)) order.push_back(n);
-    for (const Edge& e : n->next_edges)
+    for (const Edge& e : n->tape.next_edges)
       if (e.fn && seen.insert(e.fn.get()).second) stack.push_back(e.fn.get());
   }
   std::sort(order.begin(), order.end(),

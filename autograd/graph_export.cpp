@@ -42,7 +42,7 @@ std::vector<const Node*> tape_nodes(const Tensor& root) {
     const Node* n = stack.back();
     stack.pop_back();
     found.push_back(n);
-    for (const Edge& e : n->next_edges)
+    for (const Edge& e : n->tape.next_edges)
       if (e.fn && seen.insert(e.fn.get()).second) stack.push_back(e.fn.get());
   }
   // Ops in recording order; leaves (all sequence number 0) in the order their consumers use them:
@@ -54,7 +54,7 @@ std::vector<const Node*> tape_nodes(const Tensor& root) {
   std::vector<const Node*> ordered;
   std::unordered_set<const Node*> placed;
   for (const Node* n : ops)
-    for (const Edge& e : n->next_edges)
+    for (const Edge& e : n->tape.next_edges)
       if (e.fn && e.fn->sequence_nr() == 0 && placed.insert(e.fn.get()).second)
         ordered.push_back(e.fn.get());
   for (const Node* n : leaves)  // not consumed by any op (cannot happen on a real tape)
@@ -84,9 +84,14 @@ struct Drawing {
 
 std::string shapes_of(const Node& n) {
   std::string s;
-  for (size_t i = 0; i < n.output_meta.size(); ++i)
-    s += (i ? ", " : "") + to_string(n.output_meta[i].shape);
+  for (size_t i = 0; i < n.tape.output_meta.size(); ++i)
+    s += (i ? ", " : "") + to_string(n.tape.output_meta[i].shape);
   return s;
+}
+
+// The recorded shape of input i of n as text ("" when not recorded).
+std::string input_shape(const Node& n, size_t i) {
+  return i < n.tape.input_meta.size() ? to_string(n.tape.input_meta[i].shape) : "";
 }
 
 void add_grad_norm(Box& box, double norm, const GraphExportOptions& o) {
@@ -104,7 +109,8 @@ Drawing build(const Tensor& root, const GraphExportOptions& o, const char* what)
     Box b{"n0", Box::leaf, true, {}};
     std::string name = o.names.find(root.impl());
     b.lines = {name.empty() ? "leaf" : name, to_string(root.shape())};
-    if (auto acc = root.impl()->grad_accumulator.lock()) add_grad_norm(b, acc->last_grad_norm, o);
+    if (auto acc = root.impl()->grad_accumulator.lock())
+      add_grad_norm(b, acc->diagnostics.last_grad_norm, o);
     d.boxes.push_back(std::move(b));
     return d;
   }
@@ -119,18 +125,18 @@ Drawing build(const Tensor& root, const GraphExportOptions& o, const char* what)
       const TensorImpl* leaf = acc->leaf().get();
       std::string name = o.names.find(leaf);
       b.lines = {name.empty() ? "leaf" : name, to_string(leaf->shape)};
-      add_grad_norm(b, n->last_grad_norm, o);
+      add_grad_norm(b, n->diagnostics.last_grad_norm, o);
       d.boxes.push_back(std::move(b));
       continue;
     }
     // Inputs needing no gradient get a box of their own, listed just before their consumer.
-    std::vector<std::string> from(n->next_edges.size());
-    for (size_t i = 0; i < n->next_edges.size(); ++i) {
-      if (n->next_edges[i].fn) {
-        from[i] = id[n->next_edges[i].fn.get()];
+    std::vector<std::string> from(n->tape.next_edges.size());
+    for (size_t i = 0; i < n->tape.next_edges.size(); ++i) {
+      if (n->tape.next_edges[i].fn) {
+        from[i] = id[n->tape.next_edges[i].fn.get()];
       } else if (o.show_constants) {
         from[i] = fmt::format("c{}", constants++);
-        std::string shape = i < n->input_meta.size() ? to_string(n->input_meta[i].shape) : "";
+        std::string shape = input_shape(*n, i);
         d.boxes.push_back(Box{from[i], Box::constant, false, {"const", shape}});
       }
     }
@@ -140,12 +146,12 @@ Drawing build(const Tensor& root, const GraphExportOptions& o, const char* what)
       name = o.names.find_output(n, k);
     b.lines.push_back(name.empty() ? n->name() : name + " = " + n->name());
     b.lines.push_back(fmt::format("#{}  {}", n->sequence_nr(), shapes_of(*n)));
-    add_grad_norm(b, n->last_grad_norm, o);
+    add_grad_norm(b, n->diagnostics.last_grad_norm, o);
     d.boxes.push_back(std::move(b));
     // One arrow per input, in argument order; consumers come in recording order.
     for (size_t i = 0; i < from.size(); ++i) {
       if (from[i].empty()) continue;
-      std::string shape = i < n->input_meta.size() ? to_string(n->input_meta[i].shape) : "";
+      std::string shape = input_shape(*n, i);
       d.arrows.push_back(Arrow{from[i], id[n], shape});
     }
   }

@@ -77,24 +77,8 @@ void detail::count_nodes(int64_t d) {
 
 TensorImpl::TensorImpl() { detail::count_tensors(1); }
 
-TensorImpl::TensorImpl(const TensorImpl& o)
-    : storage(o.storage),
-      shape(o.shape),
-      strides(o.strides),
-      offset(o.offset),
-      dtype(o.dtype),
-      requires_grad(o.requires_grad),
-      retains_grad(o.retains_grad),
-      is_view(o.is_view),
-      output_nr(o.output_nr),
-      view_history(o.view_history),
-      grad_fn(o.grad_fn),
-      grad(o.grad),
-      grad_accumulator(o.grad_accumulator),
-      tangent(o.tangent),
-      tangent_level(o.tangent_level) {
-  detail::count_tensors(1);
-}
+// Every field, by the defaulted assignment (so a field added later is copied too).
+TensorImpl::TensorImpl(const TensorImpl& o) : TensorImpl() { *this = o; }
 
 TensorImpl::~TensorImpl() {
   detail::count_tensors(-1);
@@ -105,7 +89,7 @@ Node::Node() : seq_(g_next_seq.fetch_add(1, std::memory_order_relaxed)) { detail
 
 Node::~Node() {
   detail::count_nodes(-1);
-  for (auto& e : next_edges) release_node(std::move(e.fn));
+  for (auto& e : tape.next_edges) release_node(std::move(e.fn));
   // Saved tensors and replay inputs hold TensorImpls whose destructors enqueue their grad_fn.
 }
 
@@ -123,11 +107,7 @@ SavedTensor::SavedTensor(const Tensor& t, bool is_output) : is_output_(is_output
     // Alias without grad_fn: the owning node is the grad_fn, and holding it here would be a cycle.
     auto alias = std::make_shared<TensorImpl>();
     const TensorImpl& src = *t.impl();
-    alias->storage = src.storage;
-    alias->shape = src.shape;
-    alias->strides = src.strides;
-    alias->offset = src.offset;
-    alias->dtype = src.dtype;
+    alias->share_data(src);
     alias->output_nr = src.output_nr;
     alias->tangent = src.tangent;  // forward over reverse: the backward sees the output's tangent
     alias->tangent_level = src.tangent_level;
@@ -183,23 +163,11 @@ Edge gradient_edge(const Tensor& t, const Node* consumer) {
 }
 
 bool any_requires_grad(std::initializer_list<const Tensor*> ts) {
-  if (!t_grad_enabled) return false;
-  for (const Tensor* t : ts) {
-    if (!t->defined()) continue;
-    const TensorImpl& impl = *t->impl();
-    if (impl.requires_grad || impl.stale_view()) return true;
-  }
-  return false;
+  return t_grad_enabled && any_needs_grad(ts.begin(), ts.size());
 }
 
 bool needs_derivatives(std::initializer_list<const Tensor*> ts) {
-  if (t_grad_enabled) {
-    for (const Tensor* t : ts) {
-      if (!t->defined()) continue;
-      const TensorImpl& impl = *t->impl();
-      if (impl.requires_grad || impl.stale_view()) return true;
-    }
-  }
+  if (t_grad_enabled && any_needs_grad(ts.begin(), ts.size())) return true;
   if (!fwd::detail::t_propagating) [[likely]]
     return false;
   for (const Tensor* t : ts)
@@ -213,18 +181,18 @@ void Node::wire(const std::shared_ptr<Node>& node, const Tensor* const* inputs, 
   for (size_t i = 0; i < n; ++i) {
     const Tensor* t = inputs[i];
     if (t->defined()) {
-      self.next_edges.push_back(gradient_edge(*t, &self));
-      self.input_meta.push_back(InputMeta{t->shape(), t->dtype()});
+      self.tape.next_edges.push_back(gradient_edge(*t, &self));
+      self.tape.input_meta.push_back(InputMeta{t->shape(), t->dtype()});
     } else {
-      self.next_edges.push_back(Edge{});
-      self.input_meta.push_back(InputMeta{});
+      self.tape.next_edges.push_back(Edge{});
+      self.tape.input_meta.push_back(InputMeta{});
     }
   }
   if (m == 0) return;
   self.num_outputs_ = static_cast<uint32_t>(m);
   for (size_t k = 0; k < m; ++k) {
     TensorImpl* o = outputs[k].impl();
-    self.output_meta.push_back(InputMeta{o->shape, o->dtype});
+    self.tape.output_meta.push_back(InputMeta{o->shape, o->dtype});
     if (!is_floating(o->dtype)) continue;  // integer outputs (indices) are not differentiable
     o->grad_fn = node;
     o->output_nr = static_cast<uint32_t>(k);

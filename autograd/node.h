@@ -80,18 +80,23 @@ struct Diagnostics {
   double last_grad_norm = -1;  // filled when grad-norm tracing is on (diagnostics, tape drawings)
 };
 
+// The engine's scratch during one backward: pending gradients of each output, and whether the node
+// is in the queue. Private to the engine (detail::GraphTask).
+struct EngineScratch {
+  SmallVector<Tensor, 1> pending;
+  bool queued = false;
+};
+
 namespace detail {
 class GraphTask;
 }
 
-// One recorded op. Its state is grouped by concern: the tape (TapeRecord), check_tape's replay
-// (ReplayData), diagnostics (Diagnostics), and, private to the engine, the scratch of the backward
-// running through it. Saved tensors belong to the concrete node types (OpNode in op.h, custom
-// nodes in function.h).
-class Node : public std::enable_shared_from_this<Node>,
-             public TapeRecord,
-             public ReplayData,
-             public Diagnostics {
+// One recorded op. Its state is held by concern, as named members: `tape` (where gradients go and
+// the metadata the engine needs), `tape_check` (check_tape's replay), `diagnostics` (where it was
+// recorded, the last gradient norm) and, private to the engine, the scratch of the backward running
+// through it. Saved tensors belong to the concrete node types (OpNode in op.h, custom nodes in
+// function.h).
+class Node : public std::enable_shared_from_this<Node> {
  public:
   Node();
   virtual ~Node();
@@ -106,13 +111,15 @@ class Node : public std::enable_shared_from_this<Node>,
   virtual TensorList apply(TensorList&& grad_outputs) = 0;
   // Recomputes the outputs from inputs (for check_tape); only nodes recorded under a
   // TapeCheckGuard, and custom ops, can. Returns false if this node cannot.
-  virtual bool can_replay() const { return static_cast<bool>(replay_fn); }
-  virtual TensorList replay(const TensorList& inputs) const { return replay_fn(inputs); }
+  virtual bool can_replay() const { return static_cast<bool>(tape_check.replay_fn); }
+  virtual TensorList replay(const TensorList& inputs) const { return tape_check.replay_fn(inputs); }
 
   uint64_t sequence_nr() const { return seq_; }
-  size_t num_inputs() const { return next_edges.size(); }
+  size_t num_inputs() const { return tape.next_edges.size(); }
   uint32_t num_outputs() const { return num_outputs_; }
-  bool needs_input_grad(size_t i) const { return i < next_edges.size() && next_edges[i].fn; }
+  bool needs_input_grad(size_t i) const {
+    return i < tape.next_edges.size() && tape.next_edges[i].fn;
+  }
   // Drops saved tensors (after a backward without retain_graph).
   virtual void release() {}
   bool released() const { return released_; }
@@ -127,17 +134,21 @@ class Node : public std::enable_shared_from_this<Node>,
   // Anomaly mode's forward check of the outputs (a no-op unless anomaly mode is on).
   void check_anomalies(const Tensor* outputs, size_t num_outputs);
 
+  // Edges to the inputs' producers and the shapes the engine fits gradients to.
+  TapeRecord tape;
+  // check_tape's replay (filled under a TapeCheckGuard; custom ops: always).
+  ReplayData tape_check;
+  // Where the node was recorded and the gradient norm it last received.
+  Diagnostics diagnostics;
+
  protected:
   uint32_t num_outputs_ = 1;
   bool released_ = false;
   uint64_t seq_;
 
  private:
-  // The engine's scratch during one backward: pending gradients of each output, and whether the
-  // node is in the queue.
   friend class detail::GraphTask;
-  SmallVector<Tensor, 1> pending_;
-  bool queued_ = false;
+  EngineScratch scratch_;
 };
 
 // The node that adds incoming gradients into a leaf's .grad.
@@ -159,6 +170,18 @@ class AccumulateGrad final : public Node {
 Edge gradient_edge(const Tensor& t, const Node* consumer = nullptr);
 // The AutogradError gradient_edge raises for a stale view.
 [[noreturn]] void fail_stale_view(const TensorImpl& view, const Node* consumer);
+// Whether any of the n tensors (undefined ones skipped) requires grad or is a view with stale
+// history (so that recording an op on it raises the error naming it). Grad mode is not looked at.
+// The one test of "an op on these needs a node" behind any_requires_grad, needs_derivatives,
+// record (op.h) and custom functions.
+inline bool any_needs_grad(const Tensor* const* ts, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    if (!ts[i]->defined()) continue;
+    const TensorImpl& impl = *ts[i]->impl_ptr();
+    if (impl.requires_grad || impl.stale_view()) return true;
+  }
+  return false;
+}
 // Whether recording is on and any of the tensors requires grad (or is a view with stale history,
 // so that recording the op raises the error naming it).
 bool any_requires_grad(std::initializer_list<const Tensor*> ts);
@@ -184,8 +207,8 @@ class TapeCheckGuard {
 // Each raises AnomalyError at the first NaN or infinity.
 void anomaly_check_forward(Node& node, const Tensor* outputs, size_t count);
 void anomaly_check_backward(Node& node, size_t input, const Tensor& grad);
-// Where `node` was recorded: recorded_at if set, else its captured stack resolved to the first
-// frame outside the library; "an unknown place" if neither is known.
+// Where `node` was recorded: diagnostics.recorded_at if set, else its captured stack resolved to
+// the first frame outside the library; "an unknown place" if neither is known.
 std::string describe_recorded_at(Node& node);
 
 // Deferred destruction of graph pieces: never recursive, so a chain of a million nodes is freed in

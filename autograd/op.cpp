@@ -12,13 +12,7 @@ namespace op_detail {
 
 Needs what_is_needed(const Tensor* const* ts, size_t n) {
   Needs r;
-  if (is_grad_enabled()) {
-    for (size_t i = 0; i < n && !r.record; ++i) {
-      if (!ts[i]->defined()) continue;
-      const TensorImpl& impl = *ts[i]->impl();
-      r.record = impl.requires_grad || impl.stale_view();
-    }
-  }
+  r.record = is_grad_enabled() && any_needs_grad(ts, n);
   if (fwd::detail::t_propagating) [[unlikely]]
     for (size_t i = 0; i < n && !r.tangents; ++i)
       r.tangents = ts[i]->defined() && fwd::detail::is_dual(*ts[i]);
@@ -45,7 +39,8 @@ SavedTensor save_value(const Tensor& t, const Tensor* outs, size_t m) {
 
 void keep_replay_inputs(Node& node, const Tensor* const* inputs, size_t n) {
   for (size_t i = 0; i < n; ++i)
-    node.replay_inputs.push_back(inputs[i]->defined() ? inputs[i]->detach().clone() : Tensor());
+    node.tape_check.replay_inputs.push_back(inputs[i]->defined() ? inputs[i]->detach().clone()
+                                                                 : Tensor());
 }
 
 }  // namespace op_detail

@@ -70,9 +70,10 @@ Tensor add(const Tensor& a, const Tensor& b, double alpha);
 Tensor mul(const Tensor& a, const Tensor& b);
 
 // A tensor argument of an op that is not one of its inputs (an index, a mask, a constant factor):
-// it gets no edge and no tangent; replays and linear JVPs get it as it is.
+// it gets no edge and no tangent; replays and linear JVPs get it as it is. Holds its own handle (a
+// shared pointer, no copy of the data), so Const{x.detach()} stays valid.
 struct Const {
-  const Tensor& t;
+  Tensor t;
 };
 
 namespace op_detail {
@@ -273,12 +274,14 @@ op_detail::ElementwiseRule<D...> elementwise(D... partials) {
 }
 }  // namespace rules
 
-// An op call: its name, the function and its arguments (references, valid during `record`).
+// An op call: its name, the function and its arguments. An argument given as an lvalue is kept by
+// reference (valid as long as that variable), one given as a temporary (Const{m}, 2.0,
+// x.detach()) by value, so the call stays valid after the statement that made it.
 template <class Fn, class... Args>
 struct OpCall {
   const char* name;
   Fn fn;
-  std::tuple<const Args&...> args;
+  std::tuple<Args...> args;  // Args: T& for an lvalue argument, T for a temporary
 
   // Pointers to the input tensors, in argument order.
   void inputs(SmallVector<const Tensor*, 4>& out) const {
@@ -329,8 +332,8 @@ struct OpCall {
 // op("exp", exp, x): see the top of this file. For an overloaded function, pick the overload with
 // a cast.
 template <class Fn, class... Args>
-OpCall<Fn, Args...> op(const char* name, Fn fn, const Args&... args) {
-  return {name, fn, std::tie(args...)};
+OpCall<Fn, Args...> op(const char* name, Fn fn, Args&&... args) {
+  return {name, fn, std::tuple<Args...>(std::forward<Args>(args)...)};
 }
 
 namespace op_detail {
@@ -460,7 +463,7 @@ void record_outputs(const OpCall<Fn, Args...>& call, Tensor* outs, size_t m, con
   if (rec) {
     node->save(saved, outs, m);  // after the tangents: a saved output keeps its tangent
     if (is_tape_checking()) [[unlikely]] {
-      node->replay_fn = call.replay();
+      node->tape_check.replay_fn = call.replay();
       keep_replay_inputs(*node, in.data(), in.size());
     }
   }

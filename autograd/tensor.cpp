@@ -1,10 +1,10 @@
 #include "autograd/tensor.h"
 
 #include <cstring>
-#include <optional>
 
 #include "autograd/engine.h"
 #include "autograd/forward.h"
+#include "autograd/kernels/copy.h"
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/loops.h"
 #include "autograd/node.h"
@@ -267,17 +267,12 @@ void Tensor::retain_grad() {
   }
   if (t->retains_grad) return;
   t->retains_grad = true;
-  t->grad_fn->retained.emplace_back(t->output_nr, impl_);
+  t->grad_fn->tape.retained.emplace_back(t->output_nr, impl_);
 }
 
 Tensor Tensor::detach() const {
   auto t = std::make_shared<TensorImpl>();
-  const TensorImpl& s = *impl();
-  t->storage = s.storage;
-  t->shape = s.shape;
-  t->strides = s.strides;
-  t->offset = s.offset;
-  t->dtype = s.dtype;
+  t->share_data(*impl());
   t->is_view = true;
   return Tensor(std::move(t));
 }
@@ -291,11 +286,7 @@ void Tensor::set_data(const Tensor& src) {
   if (t->requires_grad && !is_floating(s.dtype))
     fail<DtypeError>("set_data: a tensor that requires grad cannot take {} data",
                      dtype_name(s.dtype));
-  t->storage = s.storage;
-  t->shape = s.shape;
-  t->strides = s.strides;
-  t->offset = s.offset;
-  t->dtype = s.dtype;
+  t->share_data(s);
   if (t->grad && (!(Tensor(t->grad).shape() == s.shape) || t->grad->dtype != s.dtype))
     t->grad.reset();
 }
@@ -308,21 +299,10 @@ void Tensor::backward(const Tensor& grad, bool retain_graph, bool create_graph) 
 // ---------------------------------------------------------------------------------------------
 // conversion and copies
 
-namespace {
-// dst[i] = src[i] with conversion; shapes broadcast src -> dst.
-void copy_into(const Tensor& dst, const Tensor& src) {
-  dispatch_all(dst.dtype(), "copy", [&]<class D>() {
-    dispatch_all(src.dtype(), "copy", [&]<class S>() {
-      kernels::map<D, S>(dst, [](S x) { return static_cast<D>(x); }, src);
-    });
-  });
-}
-}  // namespace
-
 Tensor Tensor::to(Dtype dtype) const {
   if (dtype == this->dtype()) return *this;
   Tensor out = empty(shape(), dtype);
-  copy_into(out, *this);
+  kernels::copy_into(out, *this);
   if (is_floating(dtype) && needs_derivatives({this})) {
     struct None {};
     Dtype src = this->dtype();
@@ -340,254 +320,13 @@ Tensor Tensor::contiguous() const {
 
 Tensor Tensor::clone() const {
   Tensor out = empty(shape(), dtype());
-  copy_into(out, *this);
+  kernels::copy_into(out, *this);
   if (needs_derivatives({this})) {
     struct None {};
     record(op("clone", &Tensor::clone, *this), out, None{},
            rules::linear([](const None&, const Tensor& g) -> TensorList { return {g}; }));
   }
   return out;
-}
-
-// ---------------------------------------------------------------------------------------------
-// in-place ops
-
-namespace {
-
-// In-place ops write straight into self's storage. When autograd records (grad mode on, self a
-// floating tensor, and something requires grad), the op is computed out of place from a clone of
-// self (so what the op saves for its backward is not overwritten by the write that follows), and
-// self takes the result's data and history. In forward mode (self or an operand a dual), self's
-// tangent is updated the same way: the out-of-place result's tangent becomes self's (written into
-// self's tangent in place when it is a plain tensor, so views sharing it see the change).
-template <class OutOfPlace, class Kernel>
-Tensor& inplace(Tensor& self, const char* op, std::initializer_list<const Tensor*> others,
-                OutOfPlace out_of_place, Kernel kernel) {
-  TensorImpl* s = self.impl();
-  for (const Tensor* o : others) {
-    if (!o->defined()) continue;
-    Shape b = broadcast_shapes(s->shape, o->shape(), op);
-    if (!(b == s->shape))
-      fail<ShapeError>("{}: cannot broadcast shape {} into the shape {} of the tensor modified",
-                       op, o->shape(), s->shape);
-  }
-  bool record = is_grad_enabled() && is_floating(s->dtype) && (s->requires_grad || [&] {
-                  for (const Tensor* o : others)
-                    if (o->defined() && o->requires_grad()) return true;
-                  return false;
-                }());
-  bool dual =
-      fwd::detail::propagating() && is_floating(s->dtype) && (fwd::detail::is_dual(self) || [&] {
-        for (const Tensor* o : others)
-          if (o->defined() && fwd::detail::is_dual(*o)) return true;
-        return false;
-      }());
-  if (record) {
-    if (!s->grad_fn && s->requires_grad)
-      fail<AutogradError>(
-          "{}: a leaf tensor of shape {} that requires grad cannot be modified in place while "
-          "recording; do it under NoGradGuard",
-          op, s->shape);
-    if (s->is_view)
-      fail<AutogradError>(
-          "{}: in-place modification of a view (shape {}) is not supported while recording; "
-          "clone() it first",
-          op, s->shape);
-  }
-  if (!record && !dual) {
-    kernel();
-    ++s->storage->version;
-    return self;
-  }
-  Tensor r;
-  {
-    std::optional<NoGradGuard> ng;
-    if (!record) ng.emplace();  // forward mode only: nothing to record
-    r = out_of_place(self.clone());
-  }
-  Tensor tangent = fwd::detail::tangent_of(r);
-  {
-    NoGradGuard ng;
-    copy_into(self, r.detach());
-  }
-  ++s->storage->version;
-  if (record) {
-    ++s->storage->history;  // views of self taken before now describe the old history
-    s->grad_fn = r.impl()->grad_fn;
-    s->output_nr = r.impl()->output_nr;
-    s->requires_grad = r.requires_grad();  // false when the new value is a constant (fill_)
-  }
-  if (dual) {
-    Tensor old = fwd::detail::tangent_of(self);
-    if (old.defined() && tangent.defined() && !old.requires_grad() && !tangent.requires_grad()) {
-      fwd::detail::Suspend plain;
-      NoGradGuard ng;
-      copy_into(old, tangent);
-      ++old.impl()->storage->version;
-    } else {
-      fwd::detail::set_tangent(self, tangent.defined() ? tangent : zeros_like(self));
-    }
-  }
-  return self;
-}
-
-Tensor as_dtype(const Tensor& t, Dtype d) { return t.dtype() == d ? t : t.detach().to(d); }
-
-// In the recorded path, an operand that is self itself (x.mul_(x)) is read from self's clone too.
-const Tensor& or_clone(const Tensor& operand, const Tensor& self, const Tensor& clone) {
-  return operand.same(self) ? clone : operand;
-}
-
-}  // namespace
-
-namespace {
-// self += alpha * other, for add_ and sub_ (each reports errors under its own name).
-Tensor& add_scaled_(Tensor& self, const char* op, const Tensor& other, double alpha) {
-  auto out_of_place = [&](const Tensor& v) { return add(v, or_clone(other, self, v), alpha); };
-  return inplace(self, op, {&other}, out_of_place, [&] {
-    Tensor o = as_dtype(other, self.dtype());
-    dispatch_floating(self.dtype(), op, [&]<class T>() {
-      T a = static_cast<T>(alpha);
-      if (alpha == 1.0)
-        kernels::map<T, T, T>(self, [](T x, T y) { return x + y; }, self, o);
-      else
-        kernels::map<T, T, T>(self, [a](T x, T y) { return x + a * y; }, self, o);
-    });
-  });
-}
-}  // namespace
-
-Tensor& Tensor::add_(const Tensor& other, double alpha) {
-  return add_scaled_(*this, "add_", other, alpha);
-}
-
-Tensor& Tensor::add_(double value) {
-  return inplace(*this, "add_", {}, [&](const Tensor& v) { return add(v, value); }, [&] {
-    dispatch_floating(dtype(), "add_", [&]<class T>() {
-      T v = static_cast<T>(value);
-      kernels::map<T, T>(*this, [v](T x) { return x + v; }, *this);
-    });
-  });
-}
-
-Tensor& Tensor::sub_(const Tensor& other, double alpha) {
-  return add_scaled_(*this, "sub_", other, -alpha);
-}
-
-Tensor& Tensor::mul_(const Tensor& other) {
-  auto out_of_place = [&](const Tensor& v) { return mul(v, or_clone(other, *this, v)); };
-  return inplace(*this, "mul_", {&other}, out_of_place, [&] {
-    Tensor o = as_dtype(other, dtype());
-    dispatch_floating(dtype(), "mul_", [&]<class T>() {
-      kernels::map<T, T, T>(*this, [](T x, T y) { return x * y; }, *this, o);
-    });
-  });
-}
-
-Tensor& Tensor::mul_(double value) {
-  return inplace(*this, "mul_", {}, [&](const Tensor& v) { return mul(v, value); }, [&] {
-    dispatch_floating(dtype(), "mul_", [&]<class T>() {
-      T v = static_cast<T>(value);
-      kernels::map<T, T>(*this, [v](T x) { return x * v; }, *this);
-    });
-  });
-}
-
-Tensor& Tensor::div_(const Tensor& other) {
-  auto out_of_place = [&](const Tensor& v) { return div(v, or_clone(other, *this, v)); };
-  return inplace(*this, "div_", {&other}, out_of_place, [&] {
-    Tensor o = as_dtype(other, dtype());
-    dispatch_floating(dtype(), "div_", [&]<class T>() {
-      kernels::map<T, T, T>(*this, [](T x, T y) { return x / y; }, *this, o);
-    });
-  });
-}
-
-Tensor& Tensor::div_(double value) {
-  return inplace(*this, "div_", {}, [&](const Tensor& v) { return mul(v, 1.0 / value); }, [&] {
-    dispatch_floating(dtype(), "div_", [&]<class T>() {
-      T v = static_cast<T>(value);
-      kernels::map<T, T>(*this, [v](T x) { return x / v; }, *this);
-    });
-  });
-}
-
-Tensor& Tensor::zero_() { return fill_(0.0); }
-
-Tensor& Tensor::fill_(double value) {
-  return inplace(*this, "fill_", {}, [&](const Tensor& v) { return full_like(v, value); }, [&] {
-    dispatch_all(dtype(), "fill_", [&]<class T>() {
-      T v = static_cast<T>(value);
-      kernels::map<T>(*this, [v]() { return v; });
-    });
-  });
-}
-
-Tensor& Tensor::copy_(const Tensor& src) {
-  auto out_of_place = [&](const Tensor&) { return ag::expand(src.to(dtype()), shape()).clone(); };
-  return inplace(*this, "copy_", {&src}, out_of_place, [&] { copy_into(*this, src); });
-}
-
-Tensor& Tensor::clamp_(double lo, double hi) {
-  return inplace(*this, "clamp_", {}, [&](const Tensor& v) { return clamp(v, lo, hi); }, [&] {
-    dispatch_floating(dtype(), "clamp_", [&]<class T>() {
-      T l = static_cast<T>(lo), h = static_cast<T>(hi);
-      kernels::map<T, T>(*this, [l, h](T x) { return x < l ? l : (x > h ? h : x); }, *this);
-    });
-  });
-}
-
-Tensor& Tensor::sqrt_() {
-  return inplace(*this, "sqrt_", {}, [&](const Tensor& v) { return ag::sqrt(v); }, [&] {
-    dispatch_floating(dtype(), "sqrt_", [&]<class T>() {
-      kernels::map<T, T>(*this, [](T x) { return std::sqrt(x); }, *this);
-    });
-  });
-}
-
-Tensor& Tensor::addcmul_(const Tensor& a, const Tensor& b, double value) {
-  auto out_of_place = [&](const Tensor& v) {
-    return add(v, mul(mul(or_clone(a, *this, v), or_clone(b, *this, v)), value));
-  };
-  return inplace(*this, "addcmul_", {&a, &b}, out_of_place,
-                 [&] {
-                   Tensor x = as_dtype(a, dtype()), y = as_dtype(b, dtype());
-                   dispatch_floating(dtype(), "addcmul_", [&]<class T>() {
-                     T v = static_cast<T>(value);
-                     kernels::map<T, T, T, T>(
-                         *this, [v](T s, T p, T q) { return s + v * p * q; }, *this, x, y);
-                   });
-                 });
-}
-
-Tensor& Tensor::addcdiv_(const Tensor& a, const Tensor& b, double value) {
-  auto out_of_place = [&](const Tensor& v) {
-    return add(v, mul(div(or_clone(a, *this, v), or_clone(b, *this, v)), value));
-  };
-  return inplace(*this, "addcdiv_", {&a, &b}, out_of_place,
-                 [&] {
-                   Tensor x = as_dtype(a, dtype()), y = as_dtype(b, dtype());
-                   dispatch_floating(dtype(), "addcdiv_", [&]<class T>() {
-                     T v = static_cast<T>(value);
-                     kernels::map<T, T, T, T>(
-                         *this, [v](T s, T p, T q) { return s + v * p / q; }, *this, x, y);
-                   });
-                 });
-}
-
-Tensor& Tensor::lerp_(const Tensor& end, double weight) {
-  auto out_of_place = [&](const Tensor& v) {
-    return add(v, mul(sub(or_clone(end, *this, v), v), weight));
-  };
-  return inplace(*this, "lerp_", {&end}, out_of_place,
-                 [&] {
-                   Tensor e = as_dtype(end, dtype());
-                   dispatch_floating(dtype(), "lerp_", [&]<class T>() {
-                     T w = static_cast<T>(weight);
-                     kernels::map<T, T, T>(*this, [w](T s, T x) { return s + w * (x - s); },
-                                           *this, e);
-                   });
-                 });
 }
 
 // ---------------------------------------------------------------------------------------------

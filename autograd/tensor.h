@@ -70,6 +70,19 @@ struct TensorImpl {
   // Copies every field; the counters are unchanged (no object is created).
   TensorImpl& operator=(const TensorImpl&) = default;
   ~TensorImpl();
+  // Makes this describe src's elements: src's storage and dtype, and the given geometry (shape,
+  // strides, offset). The autograd fields are left as they are. The one place that copies the data
+  // fields (detach, views, set_data and saved outputs use it).
+  void share_data(const TensorImpl& src, const Shape& shape_, const Shape& strides_,
+                  int64_t offset_) {
+    storage = src.storage;
+    shape = shape_;
+    strides = strides_;
+    offset = offset_;
+    dtype = src.dtype;
+  }
+  // The same with src's own geometry: the same elements as src.
+  void share_data(const TensorImpl& src) { share_data(src, src.shape, src.strides, src.offset); }
   // Whether this is a view whose history was overtaken by a recorded in-place op on its base.
   bool stale_view() const {
     return is_view && view_history != kUntrackedView && view_history != storage->history;
@@ -89,8 +102,12 @@ class Tensor {
   // the shape and the bytes) if the element or byte count overflows 64 bits or the system refuses
   // the memory; the factories below (zeros, ones, full...) inherit this.
   static Tensor empty(const Shape& shape, Dtype dtype = float32);
+  // A 0-d float32 tensor holding `scalar`. Explicit: a double never silently becomes a tensor
+  // (f(3.0) does not compile for f(const Tensor&)); write Tensor(3.0) or scalar_tensor(3.0, dtype).
+  // Arithmetic keeps its scalar forms instead: x * 2.0, 2.0 - x, x / 3.0, x < 0.5 take the double
+  // as it is (autograd/ops/elementwise.h), without making a tensor of it.
+  explicit Tensor(double scalar);
   // Nested initializer lists: Tensor({{1, 2}, {3, 4}}) is a 2x2 float32 tensor.
-  Tensor(double scalar);  // NOLINT: 0-d float32 tensor
   // A 1-d float32 tensor: Tensor({1, 2, 3}).
   Tensor(std::initializer_list<double> values);
   // A 2-d float32 tensor, one inner list per row (rows must have the same length).
@@ -252,7 +269,7 @@ class Tensor {
   // Elementwise max(x, 0).
   Tensor relu() const;
 
-  // ---- in-place ops (bump the version counter) ----
+  // ---- in-place ops (bump the version counter; defined in autograd/ops/inplace.cpp) ----
   // self += alpha * other (other broadcast to self's shape).
   Tensor& add_(const Tensor& other, double alpha = 1.0);
   // self += value.
@@ -265,7 +282,7 @@ class Tensor {
   Tensor& mul_(double value);
   // self /= other, elementwise.
   Tensor& div_(const Tensor& other);
-  // self /= value.
+  // self /= value (a true division, recorded or not: the same bits either way).
   Tensor& div_(double value);
   // Sets every element to 0.
   Tensor& zero_();
@@ -277,9 +294,9 @@ class Tensor {
   Tensor& clamp_(double lo, double hi);
   // Replaces every element by its square root.
   Tensor& sqrt_();
-  // self += value * a * b ; self += value * a / b  (the optimizers' building blocks)
+  // self += value * a * b, elementwise (a and b broadcast to self's shape).
   Tensor& addcmul_(const Tensor& a, const Tensor& b, double value = 1.0);
-  // self += value * a / b
+  // self += value * a / b, elementwise (a and b broadcast to self's shape).
   Tensor& addcdiv_(const Tensor& a, const Tensor& b, double value = 1.0);
   // self += weight * (end - self)
   Tensor& lerp_(const Tensor& end, double weight);

@@ -79,61 +79,11 @@
 #include <vector>
 
 #include "data_parallel.h"
+#include "nn/models/gpt2.h"
 #include "nn/nn.h"
-#include "plot.h"
-
-// The tokenizers (nn/text) and the GPT-2 directory reader and writer (nn/models/gpt2.h) of issue
-// 25 are written at the same time as this program; until they are in the tree, the byte tokenizer
-// stands in and GPT-2 directories are refused.
-#if __has_include("nn/text/tokenizer.h")
 #include "nn/text/byte_tokenizer.h"
 #include "nn/text/tokenizer.h"
-namespace tk = ag::nn;
-#else
-namespace tk {
-class Tokenizer {
- public:
-  virtual ~Tokenizer() = default;
-  virtual std::vector<int64_t> encode(std::string_view text) const = 0;
-  virtual std::string decode(std::span<const int64_t> ids) const = 0;
-  virtual int64_t vocab_size() const = 0;
-  virtual std::optional<int64_t> eos_id() const { return std::nullopt; }
-  virtual void save(const std::string& dir) const = 0;
-  virtual std::string name() const = 0;
-};
-class ByteTokenizer final : public Tokenizer {
- public:
-  std::vector<int64_t> encode(std::string_view text) const override {
-    return ag::nn::ByteTokenizer::encode(std::string(text)).to_vector<int64_t>();
-  }
-  std::string decode(std::span<const int64_t> ids) const override {
-    return ag::nn::ByteTokenizer::decode(
-        ag::Tensor::from_vector(std::vector<int64_t>(ids.begin(), ids.end())));
-  }
-  int64_t vocab_size() const override { return 256; }
-  void save(const std::string&) const override {
-    ag::fail<ag::ValueError>("ByteTokenizer: no files to save");
-  }
-  std::string name() const override { return "byte"; }
-};
-inline std::unique_ptr<Tokenizer> load_tokenizer(const std::string& dir) {
-  ag::fail<ag::ValueError>("tokenizer directory '{}': this build has no GPT-2 tokenizer", dir);
-}
-}  // namespace tk
-#endif
-#if __has_include("nn/models/gpt2.h")
-#include "nn/models/gpt2.h"
-namespace hf = ag::nn;
-#else
-namespace hf {
-inline std::shared_ptr<ag::nn::GPT> load_gpt2(const std::string& dir) {
-  ag::fail<ag::ValueError>("'{}' is a directory: this build cannot read GPT-2 directories", dir);
-}
-inline void save_gpt2(const std::string& dir, const ag::nn::GPT&, const tk::Tokenizer*) {
-  ag::fail<ag::ValueError>("cannot write GPT-2 directory '{}' in this build", dir);
-}
-}  // namespace hf
-#endif
+#include "plot.h"
 
 #ifndef EXAMPLES_DATA_DIR
 #define EXAMPLES_DATA_DIR "examples/data"
@@ -152,9 +102,9 @@ class UsageError : public std::runtime_error {
 
 using Metadata = nn::Metadata;
 
-std::unique_ptr<tk::Tokenizer> tokenizer_from(const std::string& dir) {
-  if (dir.empty()) return std::make_unique<tk::ByteTokenizer>();
-  return tk::load_tokenizer(dir);
+std::unique_ptr<nn::Tokenizer> tokenizer_from(const std::string& dir) {
+  if (dir.empty()) return std::make_unique<nn::ByteTokenizer>();
+  return nn::load_tokenizer(dir);
 }
 
 // Token ids as an int64 tensor [N].
@@ -166,15 +116,15 @@ Tensor id_tensor(const std::vector<int64_t>& ids) {
 // with its own tokenizer files; `tokenizer_dir` (unless empty) overrides either.
 struct Model {
   std::shared_ptr<nn::GPT> gpt;
-  std::unique_ptr<tk::Tokenizer> tokenizer;
+  std::unique_ptr<nn::Tokenizer> tokenizer;
   bool gpt2_directory = false;
 };
 
 Model load_model(const std::string& from, const std::string& tokenizer_dir) {
   Model m;
   if (std::filesystem::is_directory(from)) {
-    m.gpt = hf::load_gpt2(from);
-    m.tokenizer = tk::load_tokenizer(tokenizer_dir.empty() ? from : tokenizer_dir);
+    m.gpt = nn::load_gpt2(from);
+    m.tokenizer = nn::load_tokenizer(tokenizer_dir.empty() ? from : tokenizer_dir);
     m.gpt2_directory = true;
   } else {
     if (!std::filesystem::exists(from)) fail<IOError>("checkpoint '{}' does not exist", from);
@@ -193,11 +143,11 @@ Model load_model(const std::string& from, const std::string& tokenizer_dir) {
 std::string default_data() { return std::string(EXAMPLES_DATA_DIR) + "/world.txt"; }
 
 // "bytes" for the byte tokenizer, else "tokens".
-std::string unit(const tk::Tokenizer& t) { return t.name() == "byte" ? "bytes" : "tokens"; }
+std::string unit(const nn::Tokenizer& t) { return t.name() == "byte" ? "bytes" : "tokens"; }
 
 // Train and validation (last 10%) windows of a text file.
 std::pair<nn::TextDataset, nn::TextDataset> load_text(const std::string& path, int64_t context,
-                                                      const tk::Tokenizer& tokenizer) {
+                                                      const nn::Tokenizer& tokenizer) {
   std::vector<int64_t> ids = tokenizer.encode(nn::read_text_file(path));
   // The validation part must hold at least one window of context + 1 tokens.
   if (static_cast<int64_t>(ids.size()) < 20 * (context + 1))
@@ -511,7 +461,7 @@ int run_train(TrainCommand& t, examples::DataParallel& dp) {
                 {"train.weight_decay", fmt::format("{}", s.weight_decay)},
                 {"train.seed", std::to_string(s.seed)}});
 
-  auto [train, val] = load_text(data, c.context, tk::ByteTokenizer());
+  auto [train, val] = load_text(data, c.context, nn::ByteTokenizer());
   nn::GPT model(c);
   if (dp.on())
     fmt::print("data parallel: {} ranks, {} x {} windows per rank per step\n", dp.world(), s.accum,
@@ -684,7 +634,7 @@ double save_finetuned(const FinetuneCommand& f, const Model& m, const nn::LoRACo
   extra["gpt.val_loss"] = fmt::format("{:.6f}", final_loss);
   if (dp.root()) {
     if (m.gpt2_directory)
-      hf::save_gpt2(out, *m.gpt, m.tokenizer.get());
+      nn::save_gpt2(out, *m.gpt, m.tokenizer.get());
     else
       nn::save_gpt(out, *m.gpt, extra);
   }

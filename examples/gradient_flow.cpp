@@ -16,7 +16,7 @@
 // back multiplies the error by about 2, so it grows toward the input (exploding gradients). After
 // every step we read, per layer, the norm of dLoss/dW(l) (from .grad) and the norm of delta(l) =
 // dLoss/dz(l): autograd stores the latter on the Linear node of that layer when gradient-norm
-// tracing is on (Node::last_grad_norm).
+// tracing is on (Node::diagnostics.last_grad_norm).
 //
 //   gradient_flow [output folder, default demo-output]
 //   writes gradient_flow_layers.svg, gradient_flow_steps.svg, gradient_flow_loss.svg,
@@ -145,7 +145,8 @@ int main(int argc, char** argv) {
         std::vector<double> gw(L), gd(L);
         for (size_t l = 0; l < L; ++l) {
           gw[l] = norm_of(net.layers[l]->weight.grad());
-          gd[l] = net.z[l].grad_fn()->last_grad_norm;  // |delta(l)|, the gradient at z(l)
+          // |delta(l)|, the gradient at z(l)
+          gd[l] = net.z[l].grad_fn()->diagnostics.last_grad_norm;
           csv.row(act, step, l + 1, gw[l], gd[l], loss.item());
         }
         if (step == 0) {
@@ -196,7 +197,7 @@ int main(int argc, char** argv) {
       if (losses.size() == 1)
         for (size_t l = 0; l < L; ++l) {
           gw[l] = norm_of(net.layers[l]->weight.grad());
-          gd[l] = net.z[l].grad_fn()->last_grad_norm;
+          gd[l] = net.z[l].grad_fn()->diagnostics.last_grad_norm;
           csv.row("relu_x2", 0, l + 1, gw[l], gd[l], loss.item());
         }
       if (losses.size() == 4) break;

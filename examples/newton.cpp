@@ -175,13 +175,13 @@ Run iterate(const std::string& name, Tensor w, int64_t cap, Step step) {
 double curvature_bound(const Data& d) {
   ag::NoGradGuard plain;
   const double n = static_cast<double>(d.X.size(0));
-  Tensor A = ag::div(ag::matmul(d.X.t(), d.X), 4.0 * n);
+  Tensor A = ag::div(ag::matmul(d.X.t(), d.X), ag::scalar_tensor(4.0 * n, ag::float64));
   Tensor v = ag::ones({A.size(0)}, ag::float64);
   double lambda = 0;
   for (int i = 0; i < 500; ++i) {
     Tensor Av = ag::matmul(A, v);
     lambda = norm2(Av) / norm2(v);
-    v = ag::div(Av, norm2(Av));
+    v = ag::div(Av, ag::scalar_tensor(norm2(Av), ag::float64));
   }
   return lambda;
 }
@@ -202,7 +202,7 @@ std::vector<Run> fit_logistic_regression(const Settings& s, plot::Csv& csv) {
     Tensor p = ag::sigmoid(ag::matmul(data.X, w0));
     Tensor D = ag::mul(p, ag::rsub(p, 1.0));
     Tensor closed = ag::div(ag::matmul(data.X.t(), ag::mul(data.X, D.unsqueeze(1))),
-                            static_cast<double>(s.samples));
+                            ag::scalar_tensor(static_cast<double>(s.samples), ag::float64));
     double diff = ag::max(ag::abs(ag::sub(H, closed))).item();
     fmt::print(
         "  Hessian at w = 0: engine vs X^T diag(p (1 - p)) X / n, max abs difference {:.3e}\n",

@@ -77,7 +77,7 @@ Tensor binary_cross_entropy_with_logits(const Tensor& x, const Tensor& y,
   // with pos_weight p: loss = (1 - y) x + (1 + (p - 1) y) softplus(-x)
   Tensor losses;
   if (pos_weight.defined()) {
-    Tensor l = add(mul(sub(pos_weight, 1.0), y), 1.0);
+    Tensor l = add(mul(add(pos_weight, -1.0), y), 1.0);
     losses = add(mul(rsub(y, 1.0), x), mul(l, softplus(neg(x))));
   } else {
     losses = sub(softplus(x), mul(x, y));

@@ -25,6 +25,7 @@
 #include "nn/module.h"
 #include "nn/normalization.h"
 #include "nn/optim/adam.h"
+#include "nn/optim/lion.h"
 #include "nn/optim/optimizer.h"
 #include "nn/optim/scheduler.h"
 #include "nn/optim/sgd.h"

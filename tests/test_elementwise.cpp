@@ -404,6 +404,39 @@ TEST_CASE("gradients by hand: arithmetic, broadcasting sums, pow including at ze
   }
 }
 
+TEST_CASE("pow at zero: second derivatives are finite, and 0^x has derivative 0") {
+  // y = a^b; d/db = a^b ln a (0 where a = 0), d2/db2 = a^b (ln a)^2 (0 where a = 0).
+  Tensor a = f64({0, 0, 2}), b = f64({2, 0.5, 1}).requires_grad_();
+  Tensor gb = grad({pow(a, b).sum()}, {b}, {}, false, true)[0];
+  check_values(gb, {0, 0, 2 * std::log(2.0)});
+  Tensor gbb = grad({gb.sum()}, {b})[0];
+  check_values(gbb, {0, 0, 2 * std::log(2.0) * std::log(2.0)});
+  // d/da is 0 where b = 0 (a^0 = 1), and so is its derivative, also at a = 0; elsewhere
+  // d/da = b a^(b-1), d2/da2 = b (b-1) a^(b-2), d2/dadb = a^(b-1) (1 + b ln a).
+  Tensor p = f64({0, 3}).requires_grad_(), q = f64({0, 2}).requires_grad_();
+  TensorList g1 = grad({pow(p, q).sum()}, {p, q}, {}, false, true);
+  check_values(g1[0], {0, 6});
+  TensorList g2 = grad({g1[0].sum()}, {p, q});
+  check_values(g2[0], {0, 2});
+  check_values(g2[1], {0, 3 + 6 * std::log(3.0)});
+  // A scalar base of 0: 0^x = 0 for x > 0, a constant.
+  Tensor x = f64({1, 2.5}).requires_grad_();
+  pow(0.0, x).sum().backward();
+  check_values(x.grad(), {0, 0});
+}
+
+TEST_CASE("maximum's errors name maximum") {
+  // Reaching the backward's own shape check: the input's data is replaced after recording.
+  Tensor x = f64({1, 5, 3}).requires_grad_(), y = f64({2, 4, 3}).requires_grad_();
+  Tensor m = maximum(x, y);
+  x.set_data(f64({1, 2}));
+  CHECK_THROWS_WITH_PARTS(m.sum().backward(), ShapeError, "maximum");
+  Tensor u = f64({1, 5, 3}).requires_grad_(), v = f64({2, 4, 3}).requires_grad_();
+  Tensor n = minimum(u, v);
+  u.set_data(f64({1, 2}));
+  CHECK_THROWS_WITH_PARTS(n.sum().backward(), ShapeError, "minimum");
+}
+
 TEST_CASE("minimum and maximum: values, ties split the gradient evenly, NaN propagates") {
   Tensor a = f64({1, 5, 3}), b = f64({2, 4, 3});
   check_values(minimum(a, b), {1, 4, 3});

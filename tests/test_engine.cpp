@@ -1,11 +1,31 @@
 // The tape and the engine: recording, replay order, accumulation, freeing, grad modes, threads,
 // version counters, higher order.
 #include <thread>
+#include <tuple>
+#include <type_traits>
 
 #include "support.h"
 
 using namespace ag;
 using test::leaf;
+
+namespace {
+Tensor times(const Tensor& x, const Tensor& factor) { return mul(x, factor); }
+}  // namespace
+
+TEST_CASE("op() and Const own the temporaries they are given (no dangling after the statement)") {
+  static_assert(std::is_same_v<decltype(Const::t), Tensor>);
+  Tensor x = test::f64({1, 2});
+  // Both the Const and the tensor inside it are temporaries of this statement.
+  auto call = op("times", times, x, Const{test::f64({3, 4})});
+  static_assert(!std::is_reference_v<std::tuple_element_t<1, decltype(call.args)>>);
+  static_assert(std::is_reference_v<std::tuple_element_t<0, decltype(call.args)>>);  // an lvalue
+  std::vector<Tensor> churn(64, test::f64({-1, -1}));  // reuse the freed memory, if any
+  TensorList same = call.call([](const Tensor& t, size_t) { return t; });
+  CHECK(same[0].to_vector<double>() == std::vector<double>{3, 8});
+  TensorList again = call.replay()({test::f64({5, 6})});
+  CHECK(again[0].to_vector<double>() == std::vector<double>{15, 24});
+}
 
 TEST_CASE("backward of a scalar expression fills leaf gradients") {
   Tensor x = Tensor({1.0, 2.0, 3.0}).requires_grad_();

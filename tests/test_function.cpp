@@ -84,9 +84,9 @@ struct DoubleAndMask : Function<DoubleAndMask> {
   static constexpr const char* name = "double_and_mask";
   static inline bool mask_grad_was_zero = false;
   static TensorList forward(FunctionContext& ctx, const Tensor& x) {
-    Tensor mask = gt(x, 0.0).to(x.dtype());
+    Tensor mask = (x > 0.0).to(x.dtype());
     ctx.mark_non_differentiable({mask});
-    return {x * 2.0, mask, gt(x, 0.0).to(int64)};
+    return {x * 2.0, mask, (x > 0.0).to(int64)};
   }
   static TensorList backward(FunctionContext&, const TensorList& g) {
     mask_grad_was_zero = sum(abs(g[1])).item() == 0.0;
@@ -184,9 +184,9 @@ TEST_CASE("a one-output custom op records one node with its name, values and gra
   CHECK(y.grad_fn()->name() == "softsign");
   CHECK(y.grad_fn()->num_inputs() == 1);
   CHECK(y.grad_fn()->num_outputs() == 1);
-  CHECK(y.grad_fn()->next_edges[0].fn == x.impl()->grad_accumulator.lock());
+  CHECK(y.grad_fn()->tape.next_edges[0].fn == x.impl()->grad_accumulator.lock());
   CHECK(y.impl()->output_nr == 0);
-  CHECK(y.grad_fn()->recorded_at.find("test_function.cpp:") != std::string::npos);
+  CHECK(y.grad_fn()->diagnostics.recorded_at.find("test_function.cpp:") != std::string::npos);
   y.sum().backward();
   CHECK(test::allclose(x.grad(),
                        Tensor::from_vector(std::vector<double>{1.0 / 9, 1.0 / 2.25, 1.0 / 16})));
@@ -198,7 +198,7 @@ TEST_CASE("recorded_at is the line of the apply call") {
   Tensor x = leaf({2});
   int line = __LINE__ + 1;
   Tensor y = Softsign::apply(x);
-  std::string at = y.grad_fn()->recorded_at;
+  std::string at = y.grad_fn()->diagnostics.recorded_at;
   CHECK(at.substr(at.rfind(':') + 1) == std::to_string(line));
 }
 
@@ -440,6 +440,25 @@ TEST_CASE("returning an input unchanged does not re-parent the input") {
   CHECK(x.grad().to_vector<double>() == std::vector<double>{3, 3});
 }
 
+TEST_CASE("a custom op's fresh outputs are not aliases of its inputs") {
+  // Review claim: custom functions report every input as aliased by the output. A fresh result
+  // shares no storage with the input and is no view, so an in-place op on it is recorded.
+  Tensor x = leaf({3});
+  Tensor y = WrongShape::apply(x);  // forward: x * 2 (backward not used here)
+  CHECK(y.impl()->storage != x.impl()->storage);
+  CHECK_FALSE(y.impl()->is_view);
+  Tensor z = ReshapeTo::apply(leaf({2, 3}), Shape{3, 2});
+  CHECK(z.impl()->is_view);  // a view of its input really is one
+  Tensor twice = y * 1.0;
+  y.mul_(3.0);  // a non-leaf, not a view: recorded, not refused
+  CHECK(y.grad_fn()->name() == "mul");
+  CHECK(test::allclose(y, twice * 3.0));
+  // An input returned as is gets a fresh handle: the input keeps its own identity.
+  Tensor i = Identity::apply(x);
+  CHECK_FALSE(i.same(x));
+  CHECK(x.is_leaf());
+}
+
 TEST_CASE("a backward returning a wrong shape or count raises AutogradError naming the op") {
   Tensor x = leaf({2, 3});
   CHECK_THROWS_WITH_PARTS(WrongShape::apply(x).sum().backward(), AutogradError, "wrong_shape",
@@ -454,7 +473,7 @@ TEST_CASE("custom nodes can replay their forward; an in-place change of an input
   Tensor y = ScaledPower::apply(x, 2.0, w, 2);
   const Node& node = *y.grad_fn();
   REQUIRE(node.can_replay());
-  REQUIRE(node.replay_inputs.size() == 2);
+  REQUIRE(node.tape_check.replay_inputs.size() == 2);
   TensorList again = node.replay({x.detach() * 2.0, w.detach()});
   CHECK(test::allclose(again[0], x.detach() * x.detach() * w.detach() * 8.0));
   {

@@ -139,7 +139,7 @@ TEST_CASE("hessian of the logistic loss is X^T diag(p (1 - p)) X / n") {
   };
   Tensor p = sigmoid(matmul(X, w));
   Tensor D = mul(p, rsub(p, 1.0));  // p (1 - p), [n]
-  Tensor expected = div(matmul(X.t(), mul(X, D.unsqueeze(1))), static_cast<double>(n));
+  Tensor expected = div(matmul(X.t(), mul(X, D.unsqueeze(1))), Tensor(static_cast<double>(n)));
   Tensor H = hessian(loss, w);
   CHECK(max_diff(H, expected) < 1e-14);
   // The outer strategies agree.
@@ -149,7 +149,7 @@ TEST_CASE("hessian of the logistic loss is X^T diag(p (1 - p)) X / n") {
   // Its gradient, by vjp, is X^T (p - y) / n.
   auto [out, gw] = vjp([&loss](const TensorList& t) { return TensorList{loss(t[0])}; }, {w});
   CHECK(out[0].dim() == 0);
-  CHECK(max_diff(gw[0], div(matmul(X.t(), sub(p, y)), static_cast<double>(n))) < 1e-15);
+  CHECK(max_diff(gw[0], div(matmul(X.t(), sub(p, y)), Tensor(static_cast<double>(n)))) < 1e-15);
 }
 
 TEST_CASE("hessian of a function of two vectors: f(x, y) = (x . y)^2") {

@@ -78,7 +78,7 @@ struct DetachedCube : Function<DetachedCube> {
 struct ScaleAndMask : Function<ScaleAndMask> {
   static constexpr const char* name = "scale_and_mask";
   static TensorList forward(FunctionContext& ctx, const Tensor& x, double scale) {
-    Tensor mask = gt(x, 0.0).to(x.dtype());
+    Tensor mask = (x > 0.0).to(x.dtype());
     ctx.mark_non_differentiable({mask});
     ctx.set("scale", scale);
     return {x * scale, mask};

@@ -167,8 +167,8 @@ TEST_CASE("norms of a traced backward: sigmoid's input gradient is s (1 - s) tim
   double s = 1.0 / (1.0 + std::exp(-0.5));
   auto nodes = tape_nodes(y);
   REQUIRE(nodes.size() == 3);
-  CHECK(nodes[0]->last_grad_norm == doctest::Approx(s * (1 - s)));  // the leaf
-  CHECK(nodes[1]->last_grad_norm == doctest::Approx(1.0));          // sigmoid's output
+  CHECK(nodes[0]->diagnostics.last_grad_norm == doctest::Approx(s * (1 - s)));  // the leaf
+  CHECK(nodes[1]->diagnostics.last_grad_norm == doctest::Approx(1.0));          // sigmoid's output
   CHECK(count(to_mermaid(y), fmt::format("|grad| = {:.4g}", s * (1 - s))) == 1);
 }
 
@@ -184,11 +184,11 @@ struct SplitTwo final : Node {
 TEST_CASE("a multi-output node lists every output shape; a name can be on any output") {
   Tensor x = leaf({5});
   auto node = std::make_shared<SplitTwo>();
-  node->next_edges.push_back(gradient_edge(x));
-  node->input_meta.push_back(InputMeta{x.shape(), x.dtype()});
+  node->tape.next_edges.push_back(gradient_edge(x));
+  node->tape.input_meta.push_back(InputMeta{x.shape(), x.dtype()});
   Tensor parts[2] = {x.detach().slice(0, 0, 2).clone(), x.detach().slice(0, 2, 5).clone()};
   for (uint32_t k = 0; k < 2; ++k) {
-    node->output_meta.push_back(InputMeta{parts[k].shape(), parts[k].dtype()});
+    node->tape.output_meta.push_back(InputMeta{parts[k].shape(), parts[k].dtype()});
     parts[k].impl()->grad_fn = node;
     parts[k].impl()->output_nr = k;
     parts[k].impl()->requires_grad = true;

@@ -268,7 +268,7 @@ TEST_CASE("optimizer state: Adam's buffers and hyper-parameters come back exactl
   CHECK(info.metadata == nn::Metadata{{"epoch", "3"}});
   CHECK(adam_b.steps() == 3);
   CHECK(adam_b.param_groups()[0].lr() == 0.05);
-  CHECK(adam_b.param_groups()[0].options.at("weight_decay") == 0.01);
+  CHECK(adam_b.param_groups()[0].options.weight_decay == 0.01);
   nn::OptimizerState restored = adam_b.state_dict();
   REQUIRE(restored.tensors.size() == saved.tensors.size());
   for (size_t i = 0; i < restored.tensors.size(); ++i) {

@@ -166,7 +166,7 @@ TEST_CASE("AdamW decays the weights directly: p <- p (1 - lr wd), then the Adam 
   CHECK(nn::AdamW::with_decay().weight_decay == 0.01);
   Tensor q = start_param();
   nn::AdamW defaults({q});
-  CHECK(defaults.param_groups()[0].options.at("weight_decay") == 0.01);
+  CHECK(defaults.param_groups()[0].options.weight_decay == 0.01);
   CHECK(defaults.param_groups()[0].lr() == 1e-3);
 }
 
@@ -174,19 +174,49 @@ TEST_CASE("AdamW keeps its 0.01 decay however the options are written") {
   // Issue 12: a designated initialiser used to build a plain AdamOptions (decay 0).
   Tensor p = start_param(), q = start_param(), r = start_param();
   nn::AdamW designated({p}, {.lr = 3e-4});
-  CHECK(designated.param_groups()[0].options.at("weight_decay") == 0.01);
+  CHECK(designated.param_groups()[0].options.weight_decay == 0.01);
   CHECK(designated.param_groups()[0].lr() == 3e-4);
   nn::AdamWOptions o;
   o.lr = 0.2;
   nn::AdamW assigned({q}, o);
-  CHECK(assigned.param_groups()[0].options.at("weight_decay") == 0.01);
+  CHECK(assigned.param_groups()[0].options.weight_decay == 0.01);
   CHECK(assigned.param_groups()[0].lr() == 0.2);
   nn::AdamW betas({r}, {.beta2 = 0.95, .amsgrad = true});
-  CHECK(betas.param_groups()[0].options.at("weight_decay") == 0.01);
-  CHECK(betas.param_groups()[0].options.at("beta2") == 0.95);
-  CHECK(betas.param_groups()[0].options.at("amsgrad") == 1.0);
+  CHECK(betas.param_groups()[0].options.weight_decay == 0.01);
+  CHECK(betas.param_groups()[0].options.beta2 == 0.95);
+  CHECK(betas.param_groups()[0].options.amsgrad);
   // The same decay is applied in the step: p <- p (1 - lr wd) before the Adam update.
   check_sequence(designated, p, 3, AdamByHand{.lr = 3e-4, .weight_decay = 0.01, .decoupled = true});
+}
+
+// Lion's rule as its header writes it, in double.
+struct LionByHand {
+  double lr, beta1 = 0.9, beta2 = 0.99, weight_decay = 0;
+  std::vector<double> m = {0, 0};
+  double operator()(size_t i, double p, double g, int /*step*/) {
+    double c = beta1 * m[i] + (1 - beta1) * g;
+    double sign = c > 0 ? 1 : c < 0 ? -1 : 0;
+    m[i] = beta2 * m[i] + (1 - beta2) * g;
+    return p * (1 - lr * weight_decay) - lr * sign;
+  }
+};
+
+TEST_CASE("Lion follows its rule: sign of the interpolated momentum, decoupled decay") {
+  for (double wd : {0.0, 0.5}) {
+    CAPTURE(wd);
+    Tensor p = start_param();
+    nn::Lion opt({p}, {.lr = 0.05, .beta1 = 0.8, .beta2 = 0.95, .weight_decay = wd});
+    check_sequence(opt, p, 6, LionByHand{.lr = 0.05, .beta1 = 0.8, .beta2 = 0.95, .weight_decay = wd});
+  }
+  // Its state goes through a checkpoint like the others'.
+  Tensor p = start_param(), q = start_param();
+  nn::Lion a({p}, {.lr = 0.01}), b({q});
+  problem_loss(p).backward();
+  a.step();
+  b.load_state_dict(a.state_dict());
+  CHECK(b.param_groups()[0].lr() == 0.01);
+  CHECK(b.steps() == 1);
+  CHECK_THROWS_WITH_PARTS(nn::Lion({p}, {.beta2 = 1.5}), ValueError, "Lion", "betas");
 }
 
 // ---- groups, state, zero_grad ----
@@ -194,10 +224,10 @@ TEST_CASE("AdamW keeps its 0.01 decay however the options are written") {
 TEST_CASE("parameter groups have their own settings; unset options come from the defaults") {
   Tensor p = start_param(), q = start_param();
   nn::SGD opt({p}, {.lr = 0.05, .momentum = 0.9});
-  opt.add_param_group({q}, {{"lr", 0.01}});
+  opt.add_param_group({q}, [](nn::SGDOptions& o) { o.lr = 0.01; });
   REQUIRE(opt.param_groups().size() == 2);
   CHECK(opt.param_groups()[1].lr() == 0.01);
-  CHECK(opt.param_groups()[1].options.at("momentum") == 0.9);
+  CHECK(opt.param_groups()[1].options.momentum == 0.9);
   SGDByHand hp{.lr = 0.05, .momentum = 0.9}, hq{.lr = 0.01, .momentum = 0.9};
   std::vector<double> ep = kP0, eq = kP0;
   for (int s = 1; s <= 4; ++s) {
@@ -265,8 +295,12 @@ TEST_CASE("optimizer argument errors") {
   CHECK_THROWS_WITH_PARTS(nn::SGD({p}, {.lr = -0.1}), ValueError, "negative learning rate");
   CHECK_THROWS_WITH_PARTS(nn::Adam({p}, {.beta1 = 1.0}), ValueError, "Adam", "betas");
   nn::SGD opt({p});
-  CHECK_THROWS_WITH_PARTS(opt.add_param_group({start_param()}, {{"betas", 0.9}}), ValueError,
-                          "unknown option", "betas");
+  // Options are typed: a group's are checked as the constructor's are.
+  CHECK_THROWS_WITH_PARTS(
+      opt.add_param_group({start_param()}, [](nn::SGDOptions& o) { o.momentum = -0.0, o.nesterov = true; }),
+      ValueError, "SGD", "nesterov");
+  CHECK_THROWS_WITH_PARTS(opt.add_param_group({start_param()}, nn::SGDOptions{.lr = -1}),
+                          ValueError, "negative learning rate");
   CHECK_THROWS_WITH_PARTS(nn::SGD({p * 2.0}), ValueError, "leaf");
 }
 
@@ -275,7 +309,7 @@ TEST_CASE("optimizer argument errors") {
 TEST_CASE("StepLR: lr = base gamma^floor(t / step_size), applied to every group") {
   Tensor p = start_param(), q = start_param();
   nn::SGD opt({p}, {.lr = 1.0});
-  opt.add_param_group({q}, {{"lr", 0.1}});
+  opt.add_param_group({q}, [](nn::SGDOptions& o) { o.lr = 0.1; });
   nn::StepLR sched(opt, 3, 0.5);
   std::vector<double> expected = {1, 1, 1, 0.5, 0.5, 0.5, 0.25, 0.25};
   for (int64_t t = 0; t < 8; ++t) {

@@ -7,6 +7,7 @@
 #include <functional>
 #include <limits>
 #include <sstream>
+#include <type_traits>
 
 #include "support.h"
 
@@ -35,6 +36,15 @@ bool contains(const std::string& s, const std::string& part) {
 
 // ---------------------------------------------------------------------------------------------
 // construction
+
+// A double does not silently become a tensor (f(3.0) for f(const Tensor&) does not compile); the
+// scalar operators still take doubles on either side.
+static_assert(!std::is_convertible_v<double, Tensor>);
+static_assert(std::is_constructible_v<Tensor, double>);
+static_assert(std::is_invocable_r_v<Tensor, decltype([](const Tensor& x) { return x * 2.0; }),
+                                    const Tensor&>);
+static_assert(std::is_invocable_r_v<Tensor, decltype([](const Tensor& x) { return 2.0 - x; }),
+                                    const Tensor&>);
 
 TEST_CASE("factories: zeros, ones, full, arange, linspace, eye, scalar_tensor, *_like") {
   Tensor z = zeros({2, 3});
@@ -693,6 +703,24 @@ TEST_CASE("in-place ops on non-leaves are recorded and differentiate correctly")
   Tensor s = w * 1.0;
   CHECK_THROWS_WITH_PARTS(s.add_(leaf({3, 2})), ShapeError, "add_", "[3, 2]", "[2]");
   check_values(s, {1, 2});
+}
+
+TEST_CASE("div_(scalar) gives the same bits whether or not the op is recorded") {
+  // x / 3 and x * (1 / 3) differ in the last bit for some x; div_ must compute x / 3 both ways.
+  Tensor base = arange(1.0, 200.0, 1.0, float32);
+  Tensor plain = base.clone();
+  {
+    NoGradGuard ng;
+    plain.div_(3.0);
+  }
+  Tensor w = base.clone().requires_grad_();
+  Tensor recorded = w * 1.0;  // a non-leaf, so div_ is recorded
+  recorded.div_(3.0);
+  REQUIRE(recorded.grad_fn() != nullptr);
+  CHECK(recorded.to_vector<float>() == plain.to_vector<float>());
+  std::vector<float> divided = base.to_vector<float>();
+  for (float& v : divided) v /= 3.0f;
+  CHECK(plain.to_vector<float>() == divided);
 }
 
 // ---------------------------------------------------------------------------------------------

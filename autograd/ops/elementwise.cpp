@@ -61,10 +61,11 @@ Tensor compare(const char* op, const Tensor& a, const Tensor& b, F f) {
   return out;
 }
 
-// Weight of each input in minimum/maximum: 1 for the chosen one, 0.5 each on ties.
-Tensor choice_weight(const Tensor& a, const Tensor& b, bool take_smaller) {
+// Weight of each input in minimum/maximum (named `op` in errors): 1 for the chosen one, 0.5 each on
+// ties.
+Tensor choice_weight(const char* op, const Tensor& a, const Tensor& b, bool take_smaller) {
   Dtype d = float_dtype(a, b);
-  return binary_kernel("minimum", a.detach(), b.detach(), d, [take_smaller](auto x, auto y) {
+  return binary_kernel(op, a.detach(), b.detach(), d, [take_smaller](auto x, auto y) {
     using T = decltype(x);
     if (x == y) return T(0.5);
     return (take_smaller ? x < y : x > y) ? T(1) : T(0);
@@ -86,8 +87,10 @@ Tensor extremum(const char* op, const Tensor& a, const Tensor& b, bool smaller) 
     // d/da = w, d/db = 1 - w, w = 1 where a is chosen (0.5 each on ties).
     record(ag::op(op, extremum, op, a, b, smaller), out, Saved{a, b},
            rules::elementwise(
-               [smaller](const Saved& s) { return choice_weight(s.a, s.b, smaller); },
-               [smaller](const Saved& s) { return rsub(choice_weight(s.a, s.b, smaller), 1.0); }));
+               [op, smaller](const Saved& s) { return choice_weight(op, s.a, s.b, smaller); },
+               [op, smaller](const Saved& s) {
+                 return rsub(choice_weight(op, s.a, s.b, smaller), 1.0);
+               }));
   }
   return out;
 }
@@ -172,16 +175,21 @@ Tensor pow(const Tensor& a, const Tensor& b) {
       Tensor a, b, out;
     };
     // As in PyTorch, d/da is 0 where b = 0 and d/db is 0 where a = 0 (0^b is constant there),
-    // instead of the 0 * inf the formulas would give.
+    // instead of the 0 * inf the formulas would give. There the formula (the branch `where` does
+    // not select) is evaluated at a = 1, so that it and its own derivatives stay finite: a
+    // gradient of 0 times an infinity would make the second derivatives NaN.
     record(op("pow", Binary(pow), a, b), out, Saved{a, b, out},
            rules::elementwise(
                [](const Saved& s) {
-                 Tensor zero = zeros(Shape{}, s.out.dtype());
-                 return where(eq(s.b, zero), zero, mul(s.b, pow(s.a, add(s.b, -1.0))));
+                 Tensor zero = zeros(Shape{}, s.out.dtype()), one = ones(Shape{}, s.out.dtype());
+                 Tensor b0 = eq(s.b, zero);
+                 Tensor a = where(b0, one, s.a);
+                 return where(b0, zero, mul(s.b, pow(a, add(s.b, -1.0))));
                },
                [](const Saved& s) {
-                 Tensor zero = zeros(Shape{}, s.out.dtype());
-                 return where(eq(s.a, zero), zero, mul(s.out, log(s.a)));
+                 Tensor zero = zeros(Shape{}, s.out.dtype()), one = ones(Shape{}, s.out.dtype());
+                 Tensor a0 = eq(s.a, zero);
+                 return where(a0, zero, mul(s.out, log(where(a0, one, s.a))));
                }));
   }
   return out;
@@ -269,8 +277,13 @@ Tensor pow(double s, const Tensor& a) {
     struct Saved {
       Tensor out;
     };
+    // 0^x is piecewise constant (0 for x > 0, 1 at 0, inf below): its derivative is 0, not the
+    // NaN of 0 * log(0).
     record(op("pow", static_cast<Tensor (*)(double, const Tensor&)>(pow), s, a), out, Saved{out},
-           rules::elementwise([s](const Saved& v) { return mul(v.out, std::log(s)); }));
+           rules::elementwise([s](const Saved& v) {
+             if (s == 0.0) return zeros(Shape{}, v.out.dtype());
+             return mul(v.out, std::log(s));
+           }));
   }
   return out;
 }

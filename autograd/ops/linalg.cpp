@@ -60,6 +60,35 @@ Tensor as_rows(const Tensor& t) {
   return reshape(t, Shape{lead.numel(), t.shape()[t.dim() - 1]});
 }
 
+// The element offsets of a's and b's matrices for each entry of the broadcast batch shape `batch`
+// (a's batch axes ba, b's bb): entry t's at [2 t] and [2 t + 1].
+std::vector<int64_t> batch_offsets(const Shape& batch, const Tensor& a, const Shape& ba,
+                                   const Tensor& b, const Shape& bb) {
+  // Broadcast batch strides of each operand.
+  int64_t nd = batch.size(), nbatch = batch.numel();
+  std::vector<int64_t> sa(nd, 0), sb(nd, 0);
+  for (int64_t i = 0; i < nd; ++i) {
+    int64_t ia = i - (nd - ba.size()), ib = i - (nd - bb.size());
+    if (ia >= 0 && ba[ia] != 1) sa[i] = a.strides()[ia];
+    if (ib >= 0 && bb[ib] != 1) sb[i] = b.strides()[ib];
+  }
+  std::vector<int64_t> idx(nd, 0), offsets(2 * nbatch);
+  int64_t oa = 0, ob = 0;
+  for (int64_t t = 0; t < nbatch; ++t) {
+    offsets[2 * t] = oa;
+    offsets[2 * t + 1] = ob;
+    for (int64_t d = nd - 1; d >= 0; --d) {
+      oa += sa[d];
+      ob += sb[d];
+      if (++idx[d] < batch[d]) break;
+      oa -= sa[d] * batch[d];
+      ob -= sb[d] * batch[d];
+      idx[d] = 0;
+    }
+  }
+  return offsets;
+}
+
 // [..., m, k] @ [..., k, n] with both ranks >= 2 and matching float dtypes; no recording.
 Tensor matmul_kernel(const Tensor& a_in, const Tensor& b_in) {
   Tensor a = blas_ready(a_in), b = blas_ready(b_in);
@@ -88,31 +117,10 @@ Tensor matmul_kernel(const Tensor& a_in, const Tensor& b_in) {
       gemm(false, lb.trans, m * nbatch, n, k, pa, la.ld, pb, lb.ld, po, n);
       return;
     }
-    // Broadcast batch strides of each operand.
-    int64_t nd = batch.size();
-    std::vector<int64_t> sa(nd, 0), sb(nd, 0);
-    for (int64_t i = 0; i < nd; ++i) {
-      int64_t ia = i - (nd - ba.size()), ib = i - (nd - bb.size());
-      if (ia >= 0 && ba[ia] != 1) sa[i] = a.strides()[ia];
-      if (ib >= 0 && bb[ib] != 1) sb[i] = b.strides()[ib];
-    }
-    // Each entry's operand offsets, then the entries: spread over the threads, one single-threaded
-    // GEMM each, when they are many and small (attention heads), else one after the other, each
-    // GEMM threaded by itself. float64 entries stay serial (OpenBLAS, see available_threads).
-    std::vector<int64_t> idx(nd, 0), offsets(2 * nbatch);
-    int64_t oa = 0, ob = 0;
-    for (int64_t t = 0; t < nbatch; ++t) {
-      offsets[2 * t] = oa;
-      offsets[2 * t + 1] = ob;
-      for (int64_t d = nd - 1; d >= 0; --d) {
-        oa += sa[d];
-        ob += sb[d];
-        if (++idx[d] < batch[d]) break;
-        oa -= sa[d] * batch[d];
-        ob -= sb[d] * batch[d];
-        idx[d] = 0;
-      }
-    }
+    // The entries: spread over the threads, one single-threaded GEMM each, when they are many and
+    // small (attention heads), else one after the other, each GEMM threaded by itself. float64
+    // entries stay serial (OpenBLAS, see available_threads).
+    std::vector<int64_t> offsets = batch_offsets(batch, a, ba, b, bb);
     auto entry = [&](int64_t t) {
       gemm(la.trans, lb.trans, m, n, k, pa + offsets[2 * t], la.ld, pb + offsets[2 * t + 1], lb.ld,
            po + t * m * n, n);
@@ -226,78 +234,93 @@ Tensor outer(const Tensor& a, const Tensor& b) {
   return matmul_nd(unsqueeze(a, 1), unsqueeze(b, 0));
 }
 
-Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
-  if (w_in.dim() != 2)
-    fail<ShapeError>("linear: weight must be [out_features, in_features], got {}", w_in.shape());
-  if (x_in.dim() == 0 || x_in.shape()[x_in.dim() - 1] != w_in.shape()[1])
+namespace {
+
+// linear's argument errors: w [out, in], x [..., in], b [out].
+void check_linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+  if (w.dim() != 2)
+    fail<ShapeError>("linear: weight must be [out_features, in_features], got {}", w.shape());
+  if (x.dim() == 0 || x.shape()[x.dim() - 1] != w.shape()[1])
     fail<ShapeError>(
-        "linear: input {} and weight {}: input features {} differ from the weight's {}",
-        x_in.shape(), w_in.shape(), x_in.dim() ? x_in.shape()[x_in.dim() - 1] : 0, w_in.shape()[1]);
-  int64_t in = w_in.shape()[1], outf = w_in.shape()[0];
-  if (b_in.defined() && !(b_in.dim() == 1 && b_in.shape()[0] == outf))
-    fail<ShapeError>("linear: bias {} does not match weight {} (expected [{}])", b_in.shape(),
-                     w_in.shape(), outf);
+        "linear: input {} and weight {}: input features {} differ from the weight's {}", x.shape(),
+        w.shape(), x.dim() ? x.shape()[x.dim() - 1] : 0, w.shape()[1]);
+  int64_t outf = w.shape()[0];
+  if (b.defined() && !(b.dim() == 1 && b.shape()[0] == outf))
+    fail<ShapeError>("linear: bias {} does not match weight {} (expected [{}])", b.shape(),
+                     w.shape(), outf);
+}
+
+// out [rows, outf] = x2 [rows, in] @ w [outf, in]^T (+ b); just b (or 0) when in = 0.
+void linear_forward(const Tensor& out, const Tensor& x2, const Tensor& w, const Tensor& b) {
+  const int64_t rows = x2.shape()[0], in = w.shape()[1], outf = w.shape()[0];
+  Tensor wr = blas_ready(w);
+  MatrixLayout lx = layout(x2), lw = layout(wr);
+  kernels::dispatch_floating(out.dtype(), "linear", [&]<class T>() {
+    T* po = out.data<T>();
+    Tensor bc = b.defined() ? b.contiguous() : Tensor();
+    const T* pb = b.defined() ? bc.data<T>() : nullptr;
+    if (in == 0) {
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < outf; ++j) po[r * outf + j] = pb ? pb[j] : T(0);
+      return;
+    }
+    const T* px = first_element<T>(x2);
+    const T* pw = first_element<T>(wr);
+    gemm(lx.trans, !lw.trans, rows, outf, in, px, lx.ld, pw, lw.ld, po, outf, pb);
+  });
+}
+
+struct LinearSaved {
+  Tensor x, w;
+};
+
+// Composite: the formulas as differentiable matmuls (x: [..., in], g: [..., out]).
+constexpr auto linear_composite = [](const LinearSaved& s, const Tensor& g,
+                                     const Node& n) -> TensorList {
+  Tensor g2 = as_rows(g);
+  return {n.needs_input_grad(0) ? matmul(g, s.w) : Tensor(),
+          n.needs_input_grad(1) ? matmul(transpose(g2, 0, 1), as_rows(s.x)) : Tensor(),
+          n.needs_input_grad(2) ? sum(g2, {0}) : Tensor()};
+};
+
+// d out = linear(dx, w, db) + linear(x, dw)
+constexpr auto linear_jvp = [](const LinearSaved& s, const TensorList& t) -> Tensor {
+  Tensor r = t[0].defined() || t[2].defined()
+                 ? linear(t[0].defined() ? t[0] : zeros_like(s.x), s.w, t[2])
+                 : Tensor();
+  if (t[1].defined()) {
+    Tensor rw = linear(s.x, t[1]);
+    r = r.defined() ? add(r, rw) : rw;
+  }
+  return r;
+};
+
+// The GEMMs at once, their threads shared, the bias gradient summed by the weight gradient's
+// threads; the composite when a size is zero.
+constexpr auto linear_fused_backward = [](const LinearSaved& s, const Tensor& g,
+                                          const Node& n) -> TensorList {
+  if (!n.needs_input_grad(1)) return linear_composite(s, g, n);
+  auto [gx, gw, gb] = linear_grads(g, s.x, s.w, n.needs_input_grad(0), n.needs_input_grad(2));
+  if (!gw.defined()) return linear_composite(s, g, n);
+  return {gx, gw, gb};
+};
+
+}  // namespace
+
+Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
+  check_linear(x_in, w_in, b_in);
   Dtype d = common_float("linear", x_in, w_in);
   Tensor x = x_in.to(d), w = w_in.to(d), b = b_in.defined() ? b_in.to(d) : Tensor();
   Tensor x2 = blas_ready(as_rows(x));
-  int64_t rows = x2.shape()[0];
   Shape os = x.shape();
-  os[os.size() - 1] = outf;
+  os[os.size() - 1] = w.shape()[0];
   Tensor out = Tensor::empty(os, d);
-  if (out.numel() > 0) {
-    Tensor wr = blas_ready(w);
-    MatrixLayout lx = layout(x2), lw = layout(wr);
-    kernels::dispatch_floating(d, "linear", [&]<class T>() {
-      T* po = out.data<T>();
-      Tensor bc = b.defined() ? b.contiguous() : Tensor();
-      const T* pb = b.defined() ? bc.data<T>() : nullptr;
-      if (in == 0) {
-        for (int64_t r = 0; r < rows; ++r)
-          for (int64_t j = 0; j < outf; ++j) po[r * outf + j] = pb ? pb[j] : T(0);
-        return;
-      }
-      const T* px = first_element<T>(x2);
-      const T* pw = first_element<T>(wr);
-      // out[rows, outf] = x2[rows, in] @ W[outf, in]^T (+ b)
-      gemm(lx.trans, !lw.trans, rows, outf, in, px, lx.ld, pw, lw.ld, po, outf, pb);
-    });
-  }
-  if (needs_derivatives({&x, &w, &b})) {
-    struct Saved {
-      Tensor x, w;
-    };
-    // Composite: the formulas as differentiable matmuls (x: [..., in], g: [..., out]).
-    auto composite = [](const Saved& s, const Tensor& g, const Node& n) -> TensorList {
-      Tensor g2 = as_rows(g);
-      return {n.needs_input_grad(0) ? matmul(g, s.w) : Tensor(),
-              n.needs_input_grad(1) ? matmul(transpose(g2, 0, 1), as_rows(s.x)) : Tensor(),
-              n.needs_input_grad(2) ? sum(g2, {0}) : Tensor()};
-    };
-    record(op("linear", linear, x, w, b), out, Saved{x, w},
-           Rules{.backward = composite,
-                 // d out = linear(dx, w, db) + linear(x, dw)
-                 .jvp =
-                     [](const Saved& s, const TensorList& t) {
-                       Tensor r = t[0].defined() || t[2].defined()
-                                      ? linear(t[0].defined() ? t[0] : zeros_like(s.x), s.w, t[2])
-                                      : Tensor();
-                       if (t[1].defined()) {
-                         Tensor rw = linear(s.x, t[1]);
-                         r = r.defined() ? add(r, rw) : rw;
-                       }
-                       return r;
-                     },
-                 // The GEMMs at once, their threads shared, the bias gradient summed by the
-                 // weight gradient's threads; the composite when a size is zero.
-                 .fused_backward = [composite](const Saved& s, const Tensor& g,
-                                               const Node& n) -> TensorList {
-                   if (!n.needs_input_grad(1)) return composite(s, g, n);
-                   auto [gx, gw, gb] =
-                       linear_grads(g, s.x, s.w, n.needs_input_grad(0), n.needs_input_grad(2));
-                   if (!gw.defined()) return composite(s, g, n);
-                   return {gx, gw, gb};
-                 }});
-  }
+  if (out.numel() > 0) linear_forward(out, x2, w, b);
+  if (needs_derivatives({&x, &w, &b}))
+    record(op("linear", linear, x, w, b), out, LinearSaved{x, w},
+           Rules{.backward = linear_composite,
+                 .jvp = linear_jvp,
+                 .fused_backward = linear_fused_backward});
   return out;
 }
 

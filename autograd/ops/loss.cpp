@@ -133,6 +133,80 @@ Tensor reduce_rows(const Tensor& losses, Reduction r, double count) {
 
 }  // namespace
 
+namespace {
+
+struct CrossEntropySaved {
+  Tensor logits, target, weight;
+};
+
+// The number of targets tv[0..rows) that are not ignore_index; IndexError for one outside [0, c).
+int64_t count_targets(const char* op, const int64_t* tv, int64_t rows, int64_t c,
+                      int64_t ignore_index, const Shape& logits_shape) {
+  int64_t count = 0;
+  for (int64_t i = 0; i < rows; ++i) {
+    if (tv[i] == ignore_index) continue;
+    if (tv[i] < 0 || tv[i] >= c)
+      fail<IndexError>("{}: target {} at row {} is outside [0, {}) for logits {}", op, tv[i], i, c,
+                       logits_shape);
+    ++count;
+  }
+  return count;
+}
+
+// Forward, per row of x [rows, c]: loss = lse - (1 - eps) x[t] - eps / C sum_j x_j (0 for ignored
+// rows), and the backward weight: 0 for ignored rows, 1 / count for mean (0 / 0 = NaN loss when
+// every row is ignored, as in PyTorch; the gradient is then zero), 1 otherwise.
+void cross_entropy_rows(const char* op, const Tensor& x, int64_t rows, int64_t c, const int64_t* tv,
+                        const Tensor& losses, const Tensor& weight, double eps,
+                        int64_t ignore_index, bool mean, int64_t count) {
+  kernels::dispatch_floating(x.dtype(), op, [&]<class T>() {
+    const T* px = x.data<T>();
+    T* pl = losses.data<T>();
+    T* pw = weight.data<T>();
+#pragma omp parallel for if (rows * c > (1 << 16))
+    for (int64_t i = 0; i < rows; ++i) {
+      if (tv[i] == ignore_index) {
+        pl[i] = pw[i] = T(0);
+        continue;
+      }
+      const T* row = px + i * c;
+      double row_sum = 0;
+      if (eps > 0)
+        for (int64_t j = 0; j < c; ++j) row_sum += static_cast<double>(row[j]);
+      double picked = static_cast<double>(row[tv[i]]);
+      pl[i] = static_cast<T>(row_logsumexp(row, c) - (1 - eps) * picked -
+                             eps / static_cast<double>(c) * row_sum);
+      pw[i] = static_cast<T>(mean ? 1.0 / static_cast<double>(count) : 1.0);
+    }
+  });
+}
+
+// cross_entropy's rules: d loss_i / dx_i = (softmax(x_i) - q_i) * w_i, per row.
+auto cross_entropy_rules(int64_t c, double eps, int64_t ignore_index, bool batched, Reduction red) {
+  using Saved = CrossEntropySaved;
+  auto derivative = [c, eps, ignore_index](const Saved& s) {
+    Tensor q = smoothed_one_hot(s.target, c, eps, ignore_index, s.logits.dtype(), s.logits.shape());
+    return sub(softmax(s.logits, -1), q);
+  };
+  return Rules{
+      .backward = [derivative, batched](const Saved& s, const Tensor& g) -> TensorList {
+        Tensor scale = mul(g, s.weight);
+        if (batched) scale = unsqueeze(scale, 1);
+        return {mul(derivative(s), scale)};
+      },
+      .jvp =
+          [derivative, red](const Saved& s, const TensorList& tx) {
+            // Per row, weighted: 0 for ignored rows, 1 / count for mean, else 1.
+            Tensor rows = mul(sum(mul(derivative(s), tx[0]), {-1}), s.weight);
+            return red == Reduction::none ? rows : sum(rows);
+          },
+      .fused_backward = [eps, ignore_index](const Saved& s, const Tensor& g) -> TensorList {
+        return {cross_entropy_grad(s.logits, s.target, s.weight, g, eps, ignore_index)};
+      }};
+}
+
+}  // namespace
+
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, std::string_view reduction,
                      int64_t ignore_index, double label_smoothing) {
   const char* op = "cross_entropy";
@@ -154,74 +228,83 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, std::string_vie
 
   Tensor t = target.contiguous();
   const int64_t* tv = t.data<int64_t>();
-  int64_t count = 0;
-  for (int64_t i = 0; i < rows; ++i) {
-    if (tv[i] == ignore_index) continue;
-    if (tv[i] < 0 || tv[i] >= c)
-      fail<IndexError>("{}: target {} at row {} is outside [0, {}) for logits {}", op, tv[i], i, c,
-                       logits.shape());
-    ++count;
-  }
-
-  // Forward, per row: loss = lse - (1 - eps) x[t] - eps / C sum_j x_j (0 for ignored rows).
-  // Backward weights: 0 for ignored rows, 1 / count for mean (0 / 0 = NaN loss when every row is
-  // ignored, as in PyTorch; the gradient is then zero), 1 otherwise.
+  const int64_t count = count_targets(op, tv, rows, c, ignore_index, logits.shape());
   const Dtype d = logits.dtype();
   Tensor x = logits.detach().contiguous();
   Tensor losses = Tensor::empty(row_shape, d), weight = Tensor::empty(row_shape, d);
   const double eps = label_smoothing;
-  kernels::dispatch_floating(d, op, [&]<class T>() {
-    const T* px = x.data<T>();
-    T* pl = losses.data<T>();
-    T* pw = weight.data<T>();
-#pragma omp parallel for if (rows * c > (1 << 16))
-    for (int64_t i = 0; i < rows; ++i) {
-      if (tv[i] == ignore_index) {
-        pl[i] = pw[i] = T(0);
-        continue;
-      }
-      const T* row = px + i * c;
-      double row_sum = 0;
-      if (eps > 0)
-        for (int64_t j = 0; j < c; ++j) row_sum += static_cast<double>(row[j]);
-      double picked = static_cast<double>(row[tv[i]]);
-      pl[i] = static_cast<T>(row_logsumexp(row, c) - (1 - eps) * picked -
-                             eps / static_cast<double>(c) * row_sum);
-      pw[i] = static_cast<T>(red == Reduction::mean ? 1.0 / static_cast<double>(count) : 1.0);
-    }
-  });
+  cross_entropy_rows(op, x, rows, c, tv, losses, weight, eps, ignore_index, red == Reduction::mean,
+                     count);
   Tensor out = reduce_rows(losses, red, static_cast<double>(count));
 
-  if (needs_derivatives({&logits})) {
-    struct Saved {
-      Tensor logits, target, weight;
-    };
-    // d loss_i / dx_i = (softmax(x_i) - q_i) * w_i, per row.
-    auto derivative = [c, eps, ignore_index](const Saved& s) {
-      Tensor q =
-          smoothed_one_hot(s.target, c, eps, ignore_index, s.logits.dtype(), s.logits.shape());
-      return sub(softmax(s.logits, -1), q);
-    };
-    record(
-        ag::op(op, cross_entropy, logits, Const{t}, reduction_name(red), ignore_index, eps), out,
-        Saved{logits, t, weight},
-        Rules{.backward = [derivative, batched](const Saved& s, const Tensor& g) -> TensorList {
-                Tensor scale = mul(g, s.weight);
-                if (batched) scale = unsqueeze(scale, 1);
-                return {mul(derivative(s), scale)};
-              },
-              .jvp =
-                  [derivative, red](const Saved& s, const TensorList& tx) {
-                    // Per row, weighted: 0 for ignored rows, 1 / count for mean, else 1.
-                    Tensor rows = mul(sum(mul(derivative(s), tx[0]), {-1}), s.weight);
-                    return red == Reduction::none ? rows : sum(rows);
-                  },
-              .fused_backward = [eps, ignore_index](const Saved& s, const Tensor& g) -> TensorList {
-                return {cross_entropy_grad(s.logits, s.target, s.weight, g, eps, ignore_index)};
-              }});
-  }
+  if (needs_derivatives({&logits}))
+    record(ag::op(op, cross_entropy, logits, Const{t}, reduction_name(red), ignore_index, eps), out,
+           CrossEntropySaved{logits, t, weight},
+           cross_entropy_rules(c, eps, ignore_index, batched, red));
   return out;
 }
+
+namespace {
+
+struct SoftSaved {
+  Tensor logits, probs;
+};
+
+// Per row of x [rows, c]: loss = sum_j q'_j (lse - x_j), q' = (1 - eps) q + eps / C. Terms with
+// q'_j = 0 are skipped, so a logit of -inf where the target has no mass does not make the loss NaN.
+void cross_entropy_soft_rows(const char* op, const Tensor& x, const Tensor& q, int64_t rows,
+                             int64_t c, const Tensor& losses, double eps) {
+  kernels::dispatch_floating(x.dtype(), op, [&]<class T>() {
+    const T* px = x.data<T>();
+    const T* pq = q.data<T>();
+    T* pl = losses.data<T>();
+#pragma omp parallel for if (rows * c > (1 << 16))
+    for (int64_t i = 0; i < rows; ++i) {
+      const T* row = px + i * c;
+      double lse = row_logsumexp(row, c), loss = 0;
+      for (int64_t j = 0; j < c; ++j) {
+        double qj = (1 - eps) * static_cast<double>(pq[i * c + j]) + eps / static_cast<double>(c);
+        if (qj != 0) loss += qj * (lse - static_cast<double>(row[j]));
+      }
+      pl[i] = static_cast<T>(loss);
+    }
+  });
+}
+
+// cross_entropy_soft's rules: d/dx = (softmax(x) sum_j q'_j - q') * g,
+// d/dq = (1 - eps) (-log_softmax(x)) * g (g divided by N for mean); the JVP is sum over classes
+// of d/dx tx + d/dq tq, reduced like the loss.
+auto cross_entropy_soft_rules(int64_t rows, int64_t c, double eps, bool batched, Reduction red) {
+  using Saved = SoftSaved;
+  auto smoothed = [eps, c](const Tensor& q) {
+    return eps != 0 ? add(mul(q, 1 - eps), eps / static_cast<double>(c)) : q;
+  };
+  auto dx = [smoothed](const Saved& s) {
+    Tensor qs = smoothed(s.probs);
+    return sub(mul(softmax(s.logits, -1), sum(qs, {-1}, /*keepdim=*/true)), qs);
+  };
+  auto dq = [eps](const Saved& s) { return mul(neg(log_softmax(s.logits, -1)), 1 - eps); };
+  return Rules{
+      .backward = [rows, red, batched, dx, dq](const Saved& s, const Tensor& g,
+                                               const Node& n) -> TensorList {
+        Tensor scale = red == Reduction::mean ? mul(g, 1.0 / static_cast<double>(rows)) : g;
+        if (batched && red == Reduction::none) scale = unsqueeze(scale, 1);
+        return {n.needs_input_grad(0) ? mul(dx(s), scale) : Tensor(),
+                n.needs_input_grad(1) ? mul(dq(s), scale) : Tensor()};
+      },
+      .jvp =
+          [rows, red, dx, dq](const Saved& s, const TensorList& t) {
+            Tensor per;
+            if (t[0].defined()) per = mul(dx(s), t[0]);
+            if (t[1].defined()) per = per.defined() ? add(per, mul(dq(s), t[1])) : mul(dq(s), t[1]);
+            Tensor row = sum(per, {-1});
+            if (red == Reduction::none) return row;
+            Tensor total = sum(row);
+            return red == Reduction::mean ? mul(total, 1.0 / static_cast<double>(rows)) : total;
+          }};
+}
+
+}  // namespace
 
 Tensor cross_entropy_soft(const Tensor& logits, const Tensor& target_probs,
                           std::string_view reduction, double label_smoothing) {
@@ -243,64 +326,14 @@ Tensor cross_entropy_soft(const Tensor& logits, const Tensor& target_probs,
   const int64_t rows = batched ? logits.shape()[0] : 1, c = logits.shape().back();
   const double eps = label_smoothing;
 
-  // Per row: loss = sum_j q'_j (lse - x_j), q' = (1 - eps) q + eps / C. Terms with q'_j = 0 are
-  // skipped, so a logit of -inf where the target has no mass does not make the loss NaN.
   Tensor x = logits.detach().contiguous(), q = probs.detach().contiguous();
   Tensor losses = Tensor::empty(batched ? Shape{rows} : Shape{}, d);
-  kernels::dispatch_floating(d, op, [&]<class T>() {
-    const T* px = x.data<T>();
-    const T* pq = q.data<T>();
-    T* pl = losses.data<T>();
-#pragma omp parallel for if (rows * c > (1 << 16))
-    for (int64_t i = 0; i < rows; ++i) {
-      const T* row = px + i * c;
-      double lse = row_logsumexp(row, c), loss = 0;
-      for (int64_t j = 0; j < c; ++j) {
-        double qj = (1 - eps) * static_cast<double>(pq[i * c + j]) + eps / static_cast<double>(c);
-        if (qj != 0) loss += qj * (lse - static_cast<double>(row[j]));
-      }
-      pl[i] = static_cast<T>(loss);
-    }
-  });
+  cross_entropy_soft_rows(op, x, q, rows, c, losses, eps);
   Tensor out = reduce_rows(losses, red, static_cast<double>(rows));
 
-  if (needs_derivatives({&logits, &probs})) {
-    struct Saved {
-      Tensor logits, probs;
-    };
-    // d/dx = (softmax(x) sum_j q'_j - q') * g,  d/dq = (1 - eps) (-log_softmax(x)) * g (g divided
-    // by N for mean); the JVP is sum over classes of d/dx tx + d/dq tq, reduced like the loss.
-    auto smoothed = [eps, c](const Tensor& q) {
-      return eps != 0 ? add(mul(q, 1 - eps), eps / static_cast<double>(c)) : q;
-    };
-    auto dx = [smoothed](const Saved& s) {
-      Tensor qs = smoothed(s.probs);
-      return sub(mul(softmax(s.logits, -1), sum(qs, {-1}, /*keepdim=*/true)), qs);
-    };
-    auto dq = [eps](const Saved& s) { return mul(neg(log_softmax(s.logits, -1)), 1 - eps); };
+  if (needs_derivatives({&logits, &probs}))
     record(ag::op(op, cross_entropy_soft, logits, probs, reduction_name(red), eps), out,
-           Saved{logits, probs},
-           Rules{.backward = [rows, red, batched, dx, dq](const Saved& s, const Tensor& g,
-                                                          const Node& n) -> TensorList {
-                   Tensor scale =
-                       red == Reduction::mean ? mul(g, 1.0 / static_cast<double>(rows)) : g;
-                   if (batched && red == Reduction::none) scale = unsqueeze(scale, 1);
-                   return {n.needs_input_grad(0) ? mul(dx(s), scale) : Tensor(),
-                           n.needs_input_grad(1) ? mul(dq(s), scale) : Tensor()};
-                 },
-                 .jvp =
-                     [rows, red, dx, dq](const Saved& s, const TensorList& t) {
-                       Tensor per;
-                       if (t[0].defined()) per = mul(dx(s), t[0]);
-                       if (t[1].defined())
-                         per = per.defined() ? add(per, mul(dq(s), t[1])) : mul(dq(s), t[1]);
-                       Tensor row = sum(per, {-1});
-                       if (red == Reduction::none) return row;
-                       Tensor total = sum(row);
-                       return red == Reduction::mean ? mul(total, 1.0 / static_cast<double>(rows))
-                                                     : total;
-                     }});
-  }
+           SoftSaved{logits, probs}, cross_entropy_soft_rules(rows, c, eps, batched, red));
   return out;
 }
 

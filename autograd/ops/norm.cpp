@@ -46,6 +46,53 @@ void layer_norm_rows(const T* x, const T* w, const T* b, T* out, T* mean, T* rst
   }
 }
 
+// One row's share of LayerNorm's column sums: pw += g * xhat, pb += g (n columns, SIMD).
+template <class T, class Xhat>
+[[gnu::always_inline]] inline void add_column_sums(T* pw, T* pb, const T* gr, const Xhat& xhat,
+                                                   int64_t n) {
+  using B = xsimd::batch<T>;
+  constexpr int64_t W = B::size;
+  int64_t k = 0;
+  for (; k + W <= n; k += W) {
+    B gk = B::load_unaligned(gr + k);
+    (B::load_unaligned(pw + k) + gk * xhat(k, B{})).store_unaligned(pw + k);
+    (B::load_unaligned(pb + k) + gk).store_unaligned(pb + k);
+  }
+  for (; k < n; ++k) {
+    pw[k] += gr[k] * xhat(k, T{});
+    pb[k] += gr[k];
+  }
+}
+
+// One row of LayerNorm's input gradient: gx = rstd * (gy - mean(gy) - xhat * mean(gy * xhat)).
+template <class T, class Gy, class Xhat>
+[[gnu::always_inline]] inline void layer_norm_gx_row(T* gx, const Gy& gy, const Xhat& xhat, T rs,
+                                                     int64_t n) {
+  const double sy = kernels::row_sum<T>(n, [&]<class V>(int64_t k, V) { return gy(k, V{}); });
+  const double syh =
+      kernels::row_sum<T>(n, [&]<class V>(int64_t k, V) { return gy(k, V{}) * xhat(k, V{}); });
+  const T my = static_cast<T>(sy / static_cast<double>(n));
+  const T myh = static_cast<T>(syh / static_cast<double>(n));
+  kernels::map_row(gx, n, [&]<class V>(int64_t k, V) {
+    return V(rs) * (gy(k, V{}) - V(my) - xhat(k, V{}) * V(myh));
+  });
+}
+
+// gw[i], gb[i] (either may be null): the per-thread double column sums `total` ([threads][2][n])
+// added in thread order.
+template <class T>
+void sum_thread_columns(const std::vector<double>& total, int threads, T* gw, T* gb, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    double sw = 0, sb = 0;
+    for (int t = 0; t < threads; ++t) {
+      sw += total[size_t(t) * 2 * n + i];
+      sb += total[size_t(t) * 2 * n + n + i];
+    }
+    if (gw) gw[i] = static_cast<T>(sw);
+    if (gb) gb[i] = static_cast<T>(sb);
+  }
+}
+
 // LayerNorm's backward in one pass over the rows of x [rows, n], from the mean and rstd the forward
 // saved (xhat = (x - mean) * rstd, gy = g * w, or g without a weight):
 //   gx = rstd * (gy - mean(gy) - xhat * mean(gy * xhat))   per row
@@ -57,8 +104,6 @@ template <class T>
 void layer_norm_backward_rows(const T* x, const T* g, const T* w, const T* mean, const T* rstd,
                               T* gx, T* gw, T* gb, int64_t rows, int64_t n) {
   using kernels::load;
-  using B = xsimd::batch<T>;
-  constexpr int64_t W = B::size;
   const int threads = rows * n > (1 << 16) && !omp_in_parallel() ? omp_get_max_threads() : 1;
   const bool cols = gw || gb;
   // Per thread: column sums of g * xhat and g over the last < 64 rows in T (SIMD), and over the
@@ -88,49 +133,27 @@ void layer_norm_backward_rows(const T* x, const T* g, const T* w, const T* mean,
         return w ? load<V>(gr + k) * load<V>(w + k) : load<V>(gr + k);
       };
       if (cols) {
-        int64_t k = 0;
-        for (; k + W <= n; k += W) {
-          B gk = B::load_unaligned(gr + k);
-          (B::load_unaligned(pw + k) + gk * xhat(k, B{})).store_unaligned(pw + k);
-          (B::load_unaligned(pb + k) + gk).store_unaligned(pb + k);
-        }
-        for (; k < n; ++k) {
-          pw[k] += gr[k] * xhat(k, T{});
-          pb[k] += gr[k];
-        }
+        add_column_sums(pw, pb, gr, xhat, n);
         if ((r - r0) % kFlush == kFlush - 1) flush();
       }
-      if (!gx) continue;
-      const double sy = kernels::row_sum<T>(n, [&]<class V>(int64_t k, V) { return gy(k, V{}); });
-      const double syh =
-          kernels::row_sum<T>(n, [&]<class V>(int64_t k, V) { return gy(k, V{}) * xhat(k, V{}); });
-      const T my = static_cast<T>(sy / static_cast<double>(n));
-      const T myh = static_cast<T>(syh / static_cast<double>(n));
-      kernels::map_row(gx + r * n, n, [&]<class V>(int64_t k, V) {
-        return V(rs) * (gy(k, V{}) - V(my) - xhat(k, V{}) * V(myh));
-      });
+      if (gx) layer_norm_gx_row(gx + r * n, gy, xhat, rs, n);
     }
     if (cols) flush();
   }
-  for (int64_t i = 0; cols && i < n; ++i) {
-    double sw = 0, sb = 0;
-    for (int t = 0; t < threads; ++t) {
-      sw += total[size_t(t) * 2 * n + i];
-      sb += total[size_t(t) * 2 * n + n + i];
-    }
-    if (gw) gw[i] = static_cast<T>(sw);
-    if (gb) gb[i] = static_cast<T>(sb);
-  }
+  if (cols) sum_thread_columns(total, threads, gw, gb, n);
 }
-}  // namespace
 
-Tensor layer_norm(const Tensor& x_in, const Shape& ns, const Tensor& weight, const Tensor& bias,
-                  double eps) {
+struct LayerNormSaved {
+  Tensor x, weight, mean, rstd;
+};
+
+// layer_norm's argument errors: x must end with the normalized shape ns, weight and bias have it.
+void check_layer_norm(const Tensor& x, const Shape& ns, const Tensor& weight, const Tensor& bias) {
   int64_t k = ns.size();
-  bool fits = k > 0 && x_in.dim() >= k;
-  for (int64_t i = 0; fits && i < k; ++i) fits = x_in.shape()[x_in.dim() - k + i] == ns[i];
+  bool fits = k > 0 && x.dim() >= k;
+  for (int64_t i = 0; fits && i < k; ++i) fits = x.shape()[x.dim() - k + i] == ns[i];
   if (!fits)
-    fail<ShapeError>("layer_norm: input {} does not end with the normalized shape {}", x_in.shape(),
+    fail<ShapeError>("layer_norm: input {} does not end with the normalized shape {}", x.shape(),
                      ns);
   if (weight.defined() && !(weight.shape() == ns))
     fail<ShapeError>("layer_norm: weight {} does not match the normalized shape {}", weight.shape(),
@@ -138,8 +161,80 @@ Tensor layer_norm(const Tensor& x_in, const Shape& ns, const Tensor& weight, con
   if (bias.defined() && !(bias.shape() == ns))
     fail<ShapeError>("layer_norm: bias {} does not match the normalized shape {}", bias.shape(),
                      ns);
-  if (!is_floating(x_in.dtype()))
-    fail<DtypeError>("layer_norm: expected a float tensor, got {}", dtype_name(x_in.dtype()));
+  if (!is_floating(x.dtype()))
+    fail<DtypeError>("layer_norm: expected a float tensor, got {}", dtype_name(x.dtype()));
+}
+
+// xhat and rstd over `axes` recomputed with differentiable ops, so that the rules differentiate
+// exactly.
+auto layer_norm_normalized(std::vector<int64_t> axes, double eps) {
+  return [axes = std::move(axes), eps](const Tensor& x) {
+    Tensor xc = sub(x, mean(x, axes, true));
+    Tensor rstd = rsqrt(add(mean(mul(xc, xc), axes, true), eps));
+    return std::pair{mul(xc, rstd), rstd};
+  };
+}
+
+// The recorded backward: normalized over `axes`, weight and bias gradients summed over `lead`.
+template <class Normalized>
+auto layer_norm_backward(std::vector<int64_t> axes, std::vector<int64_t> lead,
+                         Normalized normalized) {
+  return [axes = std::move(axes), lead = std::move(lead), normalized](
+             const LayerNormSaved& s, const Tensor& g, const Node& node) -> TensorList {
+    auto [xhat, rstd] = normalized(s.x);
+    Tensor gw = s.weight.defined() ? mul(g, s.weight) : g;
+    Tensor gx, gwt, gb;
+    if (node.needs_input_grad(0))
+      gx =
+          mul(rstd, sub(sub(gw, mean(gw, axes, true)), mul(xhat, mean(mul(gw, xhat), axes, true))));
+    if (node.needs_input_grad(1)) gwt = lead.empty() ? mul(g, xhat) : sum(mul(g, xhat), lead);
+    if (node.needs_input_grad(2)) gb = lead.empty() ? g : sum(g, lead);
+    return {gx, gwt, gb};
+  };
+}
+
+// d out = d xhat * w + xhat * dw + db, d xhat = rstd (dx - mean(dx) - xhat mean(dx xhat))
+template <class Normalized>
+auto layer_norm_jvp(std::vector<int64_t> axes, Normalized normalized) {
+  return [axes = std::move(axes), normalized](const LayerNormSaved& s, const TensorList& t) {
+    auto [xhat, rstd] = normalized(s.x);
+    Tensor r;
+    if (t[0].defined()) {
+      Tensor dxhat = mul(rstd, sub(sub(t[0], mean(t[0], axes, true)),
+                                   mul(xhat, mean(mul(t[0], xhat), axes, true))));
+      r = s.weight.defined() ? mul(dxhat, s.weight) : dxhat;
+    }
+    if (t[1].defined()) r = r.defined() ? add(r, mul(xhat, t[1])) : mul(xhat, t[1]);
+    if (t[2].defined()) r = r.defined() ? add(r, t[2]) : t[2];
+    return r;
+  };
+}
+
+// The fused backward: one pass from the saved statistics (layer_norm_backward_rows).
+auto layer_norm_fused_backward(const Shape& ns) {
+  return [ns](const LayerNormSaved& s, const Tensor& g, const Node& node) -> TensorList {
+    Dtype d = s.x.dtype();
+    Tensor gc = g.to(d).contiguous();
+    Tensor gx, gwt, gb;
+    if (node.needs_input_grad(0)) gx = Tensor::empty(s.x.shape(), d);
+    if (node.needs_input_grad(1)) gwt = Tensor::empty(ns, d);
+    if (node.needs_input_grad(2)) gb = Tensor::empty(ns, d);
+    int64_t n = ns.numel(), rows = n ? s.x.numel() / n : 0;
+    kernels::dispatch_floating(d, "layer_norm", [&]<class T>() {
+      auto ptr = [](const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
+      layer_norm_backward_rows<T>(s.x.data<T>(), gc.data<T>(), ptr(s.weight), s.mean.data<T>(),
+                                  s.rstd.data<T>(), ptr(gx), ptr(gwt), ptr(gb), rows, n);
+    });
+    return {gx, gwt, gb};
+  };
+}
+
+}  // namespace
+
+Tensor layer_norm(const Tensor& x_in, const Shape& ns, const Tensor& weight, const Tensor& bias,
+                  double eps) {
+  check_layer_norm(x_in, ns, weight, bias);
+  int64_t k = ns.size();
   Dtype d = x_in.dtype();
   Tensor x = x_in.contiguous();
   Tensor w = weight.defined() ? weight.to(d).contiguous() : Tensor();
@@ -157,64 +252,12 @@ Tensor layer_norm(const Tensor& x_in, const Shape& ns, const Tensor& weight, con
     std::vector<int64_t> axes, lead;
     for (int64_t i = 0; i < k; ++i) axes.push_back(x.dim() - k + i);
     for (int64_t i = 0; i < x.dim() - k; ++i) lead.push_back(i);
-    struct Saved {
-      Tensor x, weight, mean, rstd;
-    };
-    // xhat and rstd recomputed with differentiable ops, so that the rules differentiate exactly.
-    auto normalized = [axes, eps](const Tensor& x) {
-      Tensor xc = sub(x, mean(x, axes, true));
-      Tensor rstd = rsqrt(add(mean(mul(xc, xc), axes, true), eps));
-      return std::pair{mul(xc, rstd), rstd};
-    };
-    record(op("layer_norm", layer_norm, x, ns, w, b, eps), out, Saved{x, w, mean_t, rstd_t},
-           Rules{.backward = [axes, lead, normalized](const Saved& s, const Tensor& g,
-                                                      const Node& node) -> TensorList {
-                   auto [xhat, rstd] = normalized(s.x);
-                   Tensor gw = s.weight.defined() ? mul(g, s.weight) : g;
-                   Tensor gx, gwt, gb;
-                   if (node.needs_input_grad(0))
-                     gx = mul(rstd, sub(sub(gw, mean(gw, axes, true)),
-                                        mul(xhat, mean(mul(gw, xhat), axes, true))));
-                   if (node.needs_input_grad(1))
-                     gwt = lead.empty() ? mul(g, xhat) : sum(mul(g, xhat), lead);
-                   if (node.needs_input_grad(2)) gb = lead.empty() ? g : sum(g, lead);
-                   return {gx, gwt, gb};
-                 },
-                 // d out = d xhat * w + xhat * dw + db, d xhat = rstd (dx - mean(dx) - xhat mean(dx
-                 // xhat))
-                 .jvp =
-                     [axes, normalized](const Saved& s, const TensorList& t) {
-                       auto [xhat, rstd] = normalized(s.x);
-                       Tensor r;
-                       if (t[0].defined()) {
-                         Tensor dxhat =
-                             mul(rstd, sub(sub(t[0], mean(t[0], axes, true)),
-                                           mul(xhat, mean(mul(t[0], xhat), axes, true))));
-                         r = s.weight.defined() ? mul(dxhat, s.weight) : dxhat;
-                       }
-                       if (t[1].defined())
-                         r = r.defined() ? add(r, mul(xhat, t[1])) : mul(xhat, t[1]);
-                       if (t[2].defined()) r = r.defined() ? add(r, t[2]) : t[2];
-                       return r;
-                     },
-                 // One pass from the saved statistics.
-                 .fused_backward = [ns](const Saved& s, const Tensor& g,
-                                        const Node& node) -> TensorList {
-                   Dtype d = s.x.dtype();
-                   Tensor gc = g.to(d).contiguous();
-                   Tensor gx, gwt, gb;
-                   if (node.needs_input_grad(0)) gx = Tensor::empty(s.x.shape(), d);
-                   if (node.needs_input_grad(1)) gwt = Tensor::empty(ns, d);
-                   if (node.needs_input_grad(2)) gb = Tensor::empty(ns, d);
-                   int64_t n = ns.numel(), rows = n ? s.x.numel() / n : 0;
-                   kernels::dispatch_floating(d, "layer_norm", [&]<class T>() {
-                     auto ptr = [](const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
-                     layer_norm_backward_rows<T>(s.x.data<T>(), gc.data<T>(), ptr(s.weight),
-                                                 s.mean.data<T>(), s.rstd.data<T>(), ptr(gx),
-                                                 ptr(gwt), ptr(gb), rows, n);
-                   });
-                   return {gx, gwt, gb};
-                 }});
+    auto normalized = layer_norm_normalized(axes, eps);
+    record(op("layer_norm", layer_norm, x, ns, w, b, eps), out,
+           LayerNormSaved{x, w, mean_t, rstd_t},
+           Rules{.backward = layer_norm_backward(axes, lead, normalized),
+                 .jvp = layer_norm_jvp(axes, normalized),
+                 .fused_backward = layer_norm_fused_backward(ns)});
   }
   return out;
 }

@@ -161,6 +161,50 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
   return mul(x, keep);  // the mask is a constant: d/dx = mask
 }
 
+namespace {
+
+// Copies row r of the probabilities (pr[0..n)) into the weights w, checking it: ValueError for a
+// negative, NaN or infinite value, or too few positive entries for the draws asked.
+void check_multinomial_row(const double* pr, int64_t n, int64_t r, int64_t num_samples,
+                           bool replacement, const Shape& shape, std::vector<double>& w) {
+  int64_t positive = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (!(pr[i] >= 0) || std::isinf(pr[i]))
+      fail<ValueError>(
+          "multinomial: row {} of probabilities {} has an invalid value {} at index {}", r, shape,
+          pr[i], i);
+    w[i] = pr[i];
+    positive += pr[i] > 0;
+  }
+  if (positive == 0 && num_samples > 0)
+    fail<ValueError>("multinomial: row {} of probabilities {} has no positive entry", r, shape);
+  if (!replacement && num_samples > positive)
+    fail<ValueError>(
+        "multinomial: {} samples without replacement, but row {} of probabilities {} has only {} "
+        "non-zero entries",
+        num_samples, r, shape, positive);
+}
+
+// One category drawn from the weights w[0..n) (at least one positive), by a uniform draw of g.
+int64_t draw_category(const std::vector<double>& w, Generator& g) {
+  // The total is summed afresh for each draw: subtracting the drawn weights instead would leave
+  // rounding residue, and a zero-weight category could then be drawn.
+  const int64_t n = static_cast<int64_t>(w.size());
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i) total += w[i];
+  double u = g.uniform() * total, acc = 0;
+  int64_t last_positive = -1;
+  for (int64_t i = 0; i < n; ++i) {
+    if (w[i] <= 0) continue;
+    last_positive = i;
+    acc += w[i];
+    if (u < acc) return i;
+  }
+  return last_positive;  // u landed past the rounded sum
+}
+
+}  // namespace
+
 Tensor multinomial(const Tensor& probs, int64_t num_samples, bool replacement, Generator* gen) {
   if (probs.dim() != 1 && probs.dim() != 2)
     fail<ShapeError>("multinomial: expected probabilities of shape [n] or [batch, n], got {}",
@@ -181,41 +225,10 @@ Tensor multinomial(const Tensor& probs, int64_t num_samples, bool replacement, G
   std::lock_guard<std::mutex> lock(g.mutex());
   std::vector<double> w(n);
   for (int64_t r = 0; r < rows; ++r) {
-    const double* pr = q.data<double>() + r * n;
-    int64_t positive = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      if (!(pr[i] >= 0) || std::isinf(pr[i]))
-        fail<ValueError>(
-            "multinomial: row {} of probabilities {} has an invalid value {} at index {}", r,
-            probs.shape(), pr[i], i);
-      w[i] = pr[i];
-      positive += pr[i] > 0;
-    }
-    if (positive == 0 && num_samples > 0)
-      fail<ValueError>("multinomial: row {} of probabilities {} has no positive entry", r,
-                       probs.shape());
-    if (!replacement && num_samples > positive)
-      fail<ValueError>(
-          "multinomial: {} samples without replacement, but row {} of probabilities {} has only {} "
-          "non-zero entries",
-          num_samples, r, probs.shape(), positive);
+    check_multinomial_row(q.data<double>() + r * n, n, r, num_samples, replacement, probs.shape(),
+                          w);
     for (int64_t s = 0; s < num_samples; ++s) {
-      // The total is summed afresh for each draw: subtracting the drawn weights instead would leave
-      // rounding residue, and a zero-weight category could then be drawn.
-      double total = 0;
-      for (int64_t i = 0; i < n; ++i) total += w[i];
-      double u = g.uniform() * total, acc = 0;
-      int64_t pick = -1, last_positive = -1;
-      for (int64_t i = 0; i < n; ++i) {
-        if (w[i] <= 0) continue;
-        last_positive = i;
-        acc += w[i];
-        if (u < acc) {
-          pick = i;
-          break;
-        }
-      }
-      if (pick < 0) pick = last_positive;  // u landed past the rounded sum
+      int64_t pick = draw_category(w, g);
       o[r * num_samples + s] = pick;
       if (!replacement) w[pick] = 0;
     }

@@ -117,6 +117,79 @@ Acc fold_row(Acc acc, const T* v, int64_t n, const Combine& combine) {
   return acc;
 }
 
+// One long row (L.ndim == 1) into the single value at L.base[0], on `threads` threads: per-thread
+// partial results, combined in thread order (the same result on every run with the same thread
+// count).
+template <class T, class Acc, class Combine>
+void reduce_long_row(const kernels::Loop<2>& L, const Combine& combine, int threads) {
+  const int64_t inner = L.size[0];
+  std::vector<Acc> part(threads);
+  std::vector<char> has(threads, 0);
+  const char* base = L.base[1];
+  const int64_t step = L.stride[1][0];
+#pragma omp parallel num_threads(threads)
+  {
+    int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    int64_t b = inner * t / nt, e = inner * (t + 1) / nt;
+    if (b < e) {
+      Acc acc = static_cast<Acc>(*reinterpret_cast<const T*>(base + b * step));
+      if (step == sizeof(T)) {
+        acc = fold_row<T, Acc>(acc, reinterpret_cast<const T*>(base) + b + 1, e - b - 1, combine);
+      } else {
+        for (int64_t i = b + 1; i < e; ++i)
+          acc = combine(acc, static_cast<Acc>(*reinterpret_cast<const T*>(base + i * step)));
+      }
+      part[t] = acc;
+      has[t] = 1;
+    }
+  }
+  T* o = reinterpret_cast<T*>(L.base[0]);
+  Acc acc = static_cast<Acc>(*o);
+  for (int t = 0; t < threads; ++t)
+    if (has[t]) acc = combine(acc, part[t]);
+  *o = static_cast<T>(acc);
+}
+
+// One row of for_each_row: n values of x (byte stride s[1]) folded into out (byte stride s[0]; 0
+// when the row is reduced into one value). Inlined into the row loop.
+template <class T, class Acc, class Combine>
+[[gnu::always_inline]] inline void reduce_row(char** p, const int64_t* s, int64_t n,
+                                              const Combine& combine, bool simd_sum) {
+  T* o = reinterpret_cast<T*>(p[0]);
+  if (s[0] == 0) {
+    Acc acc = static_cast<Acc>(*o);
+    const char* a = p[1];
+    if (s[1] == sizeof(T)) {
+      const T* v = reinterpret_cast<const T*>(a);
+      if constexpr (std::is_floating_point_v<T>) {
+        if (simd_sum) {
+          acc = combine(acc, static_cast<Acc>(kernels::row_sum<T>(n, [v]<class V>(int64_t k, V) {
+                          return kernels::load<V>(v + k);
+                        })));
+          *o = static_cast<T>(acc);
+          return;
+        }
+      }
+      acc = fold_row<T, Acc>(acc, v, n, combine);
+    } else {
+      for (int64_t i = 0; i < n; ++i)
+        acc = combine(acc, static_cast<Acc>(*reinterpret_cast<const T*>(a + i * s[1])));
+    }
+    *o = static_cast<T>(acc);
+  } else if (s[0] == sizeof(T) && s[1] == sizeof(T)) {
+    // Reducing an outer axis: fold a whole contiguous row into the output row (vectorised).
+    const T* v = reinterpret_cast<const T*>(p[1]);
+    for (int64_t i = 0; i < n; ++i)
+      o[i] = static_cast<T>(combine(static_cast<Acc>(o[i]), static_cast<Acc>(v[i])));
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      T* oi = reinterpret_cast<T*>(p[0] + i * s[0]);
+      *oi = static_cast<T>(combine(static_cast<Acc>(*oi),
+                                   static_cast<Acc>(*reinterpret_cast<const T*>(p[1] + i * s[1]))));
+    }
+  }
+}
+
 // out[keep] = combine(out[keep], x[...]) over reduced axes; out starts at `init`.
 // simd_sum (sums of floats only): a contiguous row folded into one value is summed a SIMD register
 // at a time (kernels::row_sum, float partials of at most 16 terms per lane, a double total) instead
@@ -133,75 +206,15 @@ void reduce_kernel(const Tensor& out_keep, const Tensor& x, Combine combine,
     // would run on one thread.
     int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
     if (L.ndim == 1 && threads > 1 && inner >= 2 * kernels::kParallelGrain) {
-      // One long row into one value: per-thread partial results, combined in thread order (the
-      // same result on every run with the same thread count).
       threads = static_cast<int>(std::min<int64_t>(threads, inner / kernels::kParallelGrain));
-      std::vector<Acc> part(threads);
-      std::vector<char> has(threads, 0);
-      const char* base = L.base[1];
-      const int64_t step = L.stride[1][0];
-#pragma omp parallel num_threads(threads)
-      {
-        int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        int64_t b = inner * t / nt, e = inner * (t + 1) / nt;
-        if (b < e) {
-          Acc acc = static_cast<Acc>(*reinterpret_cast<const T*>(base + b * step));
-          if (step == sizeof(T)) {
-            acc =
-                fold_row<T, Acc>(acc, reinterpret_cast<const T*>(base) + b + 1, e - b - 1, combine);
-          } else {
-            for (int64_t i = b + 1; i < e; ++i)
-              acc = combine(acc, static_cast<Acc>(*reinterpret_cast<const T*>(base + i * step)));
-          }
-          part[t] = acc;
-          has[t] = 1;
-        }
-      }
-      T* o = reinterpret_cast<T*>(L.base[0]);
-      Acc acc = static_cast<Acc>(*o);
-      for (int t = 0; t < threads; ++t)
-        if (has[t]) acc = combine(acc, part[t]);
-      *o = static_cast<T>(acc);
+      reduce_long_row<T, Acc>(L, combine, threads);
       return;
     }
   }
   kernels::for_each_row(
       L,
       [combine, simd_sum](char** p, const int64_t* s, int64_t n) {
-        T* o = reinterpret_cast<T*>(p[0]);
-        if (s[0] == 0) {
-          Acc acc = static_cast<Acc>(*o);
-          const char* a = p[1];
-          if (s[1] == sizeof(T)) {
-            const T* v = reinterpret_cast<const T*>(a);
-            if constexpr (std::is_floating_point_v<T>) {
-              if (simd_sum) {
-                acc = combine(
-                    acc, static_cast<Acc>(kernels::row_sum<T>(
-                             n, [v]<class V>(int64_t k, V) { return kernels::load<V>(v + k); })));
-                *o = static_cast<T>(acc);
-                return;
-              }
-            }
-            acc = fold_row<T, Acc>(acc, v, n, combine);
-          } else {
-            for (int64_t i = 0; i < n; ++i)
-              acc = combine(acc, static_cast<Acc>(*reinterpret_cast<const T*>(a + i * s[1])));
-          }
-          *o = static_cast<T>(acc);
-        } else if (s[0] == sizeof(T) && s[1] == sizeof(T)) {
-          // Reducing an outer axis: fold a whole contiguous row into the output row (vectorised).
-          const T* v = reinterpret_cast<const T*>(p[1]);
-          for (int64_t i = 0; i < n; ++i)
-            o[i] = static_cast<T>(combine(static_cast<Acc>(o[i]), static_cast<Acc>(v[i])));
-        } else {
-          for (int64_t i = 0; i < n; ++i) {
-            T* oi = reinterpret_cast<T*>(p[0] + i * s[0]);
-            *oi = static_cast<T>(
-                combine(static_cast<Acc>(*oi),
-                        static_cast<Acc>(*reinterpret_cast<const T*>(p[1] + i * s[1]))));
-          }
-        }
+        reduce_row<T, Acc>(p, s, n, combine, simd_sum);
       },
       parallel);
 }

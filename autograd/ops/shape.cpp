@@ -17,11 +17,7 @@ namespace {
 Tensor make_view(const Tensor& x, const Shape& shape, const Shape& strides, int64_t offset) {
   auto t = std::make_shared<TensorImpl>();
   const TensorImpl& s = *x.impl();
-  t->storage = s.storage;
-  t->shape = shape;
-  t->strides = strides;
-  t->offset = offset;
-  t->dtype = s.dtype;
+  t->share_data(s, shape, strides, offset);
   t->is_view = true;
   // A view of a view keeps the stamp of the first (stale history stays stale; detach()'s untracked
   // views stay untracked); a view of a plain tensor takes the buffer's current history count.

@@ -5,20 +5,17 @@
 
 namespace ag::nn {
 
-Tensor ByteTokenizer::encode(const std::string& text) {
-  std::vector<int64_t> ids(text.size());
-  for (size_t i = 0; i < text.size(); ++i) ids[i] = static_cast<unsigned char>(text[i]);
+Tensor encode_tensor(const Tokenizer& tokenizer, std::string_view text) {
+  std::vector<int64_t> ids = tokenizer.encode(text);
   return Tensor::from_vector(ids, {static_cast<int64_t>(ids.size())});
 }
 
-std::string ByteTokenizer::decode(const Tensor& tokens) {
-  std::string s;
-  for (int64_t id : tokens.to_vector<int64_t>()) {
-    if (id < 0 || id >= vocab_size)
-      fail<IndexError>("ByteTokenizer::decode: token {} is outside [0, 256)", id);
-    s.push_back(static_cast<char>(static_cast<unsigned char>(id)));
-  }
-  return s;
+std::string decode_tensor(const Tokenizer& tokenizer, const Tensor& ids) {
+  if (ids.dtype() != int64)
+    fail<DtypeError>("decode_tensor: expected int64 token ids, got {} {}", dtype_name(ids.dtype()),
+                     ids.shape());
+  std::vector<int64_t> v = ids.to_vector<int64_t>();
+  return tokenizer.decode(v);
 }
 
 std::string read_text_file(const std::string& path) {

@@ -1,21 +1,22 @@
-// Byte-level text for language models: the tokenizer is the identity on bytes (vocab 256), and a
-// text dataset samples random contiguous windows of context + 1 tokens (inputs and next-token
-// targets).
+// Text for language models: token ids as tensors, and a text dataset that samples random
+// contiguous windows of context + 1 tokens (inputs and next-token targets). The byte-level GPT uses
+// nn::ByteTokenizer (nn/text/byte_tokenizer.h: the identity on bytes, vocab 256).
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "autograd/autograd.h"
+#include "nn/text/byte_tokenizer.h"
 
 namespace ag::nn {
 
-// Bytes <-> int64 token ids in [0, 256).
-struct ByteTokenizer {
-  static constexpr int64_t vocab_size = 256;
-  static Tensor encode(const std::string& text);
-  static std::string decode(const Tensor& tokens);  // IndexError for ids outside [0, 256)
-};
+// tokenizer.encode(text) as an int64 tensor [N] (the tokenizers: nn/text/).
+Tensor encode_tensor(const Tokenizer& tokenizer, std::string_view text);
+// tokenizer.decode of the ids of an int64 tensor (any shape, read in row-major order); DtypeError
+// for another dtype.
+std::string decode_tensor(const Tokenizer& tokenizer, const Tensor& ids);
 
 // Whole file as a string (IOError naming the path if it cannot be read).
 std::string read_text_file(const std::string& path);

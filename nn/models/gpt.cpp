@@ -21,6 +21,8 @@ void GPTConfig::validate() const {
     fail<ValueError>("GPTConfig: dropout {} is outside [0, 1)", dropout);
   if (gelu != "tanh" && gelu != "none")
     fail<ValueError>("GPTConfig: gelu must be tanh or none, got '{}'", gelu);
+  if (!(layer_norm_eps > 0 && std::isfinite(layer_norm_eps)))
+    fail<ValueError>("GPTConfig: layer_norm_eps {} must be positive and finite", layer_norm_eps);
 }
 
 namespace {
@@ -49,9 +51,9 @@ MLPBlock::MLPBlock(const GPTConfig& c, Generator* gen) : gelu_(c.gelu) {
 Tensor MLPBlock::forward(const Tensor& x) { return proj->forward(gelu(fc->forward(x), gelu_)); }
 
 TransformerBlock::TransformerBlock(const GPTConfig& c, Generator* gen) {
-  ln1 = register_module("ln1", std::make_shared<LayerNorm>(c.d_model));
+  ln1 = register_module("ln1", std::make_shared<LayerNorm>(c.d_model, c.layer_norm_eps));
   attn = register_module("attn", std::make_shared<CausalSelfAttention>(attention_options(c), gen));
-  ln2 = register_module("ln2", std::make_shared<LayerNorm>(c.d_model));
+  ln2 = register_module("ln2", std::make_shared<LayerNorm>(c.d_model, c.layer_norm_eps));
   mlp = register_module("mlp", std::make_shared<MLPBlock>(c, gen));
   drop_ = register_module("drop", std::make_shared<Dropout>(c.dropout, c.seed + 202));
 }
@@ -73,7 +75,7 @@ GPT::GPT(const GPTConfig& c) : config_(c) {
     blocks.push_back(std::make_shared<TransformerBlock>(c, &gen));
     list->push_back(blocks.back());
   }
-  ln_f = register_module("ln_f", std::make_shared<LayerNorm>(c.d_model));
+  ln_f = register_module("ln_f", std::make_shared<LayerNorm>(c.d_model, c.layer_norm_eps));
 }
 
 Tensor GPT::hidden(const Tensor& tokens, KVCache* cache) {

@@ -29,6 +29,7 @@ struct GPTConfig {
   int64_t context = 64;
   double dropout = 0.0;       // on attention weights, and on the outputs of both residual branches
   std::string gelu = "tanh";  // GELU form in the MLP: "tanh" or "none" (erf)
+  double layer_norm_eps = 1e-5;  // epsilon of every LayerNorm (the blocks' and the final one)
   uint64_t seed = 0;
   void validate() const;
 };

@@ -2,21 +2,21 @@
 
 #include <cmath>
 
+#include "autograd/foreach.h"
+
 namespace ag::nn {
+
+void AdamOptions::validate() const {
+  if (!(lr >= 0)) fail<ValueError>("optimizer: negative learning rate {}", lr);
+  if (!(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1))
+    fail<ValueError>("Adam: betas must be in [0, 1), got {} and {}", beta1, beta2);
+  if (!(eps >= 0)) fail<ValueError>("Adam: eps must be non-negative, got {}", eps);
+}
 
 Adam::Adam(std::vector<Tensor> params, const AdamOptions& o) : Adam(std::move(params), o, false) {}
 
 Adam::Adam(std::vector<Tensor> params, const AdamOptions& o, bool decoupled)
-    : Optimizer({{"lr", o.lr},
-                 {"beta1", o.beta1},
-                 {"beta2", o.beta2},
-                 {"eps", o.eps},
-                 {"weight_decay", o.weight_decay},
-                 {"amsgrad", o.amsgrad ? 1.0 : 0.0}}),
-      decoupled_(decoupled) {
-  if (!(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1))
-    fail<ValueError>("Adam: betas must be in [0, 1), got {} and {}", o.beta1, o.beta2);
-  if (!(o.eps >= 0)) fail<ValueError>("Adam: eps must be non-negative, got {}", o.eps);
+    : OptimizerWith(o), decoupled_(decoupled) {
   add_param_group(std::move(params));
 }
 
@@ -33,36 +33,45 @@ AdamW::AdamW(std::vector<Tensor> params, const AdamWOptions& o)
 void Adam::step() {
   NoGradGuard ng;
   ++steps_;
-  auto& groups = param_groups();
-  for (size_t gi = 0; gi < groups.size(); ++gi) {
-    ParamGroup& g = groups[gi];
-    double lr = option(g, "lr"), b1 = option(g, "beta1"), b2 = option(g, "beta2");
-    double eps = option(g, "eps"), wd = option(g, "weight_decay");
-    bool amsgrad = option(g, "amsgrad") != 0;
-    // One pass over the whole group (adam_step_'s many-parameter form).
-    std::vector<Tensor> grads(g.params.size());
-    std::vector<AdamItem> items;
-    items.reserve(g.params.size());
-    for (size_t i = 0; i < g.params.size(); ++i) {
-      Tensor& p = g.params[i];
-      grads[i] = p.grad();
-      if (!grads[i].defined()) continue;
-      Tensor& step_t = buffer(gi, i, "step", scalar_tensor(0.0, float64));
-      step_t.add_(1.0);
-      double t = step_t.item();
-      items.push_back({&p, &grads[i], &buffer(gi, i, "exp_avg", p), &buffer(gi, i, "exp_avg_sq", p),
-                       amsgrad ? &buffer(gi, i, "max_exp_avg_sq", p) : nullptr,
-                       AdamStep{.lr = lr,
-                                .beta1 = b1,
-                                .beta2 = b2,
-                                .eps = eps,
-                                .weight_decay = wd,
-                                .decoupled = decoupled_,
-                                .bias_correction1 = 1 - std::pow(b1, t),
-                                .bias_correction2 = 1 - std::pow(b2, t)}});
-    }
-    adam_step_(items);
+  for (size_t g = 0; g < param_groups().size(); ++g) step_group(g);
+}
+
+void Adam::step_group(size_t gi) {
+  const Group& group = param_groups()[gi];
+  const AdamOptions& o = group.options;
+  const bool ams = o.amsgrad, decoupled = decoupled_;
+  const bool l2 = !decoupled && o.weight_decay != 0, decay = decoupled && o.weight_decay != 0;
+  // Operands: parameter, gradient (in the parameter's dtype), m, v and vmax (v again, not
+  // written, without amsgrad).
+  std::vector<std::array<Tensor, 5>> items;
+  std::vector<double> t;  // each parameter's step number
+  for (size_t i = 0; i < group.params.size(); ++i) {
+    const Tensor& p = group.params[i];
+    Tensor grad = p.grad();
+    if (!grad.defined()) continue;
+    Tensor& step = buffer(gi, i, "step", scalar_tensor(0.0, float64));
+    step.add_(1.0);
+    t.push_back(step.item());
+    Tensor& v = buffer(gi, i, "exp_avg_sq", p);
+    items.push_back({p, grad.to(p.dtype()), buffer(gi, i, "exp_avg", p), v,
+                     ams ? buffer(gi, i, "max_exp_avg_sq", p) : v});
   }
+  foreach_update_<5>(items, {true, false, true, true, ams}, [&]<class T>(size_t i) {
+    const double bias1 = 1 - std::pow(o.beta1, t[i]), bias2 = 1 - std::pow(o.beta2, t[i]);
+    const T wd = static_cast<T>(o.weight_decay), keep = static_cast<T>(1 - o.lr * o.weight_decay);
+    const T b1 = static_cast<T>(1 - o.beta1), b2 = static_cast<T>(o.beta2);
+    const T nb2 = static_cast<T>(1 - o.beta2), eps = static_cast<T>(o.eps);
+    const T rbc2 = static_cast<T>(1 / std::sqrt(bias2)), step = static_cast<T>(-o.lr / bias1);
+    return [=](auto& x) {  // x: p, g, m, v, vmax
+      using V = std::decay_t<decltype(x[0])>;
+      V g = l2 ? x[1] + V(wd) * x[0] : x[1];
+      if (decay) x[0] = x[0] * V(keep);
+      x[2] = x[2] + V(b1) * (g - x[2]);
+      x[3] = V(b2) * x[3] + V(nb2) * g * g;
+      if (ams) x[4] = foreach_maximum(x[4], x[3]);
+      x[0] = x[0] + V(step) * x[2] / (foreach_sqrt(ams ? x[4] : x[3]) * V(rbc2) + V(eps));
+    };
+  });
 }
 
 }  // namespace ag::nn

@@ -4,6 +4,8 @@
 //   m <- beta1 m + (1 - beta1) g ;  v <- beta2 v + (1 - beta2) g^2
 //   (amsgrad: vmax <- max(vmax, v), used in place of v)
 //   p <- p - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+// The rule is written once, in adam.cpp, as one element function of foreach_update_; t counts
+// the steps of each parameter (a parameter without a gradient does not advance).
 #pragma once
 
 #include "nn/optim/optimizer.h"
@@ -19,6 +21,18 @@ struct AdamOptions {
   double eps = 1e-8;
   double weight_decay = 0.0;
   bool amsgrad = false;
+
+  template <class Self, class F>
+  static void fields(Self& o, F&& f) {
+    f("lr", o.lr);
+    f("beta1", o.beta1);
+    f("beta2", o.beta2);
+    f("eps", o.eps);
+    f("weight_decay", o.weight_decay);
+    f("amsgrad", o.amsgrad);
+  }
+  // ValueError for a negative learning rate or eps, or betas outside [0, 1).
+  void validate() const;
 };
 
 // AdamW's hyper-parameters: Adam's, but weight_decay defaults to 0.01 (PyTorch's default). A type
@@ -33,7 +47,7 @@ struct AdamWOptions {
   bool amsgrad = false;
 };
 
-class Adam : public Optimizer {
+class Adam : public OptimizerWith<AdamOptions> {
  public:
   Adam(std::vector<Tensor> params, const AdamOptions& options = {});
   void step() override;
@@ -41,6 +55,9 @@ class Adam : public Optimizer {
  protected:
   Adam(std::vector<Tensor> params, const AdamOptions& options, bool decoupled);
   bool decoupled_;
+
+ private:
+  void step_group(size_t group);
 };
 
 // AdamW: weight decay decoupled from the gradient (default weight_decay 0.01, as in PyTorch).

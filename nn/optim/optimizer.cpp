@@ -4,34 +4,23 @@
 
 namespace ag::nn {
 
-void Optimizer::add_param_group(std::vector<Tensor> params, const Hyper& options) {
-  ParamGroup g;
-  for (Tensor& p : params) {
+void Optimizer::check_params(const std::vector<Tensor>& params) {
+  for (const Tensor& p : params) {
     if (!p.defined()) fail<ValueError>("optimizer: undefined parameter");
     if (!p.is_leaf())
       fail<ValueError>("optimizer: can only optimize leaf tensors (parameter of shape {})",
                        p.shape());
   }
-  g.params = std::move(params);
-  g.options = defaults_;
-  for (auto& [k, v] : options) {
-    if (!defaults_.count(k)) fail<ValueError>("optimizer: unknown option '{}'", k);
-    g.options[k] = v;
-  }
-  if (g.options.at("lr") < 0) fail<ValueError>("optimizer: negative learning rate {}", g.lr());
-  groups_.push_back(std::move(g));
 }
 
 void Optimizer::set_lr(double lr) {
-  for (auto& g : groups_) g.set_lr(lr);
+  for (size_t g = 0; g < num_groups(); ++g) set_lr(g, lr);
 }
 
 void Optimizer::zero_grad(bool set_to_none) {
-  for (auto& g : groups_)
-    for (Tensor& p : g.params) p.zero_grad(set_to_none);
+  for (size_t g = 0; g < num_groups(); ++g)
+    for (const Tensor& p : params(g)) Tensor(p).zero_grad(set_to_none);
 }
-
-double Optimizer::option(const ParamGroup& g, const char* name) const { return g.options.at(name); }
 
 Tensor& Optimizer::buffer(size_t group, size_t index, const std::string& name, const Tensor& like) {
   std::string key = fmt::format("state.{}.{}.{}", group, index, name);
@@ -48,29 +37,29 @@ OptimizerState Optimizer::state_dict() const {
   OptimizerState s;
   for (auto& [k, t] : state_) s.tensors.emplace_back(k, t);
   s.scalars["step"] = static_cast<double>(steps_);
-  for (size_t g = 0; g < groups_.size(); ++g) {
-    for (auto& [k, v] : groups_[g].options) s.scalars[fmt::format("group.{}.{}", g, k)] = v;
-    s.scalars[fmt::format("group.{}.size", g)] = static_cast<double>(groups_[g].params.size());
+  for (size_t g = 0; g < num_groups(); ++g) {
+    for (auto& [k, v] : options_as_numbers(g)) s.scalars[fmt::format("group.{}.{}", g, k)] = v;
+    s.scalars[fmt::format("group.{}.size", g)] = static_cast<double>(params(g).size());
   }
   return s;
 }
 
 void Optimizer::load_state_dict(const OptimizerState& s) {
-  for (size_t g = 0; g < groups_.size(); ++g) {
+  for (size_t g = 0; g < num_groups(); ++g) {
     auto it = s.scalars.find(fmt::format("group.{}.size", g));
-    if (it == s.scalars.end() || static_cast<size_t>(it->second) != groups_[g].params.size())
+    if (it == s.scalars.end() || static_cast<size_t>(it->second) != params(g).size())
       fail<ValueError>("optimizer load_state_dict: group {} has {} parameters, the state has {}", g,
-                       groups_[g].params.size(),
+                       params(g).size(),
                        it == s.scalars.end() ? std::string("none") : fmt::format("{}", it->second));
   }
   std::map<std::string, Tensor> restored;
   for (auto& [k, t] : s.tensors) {
     size_t g, i;
     char name[64];
-    if (std::sscanf(k.c_str(), "state.%zu.%zu.%63s", &g, &i, name) != 3 || g >= groups_.size() ||
-        i >= groups_[g].params.size())
+    if (std::sscanf(k.c_str(), "state.%zu.%zu.%63s", &g, &i, name) != 3 || g >= num_groups() ||
+        i >= params(g).size())
       fail<ValueError>("optimizer load_state_dict: unexpected entry '{}'", k);
-    const Tensor& p = groups_[g].params[i];
+    const Tensor& p = params(g)[i];
     // Buffers are shaped like their parameter, or 0-d per-parameter scalars (Adam's step count,
     // kept in its own dtype).
     bool scalar = t.dim() == 0;
@@ -79,11 +68,13 @@ void Optimizer::load_state_dict(const OptimizerState& s) {
                        t.shape(), p.shape());
     restored[k] = scalar ? t.detach().clone() : t.detach().to(p.dtype()).clone();
   }
-  for (size_t g = 0; g < groups_.size(); ++g)
-    for (auto& [k, v] : groups_[g].options) {
-      auto it = s.scalars.find(fmt::format("group.{}.{}", g, k));
-      if (it != s.scalars.end()) v = it->second;
-    }
+  for (size_t g = 0; g < num_groups(); ++g) {
+    const std::string prefix = fmt::format("group.{}.", g);
+    std::map<std::string, double> values;
+    for (auto& [k, v] : s.scalars)
+      if (k.starts_with(prefix)) values[k.substr(prefix.size())] = v;
+    set_options_from_numbers(g, values);
+  }
   auto st = s.scalars.find("step");
   steps_ = st == s.scalars.end() ? 0 : static_cast<int64_t>(st->second);
   state_ = std::move(restored);

@@ -6,13 +6,12 @@
 namespace ag::nn {
 
 LRScheduler::LRScheduler(Optimizer& opt) : opt_(opt) {
-  for (auto& g : opt.param_groups()) base_.push_back(g.lr());
+  for (size_t g = 0; g < opt.num_groups(); ++g) base_.push_back(opt.lr(g));
 }
 
 void LRScheduler::step() {
   ++t_;
-  auto& groups = opt_.param_groups();
-  for (size_t i = 0; i < groups.size() && i < base_.size(); ++i) groups[i].set_lr(lr(t_, i));
+  for (size_t i = 0; i < opt_.num_groups() && i < base_.size(); ++i) opt_.set_lr(i, lr(t_, i));
 }
 
 StepLR::StepLR(Optimizer& opt, int64_t step_size, double gamma)
@@ -32,7 +31,7 @@ CosineWarmupLR::CosineWarmupLR(Optimizer& opt, int64_t warmup, int64_t total, do
     fail<ValueError>("CosineWarmupLR: need 0 <= warmup ({}) <= total ({}), total > 0", warmup,
                      total);
   // Start at the warmup's first value.
-  for (size_t i = 0; i < base_.size(); ++i) opt.param_groups()[i].set_lr(lr(0, i));
+  for (size_t i = 0; i < base_.size(); ++i) opt.set_lr(i, lr(0, i));
 }
 double CosineWarmupLR::factor(int64_t t) const {
   if (t < warmup) return static_cast<double>(t + 1) / static_cast<double>(warmup + 1);
@@ -47,7 +46,7 @@ LinearDecayLR::LinearDecayLR(Optimizer& opt, int64_t total, double end_factor, i
   if (total <= 0 || warmup < 0 || warmup > total)
     fail<ValueError>("LinearDecayLR: need 0 <= warmup ({}) <= total ({}), total > 0", warmup,
                      total);
-  for (size_t i = 0; i < base_.size(); ++i) opt.param_groups()[i].set_lr(lr(0, i));
+  for (size_t i = 0; i < base_.size(); ++i) opt.set_lr(i, lr(0, i));
 }
 double LinearDecayLR::factor(int64_t t) const {
   if (t < warmup) return static_cast<double>(t + 1) / static_cast<double>(warmup + 1);

@@ -1,48 +1,54 @@
 #include "nn/optim/sgd.h"
 
+#include "autograd/foreach.h"
+
 namespace ag::nn {
 
-SGD::SGD(std::vector<Tensor> params, const SGDOptions& o)
-    : Optimizer({{"lr", o.lr},
-                 {"momentum", o.momentum},
-                 {"dampening", o.dampening},
-                 {"weight_decay", o.weight_decay},
-                 {"nesterov", o.nesterov ? 1.0 : 0.0}}) {
-  if (o.nesterov && (o.momentum <= 0 || o.dampening != 0))
+void SGDOptions::validate() const {
+  if (!(lr >= 0)) fail<ValueError>("optimizer: negative learning rate {}", lr);
+  if (nesterov && (momentum <= 0 || dampening != 0))
     fail<ValueError>("SGD: nesterov needs momentum > 0 and dampening 0");
+}
+
+SGD::SGD(std::vector<Tensor> params, const SGDOptions& o) : OptimizerWith(o) {
   add_param_group(std::move(params));
 }
 
 void SGD::step() {
   NoGradGuard ng;
   ++steps_;
-  auto& groups = param_groups();
-  for (size_t gi = 0; gi < groups.size(); ++gi) {
-    ParamGroup& g = groups[gi];
-    double lr = option(g, "lr"), mom = option(g, "momentum"), damp = option(g, "dampening");
-    double wd = option(g, "weight_decay");
-    bool nesterov = option(g, "nesterov") != 0;
-    // One pass over the whole group (sgd_step_'s many-parameter form).
-    std::vector<Tensor> grads(g.params.size());
-    std::vector<SgdItem> items;
-    items.reserve(g.params.size());
-    for (size_t i = 0; i < g.params.size(); ++i) {
-      Tensor& p = g.params[i];
-      grads[i] = p.grad();
-      if (!grads[i].defined()) continue;
-      const bool first = mom != 0 && !has_buffer(gi, i, "momentum");
-      items.push_back({&p,
-                       &grads[i],
-                       mom != 0 ? &buffer(gi, i, "momentum", p) : nullptr,
-                       {.lr = lr,
-                        .momentum = mom,
-                        .dampening = damp,
-                        .weight_decay = wd,
-                        .nesterov = nesterov,
-                        .first_step = first}});
-    }
-    sgd_step_(items);
+  for (size_t g = 0; g < param_groups().size(); ++g) step_group(g);
+}
+
+void SGD::step_group(size_t gi) {
+  const Group& group = param_groups()[gi];
+  const SGDOptions& o = group.options;
+  const bool momentum = o.momentum != 0, l2 = o.weight_decay != 0, nesterov = o.nesterov;
+  // Operands: parameter, gradient (in the parameter's dtype) and, with momentum, its buffer.
+  std::vector<std::array<Tensor, 3>> items;
+  std::vector<bool> first;  // the momentum buffer is set to d rather than blended into
+  for (size_t i = 0; i < group.params.size(); ++i) {
+    const Tensor& p = group.params[i];
+    Tensor grad = p.grad();
+    if (!grad.defined()) continue;
+    grad = grad.to(p.dtype());
+    first.push_back(momentum && !has_buffer(gi, i, "momentum"));
+    items.push_back({p, grad, momentum ? buffer(gi, i, "momentum", p) : grad});
   }
+  foreach_update_<3>(items, {true, false, momentum}, [&]<class T>(size_t i) {
+    const T lr = static_cast<T>(o.lr), wd = static_cast<T>(o.weight_decay);
+    const T mu = static_cast<T>(o.momentum), keep = static_cast<T>(1 - o.dampening);
+    const bool first_step = first[i];
+    return [=](auto& x) {  // x: p, g, b
+      using V = std::decay_t<decltype(x[0])>;
+      V d = l2 ? x[1] + V(wd) * x[0] : x[1];
+      if (momentum) {
+        x[2] = first_step ? d : V(mu) * x[2] + V(keep) * d;
+        d = nesterov ? d + V(mu) * x[2] : x[2];
+      }
+      x[0] = x[0] - V(lr) * d;
+    };
+  });
 }
 
 }  // namespace ag::nn

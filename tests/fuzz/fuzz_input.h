@@ -12,14 +12,16 @@
 namespace fuzz {
 
 inline const std::string& input_path() {
-  static const std::string path = [] {
+  // Never freed: the exit handler registered here runs after the destructors of statics whose
+  // initialisation completed later, which would include this one.
+  static const std::string* path = [] {
     const char* dir = std::getenv("TMPDIR");
-    std::string p = std::string(dir && *dir ? dir : "/tmp") + "/tapegrad-fuzz-" +
-                    std::to_string(::getpid()) + ".bin";
+    auto* p = new std::string(std::string(dir && *dir ? dir : "/tmp") + "/tapegrad-fuzz-" +
+                              std::to_string(::getpid()) + ".bin");
     std::atexit([] { std::remove(input_path().c_str()); });
     return p;
   }();
-  return path;
+  return *path;
 }
 
 // Writes the bytes to the input file and returns its path; aborts if that fails (a broken

@@ -68,6 +68,36 @@ def idx(magic, dims, raw):
     return struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in dims) + raw
 
 
+# The GPT-2 tokenizer's seeds: the same tiny vocabulary as tests/fuzz/fuzz_tokenizer.h (the bytes,
+# one token per merge, <|endoftext|>), written here from GPT-2's bytes-to-unicode rule.
+TOKENIZER_MERGES = [(b" ", b"t"), (b"h", b"e"), (b" t", b"he"), (b"i", b"n"), (b"in", b"g"),
+                    (b"a", b"a"), (b"\xc3", b"\xa9"), (b"1", b"2")]
+
+
+def token_form(bs):
+    printable = set(range(0x21, 0x7f)) | set(range(0xa1, 0xad)) | set(range(0xae, 0x100))
+    others = [b for b in range(256) if b not in printable]
+    return "".join(chr(b) if b in printable else chr(0x100 + others.index(b)) for b in bs)
+
+
+def tokenizer_seeds():
+    tokens = [bytes([b]) for b in range(256)] + [a + b for a, b in TOKENIZER_MERGES]
+    vocab = {token_form(t): i for i, t in enumerate(tokens)}
+    vocab["<|endoftext|>"] = len(tokens)
+    put("tokenizer_vocab", "vocab", json.dumps(vocab, ensure_ascii=False).encode())
+    put("tokenizer_vocab", "vocab_ascii_escapes", json.dumps(vocab).encode())
+    put("tokenizer_vocab", "vocab_sorted_indented",
+        json.dumps(vocab, ensure_ascii=False, indent=2, sort_keys=True).encode())
+    put("tokenizer_vocab", "vocab_no_eos",
+        json.dumps({k: v for k, v in vocab.items() if k != "<|endoftext|>"}).encode())
+    dup = json.dumps(vocab).replace('"aa": 261', '"aa": 260').encode()
+    put("tokenizer_vocab", "vocab_duplicate_id", dup)
+    lines = [token_form(a) + " " + token_form(b) for a, b in TOKENIZER_MERGES]
+    put("tokenizer_merges", "merges", ("#version: 0.2\n" + "\n".join(lines) + "\n").encode())
+    put("tokenizer_merges", "merges_no_header_crlf", ("\r\n".join(reversed(lines))).encode())
+    put("tokenizer_merges", "merges_unknown_token", ("#version: 0.2\nh e\nhe q\n").encode())
+
+
 def main():
     f32 = lambda *v: struct.pack("<%df" % len(v), *v)
     f64 = lambda *v: struct.pack("<%dd" % len(v), *v)
@@ -101,6 +131,30 @@ def main():
     put("npy", "b1", npy("|b1", [4], b"\x01\x00\x02\x00"))
     put("npy", "scalar", npy("<f8", [], f64(3.5)))
     put("npy", "empty", npy("<f4", [0, 4], b""))
+
+    tokenizer_seeds()
+    # Hugging Face GPT-2 directories (fuzz_gpt2_config, fuzz_gpt2_index; tests/fuzz/gpt2_dir.h):
+    # configurations and indexes fitting the targets' tiny model (vocabulary 8, 1 layer, 2 heads,
+    # n_embd 4, n_positions 4; shards model-0000{1,2}-of-00002.safetensors, ln_f.* in the second).
+    sizes = {"vocab_size": 8, "n_layer": 1, "n_head": 2, "n_embd": 4}
+    put("gpt2_config", "minimal", json.dumps({**sizes, "n_positions": 4}).encode())
+    put("gpt2_config", "transformers", json.dumps({
+        "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", **sizes, "n_positions": 4,
+        "n_ctx": 4, "n_inner": None, "activation_function": "gelu_new", "resid_pdrop": 0.1,
+        "embd_pdrop": 0.1, "attn_pdrop": 0.1, "layer_norm_epsilon": 1e-05, "initializer_range": 0.02,
+        "scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False,
+        "reorder_and_upcast_attn": False, "use_cache": True, "bos_token_id": 50256,
+        "eos_token_id": 50256, "task_specific_params": {"text-generation": {"do_sample": True}},
+        "torch_dtype": "float32"}, indent=2).encode())
+    put("gpt2_config", "erf_n_ctx", json.dumps({
+        **sizes, "n_ctx": 4, "activation_function": "gelu", "layer_norm_epsilon": 1e-6}).encode())
+    first = ["wte.weight", "wpe.weight"] + ["h.0.%s.%s" % (m, p) for m in (
+        "ln_1", "attn.c_attn", "attn.c_proj", "ln_2", "mlp.c_fc", "mlp.c_proj") for p in ("weight", "bias")]
+    weight_map = {n: "model-00001-of-00002.safetensors" for n in first}
+    weight_map.update({n: "model-00002-of-00002.safetensors" for n in ("ln_f.weight", "ln_f.bias")})
+    put("gpt2_index", "index", json.dumps({"metadata": {"total_size": 1088}, "weight_map": weight_map},
+                                          indent=2).encode())
+    put("gpt2_index", "index_compact", json.dumps({"weight_map": weight_map}, separators=(",", ":")).encode())
 
     # GPT checkpoints: a tiny model trained one step, its training state, and copies without the
     # checksum (so that mutations of the data are not all stopped by it).

@@ -1,0 +1,11 @@
+// Fuzz target: the GPT-2 tokenizer's merges.txt reader (GPT2Tokenizer::from_files), with a fixed
+// valid vocab.json. A merge list that loads must encode, decode, save and load back consistently
+// (fuzz_tokenizer.h); anything else must raise the project's error (ag::Error).
+#include "fuzz_tokenizer.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::string& path = fuzz::write_input(data, size);
+  fuzz::check_tokenizer(fuzz::tokenizer_dir() + "/vocab.json", path,
+                        std::string_view(reinterpret_cast<const char*>(data), size));
+  return 0;
+}
