@@ -209,7 +209,8 @@ TrainResult train_loop(nn::GPT& model, const nn::TextDataset& train, const nn::T
   std::vector<Tensor> trainable = decay;
   trainable.insert(trainable.end(), no_decay.begin(), no_decay.end());
   nn::AdamW opt(decay, {.lr = s.lr, .beta2 = 0.95, .weight_decay = s.weight_decay});
-  if (!no_decay.empty()) opt.add_param_group(no_decay, {{"weight_decay", 0.0}});
+  if (!no_decay.empty())
+    opt.add_param_group(no_decay, [](nn::AdamOptions& o) { o.weight_decay = 0; });
   nn::CosineWarmupLR schedule(opt, std::min(s.warmup, s.steps), s.steps, 0.1);
 
   plot::Csv csv({"step", "tokens", "train_loss", "val_loss", "lr", "tokens_per_s"});
