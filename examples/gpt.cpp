@@ -1,13 +1,36 @@
-// A byte-level GPT, pretrained and fine-tuned on the engine (issue 5). See docs/gpt.md.
+// A GPT, pretrained and fine-tuned on the engine (issues 5 and 25): our byte-level models, and
+// GPT-2 models in the Hugging Face layout. See docs/gpt.md; `gpt --help` and `gpt SUBCOMMAND
+// --help` list every option (parsed by CLI11).
 //
 //   gpt train    [--data FILE] [--steps N] [--out CKPT] [--layers L] [--heads H] [--dim C]
 //                [--context T] [--batch B] [--accum K] [--lr LR] [--warmup W] [--eval-every E]
 //                [--seed S] [--log CSV] [--save-every N] [--resume]
-//   gpt sample   --from CKPT [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]
-//   gpt finetune --from CKPT --data FILE [--steps N] [--out CKPT2] [--lora-rank R]
-//                [--lora-alpha A] [--batch B] [--accum K] [--lr LR] [--warmup W] [--eval-every E]
-//                [--seed S] [--log CSV]
+//   gpt sample   --from M [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--top-p P]
+//                [--seed S] [--stop-at-eos] [--tokenizer DIR]
+//   gpt finetune --from M --data FILE [--steps N] [--out OUT] [--lora-rank R] [--lora-alpha A]
+//                [--context T] [--batch B] [--accum K] [--lr LR] [--warmup W] [--eval-every E]
+//                [--seed S] [--log CSV] [--tokenizer DIR]
+//   gpt eval     --from M --data FILE --context N [--batch B] [--tokenizer DIR]
+//   gpt encode   [--tokenizer DIR] FILE
+//   gpt decode   [--tokenizer DIR] FILE
 //   gpt plot     --out SVG [--title T] CSV[=label]...
+//
+// M is our own checkpoint file (byte-level vocabulary) or a Hugging Face GPT-2 directory
+// (config.json, model.safetensors and its tokenizer files). A directory's own tokenizer is used
+// unless --tokenizer DIR names another; our checkpoints use the byte tokenizer. encode and decode
+// use the byte tokenizer without --tokenizer.
+//
+// Exact outputs (scripts depend on them):
+//   encode: one line, the ids of FILE's text separated by single spaces.
+//   decode: FILE holds whitespace-separated ids; stdout is exactly their text, nothing added.
+//   eval:   windows of N + 1 tokens at offsets 0, N, 2N, ... while they fit; the last line is
+//           `loss <x>`, the mean next-token cross-entropy over all predicted positions (natural
+//           log, 6 decimals).
+//   sample: stdout is exactly the prompt followed by the generated text (settings and progress go
+//           to stderr). --temperature 0 is greedy; --stop-at-eos stops at the tokenizer's
+//           end-of-text token (GPT-2's <|endoftext|>), which is not printed.
+//   train:  the last line is `final val_loss <x>`.
+//   finetune: the last line is `final val_loss <x> base val_loss <y> trainable <p> of <q>`.
 //
 // train and finetune run data-parallel over MPI with --distributed, or when started by mpirun
 // (`mpirun -np 2 gpt train ...`): each rank samples its own --batch windows per micro-batch (a
@@ -20,8 +43,7 @@
 // at 1.0, gradient accumulation over K micro-batches of B windows of T bytes. The last 10% of the
 // file is held out; its loss is measured every E steps and at the end. The checkpoint is a
 // safetensors file whose metadata holds the model configuration, so sample and finetune rebuild the
-// same model. Without --data it trains on examples/data/world.txt. The last line is `final val_loss
-// <x>`.
+// same model. Without --data it trains on examples/data/world.txt.
 //
 // --save-every N writes the whole training state every N steps to CKPT minus .safetensors plus
 // .state.safetensors (atomically: model, AdamW moments and step counts, the step reached, the
@@ -30,30 +52,37 @@
 // a run never stopped (tests/gpt_resume.sh kills one with SIGKILL). --kill-at-step N is for that
 // test: the process sends itself SIGKILL in the middle of step N.
 //
-// finetune: loads CKPT, measures its loss on the held-out part of the new text, then trains every
+// finetune: loads M, measures its loss on the held-out part of the new text, then trains every
 // parameter (full fine-tuning) or, with --lora-rank, only low-rank adapters on the attention and
-// MLP projections. With LoRA it saves the merged model to CKPT2 and the adapters alone to CKPT2
-// (minus .safetensors) + .lora.safetensors. The last line is `final val_loss <x> base val_loss <y>
-// trainable <p> of <q>`.
+// MLP projections. From our checkpoint, OUT is a checkpoint file; with LoRA it holds the merged
+// model and the adapters alone go to OUT (minus .safetensors) + .lora.safetensors. From a GPT-2
+// directory, OUT is a GPT-2 directory (save_gpt2: loadable by Hugging Face transformers) holding
+// the merged model and the tokenizer files, and with LoRA also OUT/adapters.safetensors.
 //
 // --log writes one CSV row per logged step (train loss, validation loss when measured, lr,
 // tokens/s); `gpt plot` draws the losses of one or more such files as an SVG.
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <map>
-#include <set>
+#include <memory>
+#include <optional>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "data_parallel.h"
+#include "nn/models/gpt2.h"
 #include "nn/nn.h"
+#include "nn/text/byte_tokenizer.h"
+#include "nn/text/tokenizer.h"
 #include "plot.h"
 
 #ifndef EXAMPLES_DATA_DIR
@@ -64,140 +93,71 @@ using namespace ag;
 
 namespace {
 
-// A mistake on the command line (exit status 2, with the usage).
+// A mistake on the command line that the parser cannot see (exit status 2).
 class UsageError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-const char* kUsage =
-    "usage:\n"
-    "  gpt train    [--data FILE] [--steps N] [--out CKPT] [--layers L] [--heads H] [--dim C]\n"
-    "               [--context T] [--batch B] [--accum K] [--lr LR] [--warmup W]\n"
-    "               [--eval-every E] [--seed S] [--log CSV] [--save-every N] [--resume]\n"
-    "  gpt sample   --from CKPT [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K]\n"
-    "               [--seed S]\n"
-    "  gpt finetune --from CKPT --data FILE [--steps N] [--out CKPT2] [--lora-rank R]\n"
-    "               [--lora-alpha A] [--batch B] [--accum K] [--lr LR] [--warmup W]\n"
-    "               [--eval-every E] [--seed S] [--log CSV]\n"
-    "  gpt plot     --out SVG [--title T] CSV[=label]...\n"
-    "  train and finetune also take --distributed (data-parallel over MPI, as under mpirun)\n";
-
-// "--name value" options of one subcommand. Every option must be known to the subcommand and given
-// once; values are checked when read.
-class Options {
- public:
-  // `flags` are options without a value ("--resume").
-  Options(const std::string& command, int argc, char** argv, const std::set<std::string>& known,
-          const std::set<std::string>& flags = {})
-      : command_(command) {
-    for (int i = 2; i < argc; ++i) {
-      std::string a = argv[i];
-      if (a.rfind("--", 0) != 0) {
-        positional_.push_back(a);
-        continue;
-      }
-      std::string name = a.substr(2);
-      if (flags.count(name)) {
-        if (!flags_.insert(name).second)
-          throw UsageError(fmt::format("gpt {}: option {} given twice", command, a));
-        continue;
-      }
-      if (!known.count(name)) {
-        std::string list;
-        for (auto& k : known) list += " --" + k;
-        for (auto& k : flags) list += " --" + k;
-        throw UsageError(fmt::format("gpt {}: unknown option {} (known:{})", command, a, list));
-      }
-      if (i + 1 >= argc)
-        throw UsageError(fmt::format("gpt {}: option {} needs a value", command, a));
-      if (values_.count(name))
-        throw UsageError(fmt::format("gpt {}: option {} given twice", command, a));
-      values_[name] = argv[++i];
-    }
-  }
-  bool has(const std::string& name) const { return values_.count(name) > 0; }
-  bool flag(const std::string& name) const { return flags_.count(name) > 0; }
-  const std::vector<std::string>& positional() const { return positional_; }
-
-  std::string text(const std::string& name, const std::string& fallback) const {
-    auto it = values_.find(name);
-    return it == values_.end() ? fallback : it->second;
-  }
-  std::string required(const std::string& name) const {
-    if (!has(name)) throw UsageError(fmt::format("gpt {}: --{} is required", command_, name));
-    return values_.at(name);
-  }
-  int64_t integer(const std::string& name, int64_t fallback, int64_t min = 0) const {
-    if (!has(name)) return fallback;
-    const std::string& s = values_.at(name);
-    size_t used = 0;
-    long long v = 0;
-    try {
-      v = std::stoll(s, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != s.size())
-      throw UsageError(fmt::format("gpt {}: --{} expects an integer, got '{}'", command_, name, s));
-    if (v < min)
-      throw UsageError(
-          fmt::format("gpt {}: --{} must be at least {}, got {}", command_, name, min, v));
-    return v;
-  }
-  double number(const std::string& name, double fallback, double min = 0) const {
-    if (!has(name)) return fallback;
-    const std::string& s = values_.at(name);
-    size_t used = 0;
-    double v = 0;
-    try {
-      v = std::stod(s, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != s.size() || !std::isfinite(v))
-      throw UsageError(fmt::format("gpt {}: --{} expects a number, got '{}'", command_, name, s));
-    if (v < min)
-      throw UsageError(
-          fmt::format("gpt {}: --{} must be at least {}, got {}", command_, name, min, v));
-    return v;
-  }
-
- private:
-  std::string command_;
-  std::map<std::string, std::string> values_;
-  std::set<std::string> flags_;
-  std::vector<std::string> positional_;
-};
-
-void no_positional(const Options& o, const std::string& command) {
-  if (!o.positional().empty())
-    throw UsageError(fmt::format("gpt {}: unexpected argument '{}'", command, o.positional()[0]));
-}
-
-// ---- checkpoints: safetensors with the model configuration in the metadata ----
+// ---- tokenizers and models given by --from / --tokenizer ----
 
 using Metadata = nn::Metadata;
 
-std::shared_ptr<nn::GPT> load_model(const std::string& path) {
-  if (!std::filesystem::exists(path)) fail<IOError>("checkpoint '{}' does not exist", path);
-  return nn::load_gpt(path);
+std::unique_ptr<nn::Tokenizer> tokenizer_from(const std::string& dir) {
+  if (dir.empty()) return std::make_unique<nn::ByteTokenizer>();
+  return nn::load_tokenizer(dir);
+}
+
+// Token ids as an int64 tensor [N].
+Tensor id_tensor(const std::vector<int64_t>& ids) {
+  return Tensor::from_vector(ids, {static_cast<int64_t>(ids.size())});
+}
+
+// A model and its tokenizer: our checkpoint file with the byte tokenizer, or a GPT-2 directory
+// with its own tokenizer files; `tokenizer_dir` (unless empty) overrides either.
+struct Model {
+  std::shared_ptr<nn::GPT> gpt;
+  std::unique_ptr<nn::Tokenizer> tokenizer;
+  bool gpt2_directory = false;
+};
+
+Model load_model(const std::string& from, const std::string& tokenizer_dir) {
+  Model m;
+  if (std::filesystem::is_directory(from)) {
+    m.gpt = nn::load_gpt2(from);
+    m.tokenizer = nn::load_tokenizer(tokenizer_dir.empty() ? from : tokenizer_dir);
+    m.gpt2_directory = true;
+  } else {
+    if (!std::filesystem::exists(from)) fail<IOError>("checkpoint '{}' does not exist", from);
+    m.gpt = nn::load_gpt(from);
+    m.tokenizer = tokenizer_from(tokenizer_dir);
+  }
+  if (m.tokenizer->vocab_size() > m.gpt->config().vocab_size)
+    fail<ValueError>("the {} tokenizer has {} ids, more than the vocabulary {} of model '{}'",
+                     m.tokenizer->name(), m.tokenizer->vocab_size(), m.gpt->config().vocab_size,
+                     from);
+  return m;
 }
 
 // ---- data ----
 
 std::string default_data() { return std::string(EXAMPLES_DATA_DIR) + "/world.txt"; }
 
+// "bytes" for the byte tokenizer, else "tokens".
+std::string unit(const nn::Tokenizer& t) { return t.name() == "byte" ? "bytes" : "tokens"; }
+
 // Train and validation (last 10%) windows of a text file.
-std::pair<nn::TextDataset, nn::TextDataset> load_text(const std::string& path, int64_t context) {
-  std::string text = nn::read_text_file(path);
-  // The validation part must hold at least one window of context + 1 bytes.
-  if (static_cast<int64_t>(text.size()) < 20 * (context + 1))
-    fail<ValueError>("{}: {} bytes is too short for windows of {} bytes (need at least {})", path,
-                     text.size(), context + 1, 20 * (context + 1));
-  return nn::TextDataset::split(nn::encode_tensor(nn::ByteTokenizer(), text), context, 0.1);
+std::pair<nn::TextDataset, nn::TextDataset> load_text(const std::string& path, int64_t context,
+                                                      const nn::Tokenizer& tokenizer) {
+  std::vector<int64_t> ids = tokenizer.encode(nn::read_text_file(path));
+  // The validation part must hold at least one window of context + 1 tokens.
+  if (static_cast<int64_t>(ids.size()) < 20 * (context + 1))
+    fail<ValueError>("{}: {} {} is too short for windows of {} {} (need at least {})", path,
+                     ids.size(), unit(tokenizer), context + 1, unit(tokenizer), 20 * (context + 1));
+  return nn::TextDataset::split(id_tensor(ids), context, 0.1);
 }
 
-// Mean next-byte cross-entropy over consecutive windows of `data` (at most max_batches batches).
+// Mean next-token cross-entropy over consecutive windows of `data` (at most max_batches batches;
+// -1: all).
 double evaluate(nn::GPT& model, const nn::TextDataset& data, int64_t batch, int64_t max_batches) {
   NoGradGuard ng;
   bool was_training = model.is_training();
@@ -249,7 +209,8 @@ TrainResult train_loop(nn::GPT& model, const nn::TextDataset& train, const nn::T
   std::vector<Tensor> trainable = decay;
   trainable.insert(trainable.end(), no_decay.begin(), no_decay.end());
   nn::AdamW opt(decay, {.lr = s.lr, .beta2 = 0.95, .weight_decay = s.weight_decay});
-  if (!no_decay.empty()) opt.add_param_group(no_decay, [](nn::AdamOptions& o) { o.weight_decay = 0; });
+  if (!no_decay.empty())
+    opt.add_param_group(no_decay, [](nn::AdamOptions& o) { o.weight_decay = 0; });
   nn::CosineWarmupLR schedule(opt, std::min(s.warmup, s.steps), s.steps, 0.1);
 
   plot::Csv csv({"step", "tokens", "train_loss", "val_loss", "lr", "tokens_per_s"});
@@ -370,26 +331,75 @@ TrainResult train_loop(nn::GPT& model, const nn::TextDataset& train, const nn::T
   return r;
 }
 
-TrainSettings read_settings(const Options& o, const TrainSettings& defaults) {
-  TrainSettings s = defaults;
-  s.steps = o.integer("steps", s.steps, 1);
-  s.batch = o.integer("batch", s.batch, 1);
-  s.accum = o.integer("accum", s.accum, 1);
-  s.lr = o.number("lr", s.lr, 0);
-  s.warmup = o.integer("warmup", std::min(s.warmup, s.steps / 10), 0);
-  s.eval_every = o.integer("eval-every", s.eval_every, 0);
-  s.seed = static_cast<uint64_t>(o.integer("seed", 0, 0));
-  s.log_path = o.text("log", "");
-  s.save_every = o.integer("save-every", 0, 0);
-  s.resume = o.flag("resume");
-  s.kill_at_step = o.integer("kill-at-step", 0, 0);
-  return s;
+// ---- subcommands: their options, then what they do ----
+
+// The number in `s` if all of it is one finite number.
+std::optional<double> finite_number(const std::string& s) {
+  size_t used = 0;
+  double v = NAN;
+  try {
+    v = std::stod(s, &used);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  if (used != s.size() || !std::isfinite(v)) return std::nullopt;
+  return v;
 }
 
-const std::set<std::string> kTrainOptions = {"steps",      "batch", "accum", "lr",  "warmup",
-                                             "eval-every", "seed",  "log",   "out", "data"};
+// A number option's check: a finite number >= min (CLI11's Range lets NaN through).
+CLI::Validator at_least(double min) {
+  return CLI::Validator(
+      [min](std::string& s) {
+        auto v = finite_number(s);
+        if (!v) return fmt::format("expects a number, got '{}'", s);
+        if (*v < min) return fmt::format("must be at least {}, got {}", min, s);
+        return std::string();
+      },
+      fmt::format(">={}", min));
+}
 
-// ---- subcommands ----
+// --top-p's check: a number in (0, 1].
+CLI::Validator probability() {
+  return CLI::Validator(
+      [](std::string& s) {
+        auto v = finite_number(s);
+        if (!v || !(*v > 0 && *v <= 1))
+          return fmt::format("expects a number in (0, 1], got '{}'", s);
+        return std::string();
+      },
+      "in (0, 1]");
+}
+
+// The options train and finetune share. `defaults` are the subcommand's; --warmup, --lr and
+// --eval-every are resolved after parsing (see training_settings).
+struct TrainArgs {
+  TrainSettings s;
+  std::string data, out, from, tokenizer;
+  CLI::Option *warmup = nullptr, *lr = nullptr;
+};
+
+void add_training_options(CLI::App& cmd, TrainArgs& a) {
+  cmd.add_option("--data", a.data, "text file to train on")->check(CLI::ExistingFile);
+  cmd.add_option("--steps", a.s.steps, "optimizer steps")
+      ->check(at_least(1))
+      ->capture_default_str();
+  cmd.add_option("--batch", a.s.batch, "windows per micro-batch")
+      ->check(at_least(1))
+      ->capture_default_str();
+  cmd.add_option("--accum", a.s.accum, "micro-batches per step (gradient accumulation)")
+      ->check(at_least(1))
+      ->capture_default_str();
+  a.lr = cmd.add_option("--lr", a.s.lr, "peak learning rate")->check(at_least(0));
+  a.warmup = cmd.add_option("--warmup", a.s.warmup, "warmup steps (default min(100, steps/10))")
+                 ->check(at_least(0));
+  cmd.add_option("--eval-every", a.s.eval_every, "validation every E steps (0: only at the end)")
+      ->check(at_least(0))
+      ->capture_default_str();
+  cmd.add_option("--seed", a.s.seed, "seed of the batches (and of a new model or adapters)")
+      ->capture_default_str();
+  cmd.add_option("--log", a.s.log_path, "CSV of the logged steps");
+  cmd.add_flag("--distributed")->description("data-parallel over MPI (as under mpirun)");
+}
 
 // Where `gpt train --out CKPT` keeps its training state.
 std::string state_path(const std::string& out) {
@@ -398,21 +408,48 @@ std::string state_path(const std::string& out) {
   return p.string() + ".state.safetensors";
 }
 
-int cmd_train(int argc, char** argv, examples::DataParallel& dp) {
-  std::set<std::string> known = kTrainOptions;
-  known.insert({"layers", "heads", "dim", "context", "save-every", "kill-at-step"});
-  Options o("train", argc, argv, known, {"resume"});
-  no_positional(o, "train");
-  TrainSettings s = read_settings(o, TrainSettings{});
+struct TrainCommand {
+  TrainArgs a;
   nn::GPTConfig c;  // gpt-mini by default
-  c.n_layer = o.integer("layers", c.n_layer, 1);
-  c.n_head = o.integer("heads", c.n_head, 1);
-  c.d_model = o.integer("dim", c.d_model, 1);
-  c.context = o.integer("context", c.context, 1);
+};
+
+void add_train(CLI::App& app, TrainCommand& t) {
+  auto* cmd =
+      app.add_subcommand("train", "pretrain a byte-level GPT; last line: final val_loss <x>");
+  t.a.data = default_data();
+  t.a.out = "gpt.safetensors";
+  add_training_options(*cmd, t.a);
+  cmd->add_option("--out", t.a.out, "checkpoint to write")->capture_default_str();
+  cmd->add_option("--layers", t.c.n_layer, "transformer blocks")
+      ->check(at_least(1))
+      ->capture_default_str();
+  cmd->add_option("--heads", t.c.n_head, "attention heads")
+      ->check(at_least(1))
+      ->capture_default_str();
+  cmd->add_option("--dim", t.c.d_model, "d_model")->check(at_least(1))->capture_default_str();
+  cmd->add_option("--context", t.c.context, "context length in bytes")
+      ->check(at_least(1))
+      ->capture_default_str();
+  cmd->add_option("--save-every", t.a.s.save_every, "save the training state every N steps")
+      ->check(at_least(0));
+  cmd->add_flag("--resume", t.a.s.resume, "continue from the saved training state");
+  cmd->add_option("--kill-at-step", t.a.s.kill_at_step, "testing: SIGKILL itself in step N")
+      ->check(at_least(0))
+      ->group("");  // hidden
+}
+
+// The learning-rate warmup defaults to min(100, steps / 10).
+void resolve_warmup(TrainArgs& a, int64_t warmup_default) {
+  if (a.warmup->count() == 0) a.s.warmup = std::min(warmup_default, a.s.steps / 10);
+}
+
+int run_train(TrainCommand& t, examples::DataParallel& dp) {
+  TrainSettings& s = t.a.s;
+  resolve_warmup(t.a, 100);
+  nn::GPTConfig& c = t.c;
   c.seed = s.seed;
   c.validate();
-  std::string data = o.text("data", default_data());
-  std::string out = o.text("out", "gpt.safetensors");
+  const std::string &data = t.a.data, &out = t.a.out;
   dp.print_only_on_root();
   s.state_path = state_path(out);
   s.run = nn::gpt_config_metadata(c);
@@ -425,7 +462,7 @@ int cmd_train(int argc, char** argv, examples::DataParallel& dp) {
                 {"train.weight_decay", fmt::format("{}", s.weight_decay)},
                 {"train.seed", std::to_string(s.seed)}});
 
-  auto [train, val] = load_text(data, c.context);
+  auto [train, val] = load_text(data, c.context, nn::ByteTokenizer());
   nn::GPT model(c);
   if (dp.on())
     fmt::print("data parallel: {} ranks, {} x {} windows per rank per step\n", dp.world(), s.accum,
@@ -453,21 +490,70 @@ int cmd_train(int argc, char** argv, examples::DataParallel& dp) {
   return 0;
 }
 
-int cmd_sample(int argc, char** argv) {
-  Options o("sample", argc, argv, {"from", "prompt", "tokens", "temperature", "top-k", "seed"});
-  no_positional(o, "sample");
-  std::string from = o.required("from");
-  std::string prompt = o.text("prompt", "\n");
-  if (prompt.empty()) throw UsageError("gpt sample: --prompt must not be empty");
-  int64_t n = o.integer("tokens", 200, 0);
-  double temperature = o.number("temperature", 0.8, 0);
-  if (!(temperature > 0)) throw UsageError("gpt sample: --temperature must be positive");
-  int64_t top_k = o.integer("top-k", 0, 0);
-  Generator gen(static_cast<uint64_t>(o.integer("seed", 0, 0)));
-  auto model = load_model(from);
-  Tensor out =
-      model->generate(nn::encode_tensor(nn::ByteTokenizer(), prompt), n, temperature, top_k, &gen);
-  fmt::print("{}\n", nn::decode_tensor(nn::ByteTokenizer(), out));
+struct SampleCommand {
+  std::string from, tokenizer, prompt = "\n";
+  int64_t tokens = 200;
+  double temperature = 0.8, top_p = 1.0;
+  int64_t top_k = 0;
+  uint64_t seed = 0;
+  bool stop_at_eos = false;
+};
+
+void add_sample(CLI::App& app, SampleCommand& c) {
+  auto* cmd = app.add_subcommand(
+      "sample", "continue a prompt; stdout is exactly the prompt and the generated text");
+  cmd->add_option("--from", c.from, "checkpoint file or GPT-2 directory")->required();
+  cmd->add_option("--prompt", c.prompt, "text to continue (default: a newline)");
+  cmd->add_option("--tokens", c.tokens, "tokens to generate")
+      ->check(at_least(0))
+      ->capture_default_str();
+  cmd->add_option("--temperature", c.temperature, "0: greedy")
+      ->check(at_least(0))
+      ->capture_default_str();
+  cmd->add_option("--top-k", c.top_k, "keep the k most likely tokens (0: all)")
+      ->check(at_least(0))
+      ->capture_default_str();
+  cmd->add_option("--top-p", c.top_p, "keep the most likely tokens up to this probability")
+      ->check(probability())
+      ->capture_default_str();
+  cmd->add_option("--seed", c.seed, "seed of the draws")->capture_default_str();
+  cmd->add_flag("--stop-at-eos", c.stop_at_eos, "stop at the end-of-text token (GPT-2: 50256)");
+  cmd->add_option("--tokenizer", c.tokenizer, "tokenizer directory instead of the model's own")
+      ->check(CLI::ExistingDirectory);
+}
+
+int run_sample(const SampleCommand& c) {
+  if (c.prompt.empty()) throw UsageError("gpt sample: --prompt must not be empty");
+  Model m = load_model(c.from, c.tokenizer);
+  nn::GenerateOptions o;
+  o.max_new_tokens = c.tokens;
+  o.temperature = c.temperature;
+  o.top_k = c.top_k;
+  o.top_p = c.top_p;
+  o.seed = c.seed;
+  if (c.stop_at_eos) {
+    o.stop_at = m.tokenizer->eos_id();
+    if (!o.stop_at)
+      throw UsageError(
+          fmt::format("gpt sample: --stop-at-eos: the {} tokenizer has no end-of-text "
+                      "token",
+                      m.tokenizer->name()));
+  }
+  std::vector<int64_t> prompt = m.tokenizer->encode(c.prompt);
+  fmt::print(stderr,
+             "gpt sample: {} ({} parameters, {} tokenizer), prompt of {} tokens, {} new tokens, "
+             "temperature {}, top-k {}, top-p {}, seed {}{}\n",
+             c.from, m.gpt->num_parameters(), m.tokenizer->name(), prompt.size(), c.tokens,
+             c.temperature, c.top_k, c.top_p, c.seed, c.stop_at_eos ? ", stop at end-of-text" : "");
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<int64_t> all = m.gpt->generate(id_tensor(prompt), o).to_vector<int64_t>();
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  auto added = std::span<const int64_t>(all).subspan(prompt.size());
+  std::string text = c.prompt + m.tokenizer->decode(added);
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  std::fflush(stdout);
+  fmt::print(stderr, "\ngpt sample: {} tokens in {:.2f} s{}\n", added.size(), seconds,
+             added.size() < static_cast<size_t>(c.tokens) ? " (stopped at end-of-text)" : "");
   return 0;
 }
 
@@ -477,70 +563,206 @@ std::string adapters_path(const std::string& out) {
   return p.string() + ".lora.safetensors";
 }
 
-int cmd_finetune(int argc, char** argv, examples::DataParallel& dp) {
-  std::set<std::string> known = kTrainOptions;
-  known.insert({"from", "lora-rank", "lora-alpha"});
-  Options o("finetune", argc, argv, known);
-  no_positional(o, "finetune");
-  std::string from = o.required("from");
-  std::string data = o.required("data");
-  std::string out = o.text("out", "gpt-finetuned.safetensors");
-  dp.print_only_on_root();
-  bool lora = o.has("lora-rank");
-  TrainSettings defaults;
-  defaults.steps = 300;
-  defaults.lr = lora ? 2e-3 : 3e-4;
-  defaults.eval_every = 100;
-  TrainSettings s = read_settings(o, defaults);
-  if (lora) s.weight_decay = 0.0;  // the adapters start at zero update; nothing to decay towards
+struct FinetuneCommand {
+  TrainArgs a;
+  int64_t lora_rank = 0, context = 0;
+  double lora_alpha = 0;
+  CLI::Option *rank = nullptr, *alpha = nullptr, *out = nullptr;
+};
 
-  auto model = load_model(from);
-  auto [train, val] = load_text(data, model->config().context);
-  fmt::print("base model {}: {} parameters; new text {}: {} bytes for training, {} held out\n",
-             from, model->num_parameters(), data, train.size(), val.size());
-  double base = evaluate(*model, val, s.batch, s.eval_batches);
+void add_finetune(CLI::App& app, FinetuneCommand& f) {
+  auto* cmd = app.add_subcommand(
+      "finetune",
+      "fine-tune a model on a text; last line: final val_loss <x> base val_loss <y> trainable <p> "
+      "of <q>");
+  f.a.s.steps = 300;
+  f.a.s.eval_every = 100;
+  add_training_options(*cmd, f.a);
+  cmd->get_option("--data")->required();
+  cmd->add_option("--from", f.a.from, "checkpoint file or GPT-2 directory")->required();
+  f.out = cmd->add_option("--out", f.a.out,
+                          "checkpoint to write (default gpt-finetuned.safetensors); from a GPT-2 "
+                          "directory, a GPT-2 directory (default gpt-finetuned)");
+  f.rank = cmd->add_option("--lora-rank", f.lora_rank, "train LoRA adapters of this rank only")
+               ->check(at_least(1));
+  f.alpha = cmd->add_option("--lora-alpha", f.lora_alpha, "LoRA scale numerator (default 2R)")
+                ->check(at_least(0));
+  cmd->add_option("--context", f.context, "window length (default: the model's context)")
+      ->check(at_least(1));
+  cmd->add_option("--tokenizer", f.a.tokenizer, "tokenizer directory instead of the model's own")
+      ->check(CLI::ExistingDirectory);
+}
+
+// LoRA on the model per the options; prints what it did. The configuration used.
+nn::LoRAConfig apply_lora_options(const FinetuneCommand& f, nn::GPT& model) {
+  nn::LoRAConfig lc;
+  lc.rank = f.lora_rank;
+  lc.alpha = f.alpha->count() ? f.lora_alpha : 2.0 * static_cast<double>(lc.rank);
+  lc.seed = f.a.s.seed;
+  int64_t layers = nn::apply_lora(model, lc);
+  fmt::print("LoRA: rank {}, alpha {}, on {} Linear layers ({}); base weights frozen\n", lc.rank,
+             lc.alpha, layers, fmt::join(lc.targets, ", "));
+  return lc;
+}
+
+// Writes the fine-tuned model (and with LoRA the adapters, then merges them); the final loss.
+double save_finetuned(const FinetuneCommand& f, const Model& m, const nn::LoRAConfig* lora,
+                      const nn::TextDataset& val, double adapted, examples::DataParallel& dp) {
+  const TrainSettings& s = f.a.s;
+  const std::string& out = f.a.out;
+  Metadata extra = {{"gpt.finetuned_from", std::filesystem::path(f.a.from).filename().string()},
+                    {"gpt.trained_on", std::filesystem::path(f.a.data).filename().string()},
+                    {"gpt.steps", std::to_string(s.steps)}};
+  double final_loss = adapted;
+  if (lora) {
+    Metadata am = nn::gpt_config_metadata(m.gpt->config());
+    am.insert(extra.begin(), extra.end());
+    am["lora.rank"] = std::to_string(lora->rank);
+    am["lora.alpha"] = fmt::format("{}", lora->alpha);
+    std::string path = m.gpt2_directory
+                           ? (std::filesystem::path(out) / "adapters.safetensors").string()
+                           : adapters_path(out);
+    if (dp.root()) {
+      if (m.gpt2_directory) std::filesystem::create_directories(out);
+      nn::save_safetensors(path, nn::lora_state_dict(*m.gpt), am);
+    }
+    fmt::print("saved the adapters alone to {}\n", path);
+    nn::merge_lora(*m.gpt);
+    final_loss = evaluate(*m.gpt, val, s.batch, s.eval_batches);
+    fmt::print("merged the adapters into the base weights: val_loss {:.4f} (adapted {:.4f})\n",
+               final_loss, adapted);
+  }
+  extra["gpt.val_loss"] = fmt::format("{:.6f}", final_loss);
+  if (dp.root()) {
+    if (m.gpt2_directory)
+      nn::save_gpt2(out, *m.gpt, m.tokenizer.get());
+    else
+      nn::save_gpt(out, *m.gpt, extra);
+  }
+  fmt::print("saved {}\n", out);
+  return final_loss;
+}
+
+int run_finetune(FinetuneCommand& f, examples::DataParallel& dp) {
+  bool lora = f.rank->count() > 0;
+  if (!lora && f.alpha->count()) throw UsageError("gpt finetune: --lora-alpha needs --lora-rank");
+  TrainSettings& s = f.a.s;
+  if (f.a.lr->count() == 0) s.lr = lora ? 2e-3 : 3e-4;
+  resolve_warmup(f.a, 100);
+  if (lora) s.weight_decay = 0.0;  // the adapters start at zero update; nothing to decay towards
+  dp.print_only_on_root();
+
+  Model m = load_model(f.a.from, f.a.tokenizer);
+  if (f.out->count() == 0)
+    f.a.out = m.gpt2_directory ? "gpt-finetuned" : "gpt-finetuned.safetensors";
+  int64_t context = f.context > 0 ? f.context : m.gpt->config().context;
+  if (context > m.gpt->config().context)
+    throw UsageError(fmt::format("gpt finetune: --context {} exceeds the model's context {}",
+                                 context, m.gpt->config().context));
+  auto [train, val] = load_text(f.a.data, context, *m.tokenizer);
+  fmt::print("base model {}: {} parameters; new text {}: {} {} for training, {} held out\n",
+             f.a.from, m.gpt->num_parameters(), f.a.data, train.size(), unit(*m.tokenizer),
+             val.size());
+  double base = evaluate(*m.gpt, val, s.batch, s.eval_batches);
   fmt::print("base val_loss {:.4f} on the new text, before fine-tuning\n", base);
 
-  nn::LoRAConfig lc;
-  if (lora) {
-    lc.rank = o.integer("lora-rank", 8, 1);
-    lc.alpha = o.number("lora-alpha", 2.0 * static_cast<double>(lc.rank), 0);
-    lc.seed = s.seed;
-    int64_t layers = nn::apply_lora(*model, lc);
-    fmt::print("LoRA: rank {}, alpha {}, on {} Linear layers ({}); base weights frozen\n", lc.rank,
-               lc.alpha, layers, fmt::join(lc.targets, ", "));
-  } else if (o.has("lora-alpha")) {
-    throw UsageError("gpt finetune: --lora-alpha needs --lora-rank");
-  }
-  int64_t trainable = model->num_parameters(true), total = model->num_parameters();
+  std::optional<nn::LoRAConfig> lc;
+  if (lora) lc = apply_lora_options(f, *m.gpt);
+  int64_t trainable = m.gpt->num_parameters(true), total = m.gpt->num_parameters();
   fmt::print("trainable parameters: {} of {} ({:.2f}%)\n", trainable, total,
              100.0 * static_cast<double>(trainable) / static_cast<double>(total));
 
   if (dp.on())
     fmt::print("data parallel: {} ranks, {} x {} windows per rank per step\n", dp.world(), s.accum,
                s.batch);
-  TrainResult r = train_loop(*model, train, val, s, dp);
-  Metadata extra = {{"gpt.finetuned_from", std::filesystem::path(from).filename().string()},
-                    {"gpt.trained_on", std::filesystem::path(data).filename().string()},
-                    {"gpt.steps", std::to_string(s.steps)}};
-  double final_loss = r.val_loss;
-  if (lora) {
-    Metadata am = nn::gpt_config_metadata(model->config());
-    am.insert(extra.begin(), extra.end());
-    am["lora.rank"] = std::to_string(lc.rank);
-    am["lora.alpha"] = fmt::format("{}", lc.alpha);
-    if (dp.root()) nn::save_safetensors(adapters_path(out), nn::lora_state_dict(*model), am);
-    fmt::print("saved the adapters alone to {}\n", adapters_path(out));
-    nn::merge_lora(*model);
-    final_loss = evaluate(*model, val, s.batch, s.eval_batches);
-    fmt::print("merged the adapters into the base weights: val_loss {:.4f} (adapted {:.4f})\n",
-               final_loss, r.val_loss);
-  }
-  extra["gpt.val_loss"] = fmt::format("{:.6f}", final_loss);
-  if (dp.root()) nn::save_gpt(out, *model, extra);
-  fmt::print("saved {}\n", out);
+  TrainResult r = train_loop(*m.gpt, train, val, s, dp);
+  double final_loss = save_finetuned(f, m, lc ? &*lc : nullptr, val, r.val_loss, dp);
   fmt::print("final val_loss {:.4f} base val_loss {:.4f} trainable {} of {}\n", final_loss, base,
              trainable, total);
+  return 0;
+}
+
+struct EvalCommand {
+  std::string from, data, tokenizer;
+  int64_t context = 0, batch = 8;
+};
+
+void add_eval(CLI::App& app, EvalCommand& e) {
+  auto* cmd = app.add_subcommand(
+      "eval",
+      "mean next-token cross-entropy of a text, in windows of N + 1 tokens at offsets 0, N, 2N, "
+      "...; last line: loss <x>");
+  cmd->add_option("--from", e.from, "checkpoint file or GPT-2 directory")->required();
+  cmd->add_option("--data", e.data, "text file")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--context", e.context, "N: predicted positions per window")
+      ->required()
+      ->check(at_least(1));
+  cmd->add_option("--batch", e.batch, "windows per forward pass")
+      ->check(at_least(1))
+      ->capture_default_str();
+  cmd->add_option("--tokenizer", e.tokenizer, "tokenizer directory instead of the model's own")
+      ->check(CLI::ExistingDirectory);
+}
+
+int run_eval(const EvalCommand& e) {
+  Model m = load_model(e.from, e.tokenizer);
+  if (e.context > m.gpt->config().context)
+    throw UsageError(fmt::format("gpt eval: --context {} exceeds the model's context {}", e.context,
+                                 m.gpt->config().context));
+  std::vector<int64_t> ids = m.tokenizer->encode(nn::read_text_file(e.data));
+  int64_t n = static_cast<int64_t>(ids.size());
+  if (n < e.context + 1)
+    fail<ValueError>("gpt eval: {} has {} tokens, fewer than one window of {} + 1", e.data, n,
+                     e.context);
+  nn::TextDataset windows(id_tensor(ids), e.context);
+  int64_t count = (n - 1) / e.context;
+  fmt::print("model {}: {} parameters, context {}, {} tokenizer\n", e.from, m.gpt->num_parameters(),
+             m.gpt->config().context, m.tokenizer->name());
+  fmt::print("data {}: {} tokens, {} windows of {} + 1 ({} predicted positions)\n", e.data, n,
+             count, e.context, count * e.context);
+  double loss = evaluate(*m.gpt, windows, e.batch, -1);
+  fmt::print("loss {:.6f}\n", loss);
+  return 0;
+}
+
+struct TokensCommand {
+  std::string tokenizer, file;
+};
+
+void add_encode_decode(CLI::App& app, TokensCommand& enc, TokensCommand& dec) {
+  auto* e = app.add_subcommand("encode", "the token ids of FILE's text, on one line");
+  auto* d = app.add_subcommand("decode", "the text of the whitespace-separated token ids in FILE");
+  for (auto [cmd, c] : {std::pair{e, &enc}, std::pair{d, &dec}}) {
+    cmd->add_option("--tokenizer", c->tokenizer, "tokenizer directory (default: bytes)")
+        ->check(CLI::ExistingDirectory);
+    cmd->add_option("file", c->file, "FILE")->required()->check(CLI::ExistingFile);
+  }
+}
+
+int run_encode(const TokensCommand& c) {
+  auto tokenizer = tokenizer_from(c.tokenizer);
+  fmt::print("{}\n", fmt::join(tokenizer->encode(nn::read_text_file(c.file)), " "));
+  return 0;
+}
+
+// The ids in `text`: whitespace-separated decimal integers (ValueError naming the file otherwise).
+std::vector<int64_t> parse_ids(const std::string& text, const std::string& file) {
+  std::vector<int64_t> ids;
+  std::istringstream words(text);
+  for (std::string w; words >> w;) {
+    int64_t v = 0;
+    auto [end, ec] = std::from_chars(w.data(), w.data() + w.size(), v);
+    if (ec != std::errc() || end != w.data() + w.size())
+      fail<ValueError>("gpt decode: {}: word {} '{}' is not a token id", file, ids.size() + 1, w);
+    ids.push_back(v);
+  }
+  return ids;
+}
+
+int run_decode(const TokensCommand& c) {
+  auto tokenizer = tokenizer_from(c.tokenizer);
+  std::string text = tokenizer->decode(parse_ids(nn::read_text_file(c.file), c.file));
+  std::fwrite(text.data(), 1, text.size(), stdout);
   return 0;
 }
 
@@ -573,12 +795,21 @@ Curve read_curve(const std::string& path) {
   return c;
 }
 
-int cmd_plot(int argc, char** argv) {
-  Options o("plot", argc, argv, {"out", "title"});
-  std::string out = o.required("out");
-  if (o.positional().empty()) throw UsageError("gpt plot: give at least one CSV file");
-  plot::Figure fig(o.text("title", "GPT training"), "optimizer step", "cross-entropy (nats/byte)");
-  for (const std::string& arg : o.positional()) {
+struct PlotCommand {
+  std::string out, title = "GPT training";
+  std::vector<std::string> csvs;
+};
+
+void add_plot(CLI::App& app, PlotCommand& p) {
+  auto* cmd = app.add_subcommand("plot", "draw the losses of --log CSV files as an SVG");
+  cmd->add_option("--out", p.out, "SVG to write")->required();
+  cmd->add_option("--title", p.title, "title")->capture_default_str();
+  cmd->add_option("csv", p.csvs, "CSV[=label]...")->required();
+}
+
+int run_plot(const PlotCommand& p) {
+  plot::Figure fig(p.title, "optimizer step", "cross-entropy (nats/byte)");
+  for (const std::string& arg : p.csvs) {
     std::string path = arg, label = std::filesystem::path(arg).stem().string();
     if (auto eq = arg.find('='); eq != std::string::npos) {
       path = arg.substr(0, eq);
@@ -592,9 +823,52 @@ int cmd_plot(int argc, char** argv) {
     v.x = c.val_step;
     v.y = c.val;
   }
-  fig.save(out);
-  fmt::print("wrote {}\n", out);
+  fig.save(p.out);
+  fmt::print("wrote {}\n", p.out);
   return 0;
+}
+
+// Every subcommand's options.
+struct Commands {
+  TrainCommand train;
+  SampleCommand sample;
+  FinetuneCommand finetune;
+  EvalCommand eval;
+  TokensCommand encode, decode;
+  PlotCommand plot;
+};
+
+// Parses the command line and runs the subcommand. Mistakes on the command line: the message on
+// stderr (on rank 0 only), exit status 2; --help: the help on stdout, status 0.
+int run(int argc, char** argv, examples::DataParallel& dp) {
+  CLI::App app("A GPT on the engine: train, fine-tune, evaluate, sample, tokenize (docs/gpt.md)",
+               "gpt");
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::Throw);
+  app.require_subcommand(1);
+  auto cmds = std::make_unique<Commands>();
+  add_train(app, cmds->train);
+  add_sample(app, cmds->sample);
+  add_finetune(app, cmds->finetune);
+  add_eval(app, cmds->eval);
+  add_encode_decode(app, cmds->encode, cmds->decode);
+  add_plot(app, cmds->plot);
+  try {
+    app.parse(argc, argv);
+    std::string name = app.get_subcommands().front()->get_name();
+    if (name == "train") return run_train(cmds->train, dp);
+    if (name == "finetune") return run_finetune(cmds->finetune, dp);
+    if (name == "sample") return run_sample(cmds->sample);
+    if (name == "eval") return run_eval(cmds->eval);
+    if (name == "encode") return run_encode(cmds->encode);
+    if (name == "decode") return run_decode(cmds->decode);
+    return run_plot(cmds->plot);
+  } catch (const CLI::ParseError& e) {
+    if (!dp.root()) return e.get_exit_code() == 0 ? 0 : 2;
+    return app.exit(e) == 0 ? 0 : 2;
+  } catch (const UsageError& e) {  // the same on every rank: all return
+    if (dp.root()) fmt::print(stderr, "{}\nRun with --help for more information.\n", e.what());
+    return 2;
+  }
 }
 
 }  // namespace
@@ -621,30 +895,18 @@ int main(int argc, char** argv) {
     // Data-parallel: an error on one rank stops every rank (run prints it with the rank).
     return examples::DataParallel::run("gpt " + command, [&] {
       examples::DataParallel dp(true, argc, argv);
-      try {
-        return command == "train" ? cmd_train(argc, argv, dp) : cmd_finetune(argc, argv, dp);
-      } catch (const UsageError& e) {  // the same on every rank: all return
-        if (dp.root()) fmt::print(stderr, "{}\n{}", e.what(), kUsage);
-        return 2;
-      }
+      return run(argc, argv, dp);
     });
   }
   try {
-    if (distributed) throw UsageError("gpt: --distributed applies to train and finetune");
-    examples::DataParallel one(false, argc, argv);
-    if (command == "train") return cmd_train(argc, argv, one);
-    if (command == "sample") return cmd_sample(argc, argv);
-    if (command == "finetune") return cmd_finetune(argc, argv, one);
-    if (command == "plot") return cmd_plot(argc, argv);
-    if (command == "-h" || command == "--help" || command == "help") {
-      fmt::print("{}", kUsage);
-      return 0;
+    if (distributed) {
+      fmt::print(stderr, "gpt: --distributed applies to train and finetune\n");
+      return 2;
     }
-    throw UsageError(command.empty() ? "gpt: missing subcommand"
-                                     : fmt::format("gpt: unknown subcommand '{}'", command));
-  } catch (const UsageError& e) {
-    fmt::print(stderr, "{}\n{}", e.what(), kUsage);
-    return 2;
+    static char help[] = "--help";
+    if (command == "help") argv[1] = help;  // `gpt help` is `gpt --help`
+    examples::DataParallel one(false, argc, argv);
+    return run(argc, argv, one);
   } catch (const std::exception& e) {
     fmt::print(stderr, "gpt {}: error: {}\n", command, e.what());
     return 1;

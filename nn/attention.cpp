@@ -13,15 +13,39 @@ CausalSelfAttention::CausalSelfAttention(const AttentionOptions& o, Generator* g
   proj = register_module("proj", normal_linear(o.d_model, o.d_model, o.proj_init_std, gen));
 }
 
-Tensor CausalSelfAttention::forward(const Tensor& x) {
+namespace {
+// Appends k and v ([B, H, T, D]) to the cache; they become the cached keys and values.
+void extend_cache(AttentionCache& cache, Tensor& k, Tensor& v, bool training) {
+  if (training || is_grad_enabled())
+    fail<ValueError>(
+        "CausalSelfAttention: a key/value cache is for inference only (eval mode, no grad)");
+  if (cache.keys.defined()) {
+    const Shape& c = cache.keys.shape();
+    if (c.size() != 4 || c[0] != k.size(0) || c[1] != k.size(1) || c[3] != k.size(3))
+      fail<ShapeError>("CausalSelfAttention: cached keys {} do not fit new keys {}", c, k.shape());
+    k = cat({cache.keys, k}, 2);
+    v = cat({cache.values, v}, 2);
+  } else {
+    k = k.contiguous();
+    v = v.contiguous();
+  }
+  cache.keys = k;
+  cache.values = v;
+}
+}  // namespace
+
+Tensor CausalSelfAttention::forward(const Tensor& x, AttentionCache* cache) {
   int64_t B = x.size(0), T = x.size(1), C = x.size(2), H = n_head_, D = C / H;
   Tensor qkv_out = qkv->forward(x);   // [B, T, 3C]
   auto parts = split(qkv_out, C, 2);  // 3 x [B, T, C]
   auto heads = [&](const Tensor& t) { return transpose(reshape(t, {B, T, H, D}), 1, 2); };
   Tensor q = heads(parts[0]), k = heads(parts[1]), v = heads(parts[2]);  // [B, H, T, D]
+  int64_t past = cache ? cache->length() : 0;
+  if (cache) extend_cache(*cache, k, v, is_training());  // k, v: [B, H, past + T, D]
   Tensor att = mul(matmul(q, transpose(k, -2, -1)), 1.0 / std::sqrt(static_cast<double>(D)));
-  Tensor future = triu(ones({T, T}, boolean), 1);          // true above the diagonal
-  att = softmax(masked_fill(att, future, -INFINITY), -1);  // [B, H, T, T]
+  // Query i sits at position past + i: keys after it are masked.
+  Tensor future = triu(ones({T, past + T}, boolean), past + 1);
+  att = softmax(masked_fill(att, future, -INFINITY), -1);  // [B, H, T, past + T]
   if (keep_attention) last_attention = att.detach();
   att = dropout(att, dropout_, is_training(), &gen_);
   Tensor y = matmul(att, v);  // [B, H, T, D]

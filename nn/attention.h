@@ -22,6 +22,17 @@ struct AttentionOptions {
   double proj_init_std = 0.02;
 };
 
+// The keys and values a CausalSelfAttention has computed for the positions it has seen so far, for
+// generation one token at a time (GPT::generate): keys and values [B, H, T_cached, D], undefined
+// before the first forward that uses the cache. Each forward with the cache appends the keys and
+// values of its new positions (the tensors grow by concatenation).
+struct AttentionCache {
+  Tensor keys, values;
+  // T_cached: the number of positions held (0 when empty).
+  int64_t length() const { return keys.defined() ? keys.size(2) : 0; }
+  void clear() { keys = values = Tensor(); }
+};
+
 // Causal multi-head self-attention with one fused qkv projection:
 //   q, k, v = split(x Wqkv^T + bqkv)            [B, T, C] each, viewed as [B, H, T, D]
 //   att = softmax(q k^T / sqrt(D) + causal mask) [B, H, T, T]  (masked: probability exactly 0)
@@ -31,10 +42,17 @@ class CausalSelfAttention : public Module {
  public:
   CausalSelfAttention(const AttentionOptions& options, Generator* gen);
   // x [B, T, C] -> [B, T, C]
-  Tensor forward(const Tensor& x) override;
+  Tensor forward(const Tensor& x) override { return forward(x, nullptr); }
+  // With a cache (may be null: then as forward(x)): the T new positions of x come after the
+  // T_cached positions in the cache; their queries attend to the cached keys and values and to
+  // their own (causally), and the cache grows by T. The result equals the last T positions of a
+  // forward of the whole sequence. Only for inference: ValueError in training mode or with
+  // gradient recording on, and ShapeError if the cache's batch, heads or head size differ from
+  // x's.
+  Tensor forward(const Tensor& x, AttentionCache* cache);
   std::string type_name() const override { return "CausalSelfAttention"; }
-  // The attention probabilities of the last forward ([B, H, T, T]), kept when keep_attention is
-  // set.
+  // The attention probabilities of the last forward ([B, H, T, T]; with a cache
+  // [B, H, T, T_cached + T]), kept when keep_attention is set.
   Tensor last_attention;
   bool keep_attention = false;
   std::shared_ptr<Linear> qkv, proj;

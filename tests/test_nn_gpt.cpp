@@ -423,6 +423,6 @@ TEST_CASE("GPT errors name the problem and the shapes") {
   CHECK_THROWS_WITH_PARTS(model.forward(zeros({2, 3})), ShapeError, "GPT", "float32", "[2, 3]");
   CHECK_THROWS_WITH_PARTS(model.loss(random_tokens(2, 3, 1), random_tokens(2, 4, 1)), ShapeError,
                           "GPT::loss", "[2, 3]", "[2, 4]");
-  CHECK_THROWS_WITH_PARTS(model.generate(nn::encode_tensor(nn::ByteTokenizer(), "a"), 3, 0.0),
+  CHECK_THROWS_WITH_PARTS(model.generate(nn::encode_tensor(nn::ByteTokenizer(), "a"), 3, -1.0),
                           ValueError, "temperature");
 }

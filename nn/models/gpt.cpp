@@ -58,8 +58,8 @@ TransformerBlock::TransformerBlock(const GPTConfig& c, Generator* gen) {
   drop_ = register_module("drop", std::make_shared<Dropout>(c.dropout, c.seed + 202));
 }
 
-Tensor TransformerBlock::forward(const Tensor& x) {
-  Tensor h = add(x, drop_->forward(attn->forward(ln1->forward(x))));
+Tensor TransformerBlock::forward(const Tensor& x, AttentionCache* cache) {
+  Tensor h = add(x, drop_->forward(attn->forward(ln1->forward(x), cache)));
   return add(h, drop_->forward(mlp->forward(ln2->forward(h))));
 }
 
@@ -78,18 +78,27 @@ GPT::GPT(const GPTConfig& c) : config_(c) {
   ln_f = register_module("ln_f", std::make_shared<LayerNorm>(c.d_model, c.layer_norm_eps));
 }
 
-Tensor GPT::forward(const Tensor& tokens) {
+Tensor GPT::hidden(const Tensor& tokens, KVCache* cache) {
   if (tokens.dim() != 2 || tokens.dtype() != int64)
     fail<ShapeError>("GPT: expected int64 tokens [B, T], got {} {}", dtype_name(tokens.dtype()),
                      tokens.shape());
-  int64_t T = tokens.size(1);
-  if (T > config_.context || T == 0)
-    fail<ShapeError>("GPT: sequence length {} must be in [1, context {}]", T, config_.context);
-  Tensor pos = arange(T, int64);
+  int64_t T = tokens.size(1), past = cache ? cache->length() : 0;
+  if (T + past > config_.context || T == 0)
+    fail<ShapeError>("GPT: sequence length {} must be in [1, context {}]", T + past,
+                     config_.context);
+  if (cache && cache->layers.empty()) cache->layers.resize(blocks.size());
+  if (cache && cache->layers.size() != blocks.size())
+    fail<ShapeError>("GPT: the cache holds {} layers, the model has {}", cache->layers.size(),
+                     blocks.size());
+  Tensor pos = add(arange(T, int64), scalar_tensor(static_cast<double>(past), int64));
   Tensor x = add(wte->forward(tokens), wpe->forward(pos));  // [B, T, C]
-  for (auto& b : blocks) x = b->forward(x);
-  x = ln_f->forward(x);
-  return linear(x, wte->weight);  // tied output projection: [B, T, V]
+  for (size_t i = 0; i < blocks.size(); ++i)
+    x = blocks[i]->forward(x, cache ? &cache->layers[i] : nullptr);
+  return ln_f->forward(x);
+}
+
+Tensor GPT::forward(const Tensor& tokens, KVCache* cache) {
+  return linear(hidden(tokens, cache), wte->weight);  // tied output projection: [B, T, V]
 }
 
 Tensor GPT::loss(const Tensor& tokens, const Tensor& targets) {
@@ -101,35 +110,123 @@ Tensor GPT::loss(const Tensor& tokens, const Tensor& targets) {
   return cross_entropy(reshape(logits, {-1, V}), reshape(targets, {-1}));
 }
 
-Tensor GPT::generate(const Tensor& prompt, int64_t n, double temperature, int64_t top_k,
-                     Generator* gen) {
+void GenerateOptions::validate(int64_t vocab_size) const {
+  if (max_new_tokens < 0)
+    fail<ValueError>("GenerateOptions: max_new_tokens must be >= 0, got {}", max_new_tokens);
+  if (!(temperature >= 0) || std::isinf(temperature))
+    fail<ValueError>("GenerateOptions: temperature must be finite and >= 0, got {}", temperature);
+  if (top_k < 0) fail<ValueError>("GenerateOptions: top_k must be >= 0, got {}", top_k);
+  if (!(top_p > 0 && top_p <= 1))
+    fail<ValueError>("GenerateOptions: top_p must be in (0, 1], got {}", top_p);
+  if (stop_at && (*stop_at < 0 || *stop_at >= vocab_size))
+    fail<ValueError>("GenerateOptions: stop_at {} is outside the vocabulary [0, {})", *stop_at,
+                     vocab_size);
+  if (seed && generator) fail<ValueError>("GenerateOptions: give a seed or a generator, not both");
+}
+
+namespace {
+// Keeps the tokens of largest probability, in decreasing order, until their sum reaches top_p.
+void keep_top_p(std::vector<double>& p, double top_p) {
+  std::vector<size_t> order(p.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return p[a] > p[b]; });
+  double sum = 0;
+  size_t kept = 0;
+  while (kept < order.size() && (kept == 0 || sum < top_p)) sum += p[order[kept++]];
+  for (size_t i = kept; i < order.size(); ++i) p[order[i]] = 0;
+  for (double& v : p) v /= sum;
+}
+}  // namespace
+
+std::vector<double> sampling_distribution(std::span<const double> logits,
+                                          const GenerateOptions& o) {
+  if (logits.empty()) fail<ValueError>("sampling_distribution: empty logits");
+  GenerateOptions sampling = o;
+  sampling.stop_at.reset();  // not a question of this distribution
+  sampling.validate(static_cast<int64_t>(logits.size()));
+  std::vector<double> p(logits.size(), 0.0);
+  size_t best = std::max_element(logits.begin(), logits.end()) - logits.begin();
+  if (o.temperature == 0) {
+    p[best] = 1;
+    return p;
+  }
+  double floor = -INFINITY;  // logits below it are removed (top-k)
+  if (o.top_k > 0 && o.top_k < static_cast<int64_t>(logits.size())) {
+    std::vector<double> sorted(logits.begin(), logits.end());
+    std::nth_element(sorted.begin(), sorted.begin() + (o.top_k - 1), sorted.end(),
+                     std::greater<double>());
+    floor = sorted[o.top_k - 1];
+  }
+  double sum = 0;
+  for (size_t i = 0; i < p.size(); ++i)
+    if (logits[i] >= floor) sum += p[i] = std::exp((logits[i] - logits[best]) / o.temperature);
+  for (double& v : p) v /= sum;
+  if (o.top_p < 1) keep_top_p(p, o.top_p);
+  return p;
+}
+
+std::vector<double> GPT::last_logits(const std::vector<int64_t>& window, KVCache* cache) {
+  Tensor in = Tensor::from_vector(window, {1, static_cast<int64_t>(window.size())});
+  Tensor h = select(hidden(in, cache), 1, -1);  // [1, C]: only the last position
+  return linear(h, wte->weight).to(float64).contiguous().to_vector<double>();
+}
+
+namespace {
+// Sets a module's training mode back to what it was when the guard was made.
+struct TrainingModeGuard {
+  explicit TrainingModeGuard(Module& m) : module(m), was_training(m.is_training()) {}
+  ~TrainingModeGuard() { module.train(was_training); }
+  Module& module;
+  bool was_training;
+};
+
+int64_t draw(const std::vector<double>& p, const GenerateOptions& o, Generator* gen) {
+  if (o.temperature == 0) return std::max_element(p.begin(), p.end()) - p.begin();
+  Tensor probs = Tensor::from_vector(p);
+  return static_cast<int64_t>(multinomial(probs, 1, false, gen).item());
+}
+}  // namespace
+
+Tensor GPT::generate(const Tensor& prompt, const GenerateOptions& o) {
   if (prompt.dim() != 1 || prompt.dtype() != int64 || prompt.numel() == 0)
     fail<ShapeError>("GPT::generate: prompt must be a non-empty int64 vector, got {} {}",
                      dtype_name(prompt.dtype()), prompt.shape());
-  if (!(temperature > 0)) fail<ValueError>("GPT::generate: temperature must be positive");
-  bool was_training = is_training();
+  o.validate(config_.vocab_size);
+  std::optional<Generator> seeded;
+  if (o.seed) seeded.emplace(*o.seed);
+  Generator* gen = o.generator ? o.generator : seeded ? &*seeded : nullptr;
+  TrainingModeGuard restore(*this);
   eval();
   NoGradGuard ng;
   std::vector<int64_t> seq = prompt.to_vector<int64_t>();
-  for (int64_t i = 0; i < n; ++i) {
+  auto window = [&] {
     int64_t start = std::max<int64_t>(0, static_cast<int64_t>(seq.size()) - config_.context);
-    std::vector<int64_t> ctx(seq.begin() + start, seq.end());
-    Tensor in = Tensor::from_vector(ctx, {1, static_cast<int64_t>(ctx.size())});
-    Tensor logits = select(select(forward(in), 0, 0), 0, -1).to(float64);  // [V]
-    logits = mul(logits, 1.0 / temperature);
-    if (top_k > 0 && top_k < config_.vocab_size) {
-      auto v = logits.to_vector<double>();
-      std::vector<double> sorted = v;
-      std::nth_element(sorted.begin(), sorted.begin() + (top_k - 1), sorted.end(),
-                       std::greater<double>());
-      double kth = sorted[top_k - 1];
-      logits = masked_fill(logits, lt(logits, scalar_tensor(kth, float64)), -INFINITY);
-    }
-    Tensor probs = softmax(logits, -1);
-    seq.push_back(static_cast<int64_t>(multinomial(probs, 1, false, gen).item()));
+    return std::vector<int64_t>(seq.begin() + start, seq.end());
+  };
+  auto fits = [&] { return static_cast<int64_t>(seq.size()) <= config_.context; };
+  KVCache cache;
+  std::vector<double> logits = last_logits(window(), o.use_cache && fits() ? &cache : nullptr);
+  for (int64_t i = 0; i < o.max_new_tokens; ++i) {
+    int64_t token = draw(sampling_distribution(logits, o), o, gen);
+    if (o.stop_at && token == *o.stop_at) break;
+    seq.push_back(token);
+    if (i + 1 == o.max_new_tokens) break;
+    if (o.use_cache && fits())
+      logits = last_logits({token}, &cache);  // one position, after the cached ones
+    else
+      logits = last_logits(window(), nullptr);  // beyond the context: recompute the window
   }
-  train(was_training);
   return Tensor::from_vector(seq);
+}
+
+Tensor GPT::generate(const Tensor& prompt, int64_t n, double temperature, int64_t top_k,
+                     Generator* gen) {
+  GenerateOptions o;
+  o.max_new_tokens = n;
+  o.temperature = temperature;
+  o.top_k = top_k;
+  o.generator = gen;
+  return generate(prompt, o);
 }
 
 }  // namespace ag::nn
