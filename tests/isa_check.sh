@@ -5,7 +5,8 @@
 # of the libautograd it runs, and checks one small computation):
 #   1. the copy loaded is the best built level among those the loader reports as supported here
 #      (`ld.so --help`), from the build tree (RUNPATH) and from the install layout through
-#      LD_LIBRARY_PATH (the files put where `meson introspect --installed` says they go);
+#      LD_LIBRARY_PATH (the files put where `meson introspect --installed` says they go), and
+#      ldconfig records every copy in its cache (how a system folder is searched);
 #   2. with the CPU's features masked for the loader (GLIBC_TUNABLES=glibc.cpu.hwcaps=-...), as on an
 #      older CPU, each lower level is loaded in turn, down to plain x86-64;
 #   3. objdump: the plain libautograd and libnn hold no AVX instruction at all (nor AVX-512), an
@@ -93,6 +94,14 @@ for l in "${built[@]}"; do
   [ -e "$libdir/glibc-hwcaps/$l/libautograd.so.0" ] || fail "the install puts no copy in glibc-hwcaps/$l/"
 done
 run_probe "$libdir" "LD_LIBRARY_PATH=$libdir"
+# In a system folder the loader finds libraries through ld.so.cache: ldconfig (run after `meson
+# install`) records each copy under its level.
+ldconfig=$(command -v ldconfig || echo /sbin/ldconfig)
+"$ldconfig" -C "$work/ld.so.cache" -f /dev/null "$libdir"
+for l in "${built[@]}"; do
+  "$ldconfig" -C "$work/ld.so.cache" -p | grep -q "libautograd.so.0 (.*hwcap: \"$l\")" ||
+    fail "ldconfig does not record the $l copy"
+done
 run_probe "$libdir" "LD_LIBRARY_PATH=$libdir" "GLIBC_TUNABLES=$(mask_for x86-64)"
 
 # ---- 3: the instructions in each copy --------------------------------------------------------
