@@ -17,6 +17,9 @@ set -euo pipefail
 build=$(realpath "$1")
 probe=$(realpath "$2")
 fail() { echo "FAIL: $*"; exit 1; }
+# The build tree's programs find libautograd through their RUNPATH (meson test sets
+# LD_LIBRARY_PATH to the build tree; that path is checked below with the install layout).
+unset LD_LIBRARY_PATH
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -98,8 +101,9 @@ run_probe "$libdir" "LD_LIBRARY_PATH=$libdir"
 # install`) records each copy under its level.
 ldconfig=$(command -v ldconfig || echo /sbin/ldconfig)
 "$ldconfig" -C "$work/ld.so.cache" -f /dev/null "$libdir"
+cache=$("$ldconfig" -C "$work/ld.so.cache" -p)
 for l in "${built[@]}"; do
-  "$ldconfig" -C "$work/ld.so.cache" -p | grep -q "libautograd.so.0 (.*hwcap: \"$l\")" ||
+  grep -q "libautograd.so.0 (.*hwcap: \"$l\")" <<<"$cache" ||
     fail "ldconfig does not record the $l copy"
 done
 run_probe "$libdir" "LD_LIBRARY_PATH=$libdir" "GLIBC_TUNABLES=$(mask_for x86-64)"
