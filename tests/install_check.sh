@@ -112,8 +112,10 @@ for way in pkg-config cmake meson; do
     exe=$work/$way/$prog
     dynamic=$(readelf -d "$exe")
     ! grep -E 'R(UN)?PATH' <<< "$dynamic" || fail "$way/$prog has a RUNPATH"
+    # From $libdir, or from the copy for this CPU's level in $libdir/glibc-hwcaps/<level>/ (the
+    # portable build, docs/performance.md "Portable build").
     loaded=$(LD_LIBRARY_PATH=$libdir ldd "$exe")
-    grep -qF "libautograd.so.0 => $libdir/libautograd.so.0 " <<< "$loaded" ||
+    grep -qE "libautograd.so.0 => $libdir/(glibc-hwcaps/x86-64-v[234]/)?libautograd.so.0 " <<< "$loaded" ||
       fail "$way/$prog does not load libautograd.so.0 from $libdir"
     LD_LIBRARY_PATH=$libdir "$exe" > "$work/$way-$prog.out" 2>&1 ||
       { cat "$work/$way-$prog.out"; fail "$way/$prog exited with an error"; }
