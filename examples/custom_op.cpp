@@ -21,6 +21,7 @@
 #include <cstdio>
 
 #include "autograd/autograd.h"
+#include "autograd/function.h"  // custom ops: the op-authoring layer
 
 using namespace ag;
 

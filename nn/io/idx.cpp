@@ -8,12 +8,7 @@
 #include <filesystem>
 #include <vector>
 
-#if __has_include(<zlib.h>)
-#include <zlib.h>
-#define AG_HAVE_ZLIB 1
-#else
-#define AG_HAVE_ZLIB 0
-#endif
+#include "nn/io/zlib.h"
 
 namespace ag::nn {
 namespace {

@@ -15,12 +15,7 @@
 #include "nn/io/atomic_file.h"
 #include "nn/io/tensor_bytes.h"
 
-#if __has_include(<zlib.h>)
-#include <zlib.h>
-#define AG_HAVE_ZLIB 1
-#else
-#define AG_HAVE_ZLIB 0
-#endif
+#include "nn/io/zlib.h"
 
 namespace ag::nn {
 namespace {
