@@ -272,6 +272,19 @@ void Checker::leftover(const std::string& name, const Source& s, const Tensor& w
                    s.file, s.raw, sizes());
 }
 
+// The parts of block N: GPT-2's name (under "h.N."), ours (under "blocks.N."), and for a Conv1D /
+// Linear its sizes in and out as multiples of n_embd (in = 0: a LayerNorm of n_embd features).
+// Reading and writing both go by this table.
+struct BlockPart {
+  const char* theirs;
+  const char* ours;
+  int64_t in, out;
+};
+constexpr BlockPart kBlockParts[] = {
+    {"ln_1", "ln1", 0, 1}, {"attn.c_attn", "attn.qkv", 1, 3}, {"attn.c_proj", "attn.proj", 1, 1},
+    {"ln_2", "ln2", 0, 1}, {"mlp.c_fc", "mlp.fc", 1, 4},      {"mlp.c_proj", "mlp.proj", 4, 1},
+};
+
 // Our state dict from the GPT-2 tensors, every tensor checked.
 StateDict gpt2_state(Checker& k) {
   const GPTConfig& c = k.c;
@@ -281,18 +294,11 @@ StateDict gpt2_state(Checker& k) {
   st.emplace_back("wpe.weight", k.take("wpe.weight", {c.context, C}));
   for (int64_t i = 0; i < c.n_layer; ++i) {
     std::string h = fmt::format("h.{}.", i), b = fmt::format("blocks.{}.", i);
-    struct Part {
-      const char* theirs;
-      const char* ours;
-      int64_t in, out;  // Linear sizes; in = 0 for a LayerNorm of `out` features
-    };
-    for (const Part& p :
-         {Part{"ln_1", "ln1", 0, C}, Part{"attn.c_attn", "attn.qkv", C, 3 * C},
-          Part{"attn.c_proj", "attn.proj", C, C}, Part{"ln_2", "ln2", 0, C},
-          Part{"mlp.c_fc", "mlp.fc", C, 4 * C}, Part{"mlp.c_proj", "mlp.proj", 4 * C, C}}) {
-      Shape w = p.in ? Shape{p.in, p.out} : Shape{p.out};
+    for (const BlockPart& p : kBlockParts) {
+      const int64_t in = p.in * C, out = p.out * C;
+      Shape w = p.in ? Shape{in, out} : Shape{out};
       st.emplace_back(b + p.ours + ".weight", k.take(h + p.theirs + ".weight", w, p.in != 0));
-      st.emplace_back(b + p.ours + ".bias", k.take(h + p.theirs + ".bias", {p.out}));
+      st.emplace_back(b + p.ours + ".bias", k.take(h + p.theirs + ".bias", {out}));
     }
   }
   st.emplace_back("ln_f.weight", k.take("ln_f.weight", {C}));
@@ -333,40 +339,36 @@ std::string config_json(const GPTConfig& c) {
   return j.dump(2) + "\n";
 }
 
-// The GPT-2 tensors of the model: float32, Conv1D weights as [in, out].
+// The GPT-2 tensors of the model: float32, Conv1D weights as [in, out], named by the same table
+// the reader uses.
 StateDict gpt2_tensors(const GPT& model) {
   auto plain = [](const Tensor& t) { return t.detach().to(float32).contiguous(); };
   auto conv1d = [](const Tensor& t) { return t.detach().to(float32).t().contiguous(); };
+  std::map<std::string, Tensor> ours;
+  for (auto& [name, t] : model.state_dict()) ours[name] = t;
+  auto refuse_adapter = [](const std::string& where) {
+    fail<ValueError>(
+        "save_gpt2: {} carries a LoRA adapter: merge it first (merge_lora or merge_adapter); the "
+        "GPT-2 layout has no place for adapters",
+        where);
+  };
   StateDict st;
-  st.emplace_back("wte.weight", plain(model.wte->weight));
-  st.emplace_back("wpe.weight", plain(model.wpe->weight));
+  st.emplace_back("wte.weight", plain(ours.at("wte.weight")));
+  st.emplace_back("wpe.weight", plain(ours.at("wpe.weight")));
   for (size_t i = 0; i < model.blocks.size(); ++i) {
-    const TransformerBlock& b = *model.blocks[i];
-    std::string h = fmt::format("h.{}.", i);
-    for (auto& [name, lin] : {std::pair{"attn.c_attn", b.attn->qkv},
-                              {"attn.c_proj", b.attn->proj},
-                              {"mlp.c_fc", b.mlp->fc},
-                              {"mlp.c_proj", b.mlp->proj}})
-      if (lin->has_adapter())
-        fail<ValueError>(
-            "save_gpt2: blocks.{} {} carries a LoRA adapter: merge it first (merge_adapter); the "
-            "GPT-2 layout has no place for adapters",
-            i, name);
-    st.emplace_back(h + "ln_1.weight", plain(b.ln1->weight));
-    st.emplace_back(h + "ln_1.bias", plain(b.ln1->bias));
-    st.emplace_back(h + "attn.c_attn.weight", conv1d(b.attn->qkv->weight));
-    st.emplace_back(h + "attn.c_attn.bias", plain(b.attn->qkv->bias));
-    st.emplace_back(h + "attn.c_proj.weight", conv1d(b.attn->proj->weight));
-    st.emplace_back(h + "attn.c_proj.bias", plain(b.attn->proj->bias));
-    st.emplace_back(h + "ln_2.weight", plain(b.ln2->weight));
-    st.emplace_back(h + "ln_2.bias", plain(b.ln2->bias));
-    st.emplace_back(h + "mlp.c_fc.weight", conv1d(b.mlp->fc->weight));
-    st.emplace_back(h + "mlp.c_fc.bias", plain(b.mlp->fc->bias));
-    st.emplace_back(h + "mlp.c_proj.weight", conv1d(b.mlp->proj->weight));
-    st.emplace_back(h + "mlp.c_proj.bias", plain(b.mlp->proj->bias));
+    std::string h = fmt::format("h.{}.", i), b = fmt::format("blocks.{}.", i);
+    for (const BlockPart& p : kBlockParts) {
+      if (ours.count(b + p.ours + ".lora.A"))
+        refuse_adapter(fmt::format("blocks.{} {}", i, p.theirs));
+      const Tensor& w = ours.at(b + p.ours + ".weight");
+      st.emplace_back(h + p.theirs + ".weight", p.in ? conv1d(w) : plain(w));
+      st.emplace_back(h + p.theirs + ".bias", plain(ours.at(b + p.ours + ".bias")));
+    }
   }
-  st.emplace_back("ln_f.weight", plain(model.ln_f->weight));
-  st.emplace_back("ln_f.bias", plain(model.ln_f->bias));
+  st.emplace_back("ln_f.weight", plain(ours.at("ln_f.weight")));
+  st.emplace_back("ln_f.bias", plain(ours.at("ln_f.bias")));
+  for (auto& [name, t] : ours)  // an adapter elsewhere (none of the parts above)
+    if (name.find(".lora.") != std::string::npos) refuse_adapter("'" + name + "'");
   return st;
 }
 
