@@ -1,5 +1,7 @@
-// The benchmark workloads of WORKLOADS.md:  bench perop|tiny|mlp784|gpt-mini [--steps N] [--rss]
-// [--json]. Prints `<workload> median <X> us` as its last line (X: median microseconds of one timed
+// The benchmark workloads of WORKLOADS.md:
+//   bench perop|tiny|mlp784|gpt-mini|cnn|gpt2-124m|gpt2-generate|gpt2-weight-read [--steps N]
+//         [--rss] [--json]
+// Prints `<workload> median <X> us` as its last line (X: median microseconds of one timed
 // step, or of one recorded op for perop). Inputs are made before timing; 5 untimed warm-up steps.
 #include <sys/resource.h>
 
@@ -102,6 +104,102 @@ Timing gpt_mini(int steps) {
       steps);
 }
 
+// GPT-2 small (WORKLOADS.md): vocab 50257, context 1024, 12 layers, 12 heads, d_model 768, GELU
+// tanh, LayerNorm eps 1e-5, no dropout; weights N(0, 0.02).
+ag::nn::GPTConfig gpt2_small() {
+  return {.vocab_size = 50257, .n_layer = 12, .n_head = 12, .d_model = 768, .context = 1024};
+}
+
+// gpt2-124m: one training step (forward, cross-entropy over all B*T positions, backward, AdamW lr
+// 1e-4, betas 0.9/0.999, eps 1e-8, weight decay 0, as llm.c's train_gpt2.c) at batch 4 x 64 random
+// tokens. The first step, which allocates the optimizer state, is among the untimed warm-up steps.
+Timing gpt2_124m(int steps) {
+  ag::nn::GPT model(gpt2_small());
+  ag::nn::AdamW opt(model.parameters(), {.lr = 1e-4, .weight_decay = 0.0});
+  ag::Generator g(0);
+  ag::Tensor data = ag::randint(0, 50257, {4, 65}, &g);
+  ag::Tensor x = ag::slice(data, 1, 0, 64).contiguous();
+  ag::Tensor y = ag::slice(data, 1, 1, 65).contiguous();
+  return time_steps(
+      [&] {
+        opt.zero_grad();
+        model.loss(x, y).backward();
+        opt.step();
+      },
+      steps);
+}
+
+// The bound of one generated token: the median of 10 times reading every weight once from memory
+// (a sum over all parameters, split across the OpenMP threads), in microseconds.
+double weight_read_us(const std::vector<ag::Tensor>& params, int reps = 10) {
+  std::vector<double> t;
+  float total = 0;
+  for (int rep = 0; rep <= reps; ++rep) {
+    auto a = std::chrono::steady_clock::now();
+    for (const ag::Tensor& p : params) {
+      const float* d = p.data<float>();
+      int64_t n = p.numel();
+      float s = 0;
+#pragma omp parallel for simd reduction(+ : s) schedule(static)
+      for (int64_t i = 0; i < n; ++i) s += d[i];
+      total += s;
+    }
+    if (rep > 0)
+      t.push_back(
+          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - a).count());
+  }
+  std::sort(t.begin(), t.end());
+  if (total == 12345.0f) std::printf("\n");  // keeps the sums
+  return t[t.size() / 2];
+}
+
+// gpt2-weight-read: the bound above alone, as a row of bench/compare.sh (median of --steps reads).
+Timing gpt2_weight_read(int steps) {
+  ag::nn::GPT model(gpt2_small());
+  return {.median_us = weight_read_us(model.parameters(), steps)};
+}
+
+// gpt2-generate: inference only, one sequence; a prompt of 64 random tokens runs once through the
+// key/value cache (untimed), then each step is one new token: the forward of one position through
+// the cache and the greedy choice (argmax) of the next. 64 new tokens per sequence, the sequence
+// restarted (cache cleared, prompt rerun untimed) as often as the steps need; the figure is the
+// median time of one new token.
+Timing gpt2_generate(int steps) {
+  ag::nn::GPT model(gpt2_small());
+  model.eval();
+  ag::NoGradGuard no_grad;
+  ag::Generator g(0);
+  ag::Tensor prompt = ag::randint(0, 50257, {1, 64}, &g);
+  ag::nn::KVCache cache;
+  ag::Tensor next;
+  auto restart = [&] {
+    cache.clear();
+    next = ag::argmax(ag::slice(model.forward(prompt, &cache), 1, 63, 64), -1);
+  };
+  restart();
+  int generated = 0;
+  std::vector<double> t;
+  Timing r;
+  for (int i = 0; i < steps + 5; ++i) {
+    if (generated == 64) {
+      restart();
+      generated = 0;
+    }
+    auto a = std::chrono::steady_clock::now();
+    next = ag::argmax(model.forward(next, &cache), -1);
+    (void)next.item<int64_t>();
+    double us =
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - a).count();
+    ++generated;
+    if (i >= 5) t.push_back(us);
+  }
+  std::sort(t.begin(), t.end());
+  r.median_us = t[t.size() / 2];
+  std::printf("weight-read median %.3f us (%.1f MB of float32 weights, read once, split across the threads)\n",
+              weight_read_us(model.parameters()), 4e-6 * static_cast<double>(model.num_parameters()));
+  return r;
+}
+
 // cnn: LeNet-5 on 28x28 single-channel images, batch 64 (WORKLOADS.md): conv 1->6 5x5 padding 2,
 // ReLU, 2x2 max-pool, conv 6->16 5x5, ReLU, 2x2 max-pool, flatten (400), Linear 120, ReLU,
 // Linear 84, ReLU, Linear 10; cross-entropy on class indices; SGD lr 0.01.
@@ -129,7 +227,7 @@ Timing cnn(int steps) {
 
 int usage() {
   std::fprintf(stderr, "usage: bench perop|tiny|mlp784|gpt-mini [--steps N] [--rss] [--json]\n");
-  std::fprintf(stderr, "       bench cnn [--steps N] [--rss] [--json]\n");
+  std::fprintf(stderr, "       bench cnn|gpt2-124m|gpt2-generate|gpt2-weight-read [--steps N] [--rss] [--json]\n");
   return 2;
 }
 
@@ -163,6 +261,12 @@ int main(int argc, char** argv) {
       r = cnn(o.steps);
     } else if (o.workload == "gpt-mini") {
       r = gpt_mini(o.steps);
+    } else if (o.workload == "gpt2-124m") {
+      r = gpt2_124m(o.steps);
+    } else if (o.workload == "gpt2-generate") {
+      r = gpt2_generate(o.steps);
+    } else if (o.workload == "gpt2-weight-read") {
+      r = gpt2_weight_read(o.steps);
     } else {
       return usage();
     }

@@ -2,11 +2,16 @@
 # Measures the engine against the peers of ../shared/WORKLOADS.md, alternately (A B A B ...), and
 # prints the ratio of medians for each workload.
 #
-#   bench/compare.sh [workload...] [--rounds N]     (default: all five workloads, 3 rounds, then
+#   bench/compare.sh [workload...] [--rounds N]     (default: the first five workloads, 3 rounds, then
 #                                                   the portability rows)
-#   bench/compare.sh --memory                      peak RSS over 5,000 mlp784 steps, ours and PyTorch's
+#   bench/compare.sh --memory [workload...]        peak RSS of whole runs (/usr/bin/time -v), ours and
+#                                                  the peers' (default mlp784, over 5,000 steps)
 #   bench/compare.sh --no-portability ...          without the portability rows
 #   bench/compare.sh --no-build ...                measure build/ as it is (no scripts/build first)
+#
+# Workloads: perop tiny mlp784 cnn gpt-mini (the default), gpt2-124m (peers: PyTorch and llm.c),
+# gpt2-generate (peers: PyTorch, and the weight-read bound: the time to read GPT-2 small's float32
+# weights once, bench gpt2-weight-read).
 #
 # With mlp784, a last block: bench/step_floor (our step, a step written by hand and the GEMM floor,
 # interleaved in one process), 10 x --rounds rounds.
@@ -42,16 +47,17 @@ done
 [ ${#workloads[@]} -eq 0 ] && workloads=(perop tiny mlp784 cnn gpt-mini)
 
 need=()
-for p in python3-torch python3-numpy libtorch-dev libopenblas-dev libdnnl-dev; do
+for p in python3-torch python3-numpy libtorch-dev libopenblas-dev libdnnl-dev time; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then apt-get update -qq && apt-get install -y -qq "${need[@]}"; fi
 [ "$build" = 1 ] && scripts/build >/dev/null
 
 mkdir -p "$peers"
-cp -u "$peers_src"/* "$peers"/
+cp -ru "$peers_src"/* "$peers"/
 [ -x "$peers/gemm_probe" ] || g++ -O2 "$peers/gemm_probe.cpp" -o "$peers/gemm_probe" -lopenblas -ldnnl
 [ -x "$peers/peak_probe" ] || g++ -O2 -march=native -fopenmp "$peers/peak_probe.cpp" -o "$peers/peak_probe"
+[ -x "$peers/llmc/bench_llmc" ] || (cd "$peers/llmc" && gcc -Ofast -march=native -fopenmp -DOMP bench_llmc.c -o bench_llmc -lm)
 [ -x "$peers/train_libtorch" ] || g++ -O2 -std=c++17 "$peers/train_libtorch.cpp" -o "$peers/train_libtorch" \
   -I/usr/include/torch/csrc/api/include -ltorch -ltorch_cpu -lc10
 
@@ -68,23 +74,38 @@ peer_list() {
             echo "gemm floor|$peers/gemm_probe" ;;
     cnn) echo "pytorch|/usr/bin/python3 $peers/train_torch.py cnn" ;;
     gpt-mini) echo "pytorch|/usr/bin/python3 $peers/gpt_torch.py" ;;
+    gpt2-124m) echo "pytorch|/usr/bin/python3 $peers/gpt2_torch.py"
+               echo "llm.c|env OMP_NUM_THREADS=$(nproc) $peers/llmc/bench_llmc" ;;
+    gpt2-generate) echo "pytorch|/usr/bin/python3 $peers/gpt2_torch.py generate"
+                   echo "weight read|$root/build/bench/bench gpt2-weight-read --steps" ;;
   esac
 }
-steps_for() { case "$1" in perop) echo 2000 ;; tiny) echo 2000 ;; mlp784) echo 300 ;; cnn) echo 100 ;; gpt-mini) echo 30 ;; esac; }
+steps_for() { case "$1" in perop) echo 2000 ;; tiny) echo 2000 ;; mlp784) echo 300 ;; cnn) echo 100 ;; gpt-mini) echo 30 ;;
+  gpt2-124m) echo 5 ;; gpt2-generate) echo 64 ;; esac; }
 
+spread() { sort -g | awk '{a[NR]=$1} END {printf "%.3f / %.3f / %.3f us", a[1], (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2, a[NR]}'; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 if [ "$memory" = 1 ]; then
-  # Python's own peak RSS, read after the peer script has run in the same interpreter.
-  cat > "$peers/rss.py" <<'PY'
-import resource, runpy, sys
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-print("peak_rss_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-PY
-  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$root/build/bench/bench" mlp784 --steps 5000 --rss | sed 's/^/ours:    /'
-  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3 "$peers/rss.py" "$peers/train_torch.py" mlp784 5000 |
-    sed 's/^/pytorch: /'
+  # Peak RSS of whole runs, every process measured alike by /usr/bin/time -v (the interpreter
+  # included for the Python peers). mlp784 (the default) runs 5,000 steps, to show that memory stays
+  # flat; gpt2-124m 5 timed steps after the untimed ones, as in its timing rows.
+  [ "${workloads[*]}" = "perop tiny mlp784 cnn gpt-mini" ] && workloads=(mlp784)
+  peak_kib() { env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/time -v "$@" 2>&1 >/dev/null |
+    sed -n 's/^[[:space:]]*Maximum resident set size (kbytes): //p'; }
+  printf '%-10s %-11s %14s %10s\n' workload who "peak RSS (KiB)" "ours/peer"
+  for w in "${workloads[@]}"; do
+    n=$(steps_for "$w")
+    [ "$w" = mlp784 ] && n=5000
+    ours_kib=$(peak_kib "$root/build/bench/bench" "$w" --steps "$n")
+    printf '%-10s %-11s %14s %10s\n' "$w" ours "$ours_kib" ""
+    while IFS='|' read -r peer cmd; do
+      case "$peer" in "gemm floor"|"weight read") continue ;; esac
+      # shellcheck disable=SC2086
+      kib=$(peak_kib $cmd $n)
+      printf '%-10s %-11s %14s %10.3f\n' "$w" "$peer" "$kib" "$(awk -v a="$ours_kib" -v b="$kib" 'BEGIN {print a / b}')"
+    done < <(peer_list "$w")
+  done
   exit 0
 fi
 
@@ -102,7 +123,11 @@ compare() {
   while IFS='|' read -r peer cmd; do
     [ "$label" = portable ] && [ "$w" = mlp784 ] && [ "$peer" != "gemm floor" ] && continue
     a=(); b=()
-    for ((i = 0; i < rounds; i++)); do
+    local r=$rounds
+    # perop's median moves from one process to the next by more than its rounds show: 10 runs,
+    # reported as a spread.
+    [ "$w" = perop ] && [ "$r" -lt 10 ] && r=10
+    for ((i = 0; i < r; i++)); do
       a+=("$($ours_fn "$w" "$n")")
       # shellcheck disable=SC2086
       b+=("$(run $cmd $n)")
@@ -111,6 +136,10 @@ compare() {
     mb=$(printf '%s\n' "${b[@]}" | median)
     printf '%-9s %-9s %-11s %12.3f %12.3f %8.3f\n' "$w" "$label" "$peer" "$ma" "$mb" \
       "$(awk -v a="$ma" -v b="$mb" 'BEGIN {print a / b}')"
+    if [ "$w" = perop ]; then
+      printf '%-9s %-9s %-11s   spread of %d runs (min / median / max): ours %s, %s %s\n' "$w" "$label" \
+        "$peer" "$r" "$(printf '%s\n' "${a[@]}" | spread)" "$peer" "$(printf '%s\n' "${b[@]}" | spread)"
+    fi
   done < <(peer_list "$w")
 }
 
@@ -129,5 +158,5 @@ fi
 if printf '%s\n' "${workloads[@]}" | grep -qx mlp784; then
   echo
   echo "mlp784 in one process, 10 steps of each in turn per round (bench/step_floor $((rounds * 10))):"
-  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$root/build/bench/step_floor" $((rounds * 10)) | tail -7
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$root/build/bench/step_floor" $((rounds * 10)) | tail -8
 fi
