@@ -120,6 +120,12 @@ Timing gpt2_124m(int steps) {
   ag::Tensor data = ag::randint(0, 50257, {4, 65}, &g);
   ag::Tensor x = ag::slice(data, 1, 0, 64).contiguous();
   ag::Tensor y = ag::slice(data, 1, 1, 65).contiguous();
+  // The step's arithmetic: 6 FLOPs per parameter and token (2 forward, 4 backward), all parameters
+  // counted as in llm.c and nanoGPT, plus attention's two T x T products per layer (2 x 2 B T^2 C
+  // forward, twice that backward).
+  const double n = static_cast<double>(model.num_parameters()), b = 4, t = 64, c = 768, l = 12;
+  std::printf("gpt2-124m flops %.3f GFLOP per step (6 x %.0f parameters x %.0f tokens + attention)\n",
+              (6 * n * b * t + 12 * l * b * t * t * c) / 1e9, n, b * t);
   return time_steps(
       [&] {
         opt.zero_grad();

@@ -8,6 +8,8 @@
 #                                                  the peers' (default mlp784, over 5,000 steps)
 #   bench/compare.sh --no-portability ...          without the portability rows
 #   bench/compare.sh --no-build ...                measure build/ as it is (no scripts/build first)
+#   bench/compare.sh --baseline OLD/bench ...      also a row per workload against another build's
+#                                                  bench (e.g. of an earlier commit): before / after
 #
 # Workloads: perop tiny mlp784 cnn gpt-mini (the default), gpt2-124m (peers: PyTorch and llm.c),
 # gpt2-generate (peers: PyTorch, and the weight-read bound: the time to read GPT-2 small's float32
@@ -34,6 +36,7 @@ rounds=3
 memory=0
 portability=1
 build=1
+baseline=
 workloads=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -41,6 +44,7 @@ while [ $# -gt 0 ]; do
     --memory) memory=1; shift ;;
     --no-portability) portability=0; shift ;;
     --no-build) build=0; shift ;;
+    --baseline) baseline=$2; shift 2 ;;
     *) workloads+=("$1"); shift ;;
   esac
 done
@@ -67,6 +71,7 @@ ours_prescott() { run OPENBLAS_CORETYPE=Prescott "$root/build/bench/bench" "$1" 
 
 # peer commands per workload: "label|command"
 peer_list() {
+  [ -n "$baseline" ] && echo "before|$baseline $1 --steps"
   case "$1" in
     perop) echo "libtorch|$peers/train_libtorch perop" ;;
     tiny) echo "pytorch|/usr/bin/python3 $peers/train_torch.py tiny" ;;
@@ -122,6 +127,7 @@ compare() {
   n=$(steps_for "$w")
   while IFS='|' read -r peer cmd; do
     [ "$label" = portable ] && [ "$w" = mlp784 ] && [ "$peer" != "gemm floor" ] && continue
+    [ "$label" = portable ] && [ "$peer" = before ] && continue
     a=(); b=()
     local r=$rounds
     # perop's median moves from one process to the next by more than its rounds show: 10 runs,
@@ -136,6 +142,7 @@ compare() {
     mb=$(printf '%s\n' "${b[@]}" | median)
     printf '%-9s %-9s %-11s %12.3f %12.3f %8.3f\n' "$w" "$label" "$peer" "$ma" "$mb" \
       "$(awk -v a="$ma" -v b="$mb" 'BEGIN {print a / b}')"
+    [ "$w" = gpt2-124m ] && last_gpt2_us=$ma
     if [ "$w" = perop ]; then
       printf '%-9s %-9s %-11s   spread of %d runs (min / median / max): ours %s, %s %s\n' "$w" "$label" \
         "$peer" "$r" "$(printf '%s\n' "${a[@]}" | spread)" "$peer" "$(printf '%s\n' "${b[@]}" | spread)"
@@ -143,11 +150,22 @@ compare() {
   done < <(peer_list "$w")
 }
 
+# The fraction of the fp32 peak for gpt2-124m: its FLOPs per step (bench prints them) over the
+# median step.
+peak_fraction() {
+  local flops
+  flops=$("$root/build/bench/bench" gpt2-124m --steps 1 2>/dev/null | sed -n 's/^gpt2-124m flops \([0-9.]*\) GFLOP.*/\1/p')
+  awk -v f="$flops" -v us="$1" -v p="$peak" 'BEGIN {
+    printf "gpt2-124m: %.1f GFLOP per step at %.0f us: %.0f GFLOP/s, %.1f%% of the fp32 peak (%s GFLOP/s)\n",
+      f, us, f / us * 1e6, 100 * f / us * 1e6 / p, p }'
+}
+
 printf '%-9s %-9s %-11s %12s %12s %8s\n' workload run peer "ours (us)" "peer (us)" ratio
 for w in "${workloads[@]}"; do
   [ "$w" = cnn ] && ! "$root/build/bench/bench" cnn --steps 1 >/dev/null 2>&1 && continue
   compare default ours "$w"
 done
+[ -n "${last_gpt2_us:-}" ] && peak_fraction "$last_gpt2_us"
 if [ "$portability" = 1 ]; then
   for w in mlp784 gpt-mini; do
     printf '%s\n' "${workloads[@]}" | grep -qx "$w" && compare portable ours_prescott "$w"
