@@ -27,6 +27,14 @@ Embedding::Embedding(int64_t num, int64_t dim, Generator* gen) : num_embeddings(
   init::normal_(weight, 0.0, 1.0, gen);
 }
 
-Tensor Embedding::forward(const Tensor& indices) { return embedding(weight, indices); }
+Tensor Embedding::forward(const Tensor& indices) {
+  Tensor y = embedding(weight, indices);
+  return adapter ? add(y, adapter->rows(indices)) : y;
+}
+
+Tensor Embedding::project(const Tensor& x) const {
+  Tensor y = linear(x, weight);
+  return adapter ? add(y, adapter->forward(x)) : y;
+}
 
 }  // namespace ag::nn

@@ -3,6 +3,7 @@
 
 #include <memory>
 
+#include "nn/lora.h"
 #include "nn/module.h"
 
 namespace ag::nn {
@@ -26,14 +27,21 @@ class Dropout : public Module {
 };
 
 // Embedding table [num_embeddings, dim], rows ~ N(0, 1) as in PyTorch. forward(int64 indices [...])
-// -> [..., dim]; backward scatter-adds into the rows used.
-class Embedding : public Module {
+// -> [..., dim]; backward scatter-adds into the rows used. With a LoRA adapter (nn/lora.h) the
+// table is E + (alpha / r) B A, in the lookup and in project().
+class Embedding : public LoRAHost {
  public:
   Embedding(int64_t num_embeddings, int64_t dim, Generator* gen = nullptr);
   Tensor forward(const Tensor& indices) override;
+  // The table as an output projection tied to it: x [..., dim] -> x E^T [..., num_embeddings]
+  // (a GPT's logits), adapter included.
+  Tensor project(const Tensor& x) const;
   std::string type_name() const override { return "Embedding"; }
   int64_t num_embeddings, dim;
   Tensor weight;
+
+ protected:
+  Tensor& adapted_weight() override { return weight; }
 };
 
 }  // namespace ag::nn

@@ -32,21 +32,4 @@ std::shared_ptr<Linear> normal_linear(int64_t in, int64_t out, double std, Gener
   return l;
 }
 
-void Linear::add_adapter(int64_t rank, double alpha, Generator* gen) {
-  if (adapter) fail<ValueError>("Linear: already has a LoRA adapter");
-  adapter = register_module(
-      "lora", std::make_shared<LoRAAdapter>(in_features, out_features, rank, alpha, gen));
-  adapter->to(weight.dtype());
-}
-
-void Linear::merge_adapter() {
-  if (!adapter) return;
-  {
-    NoGradGuard ng;
-    weight.add_(adapter->delta_weight().to(weight.dtype()));
-  }
-  remove_module("lora");
-  adapter.reset();
-}
-
 }  // namespace ag::nn

@@ -12,22 +12,18 @@
 
 namespace ag::nn {
 
-class Linear : public Module {
+class Linear : public LoRAHost {
  public:
   Linear(int64_t in_features, int64_t out_features, bool bias = true, Generator* gen = nullptr);
   Tensor forward(const Tensor& x) override;
   std::string type_name() const override { return "Linear"; }
 
-  // Adds a LoRA adapter (registered as child "lora"); ValueError if one is already there.
-  void add_adapter(int64_t rank, double alpha, Generator* gen = nullptr);
-  // Folds the adapter into the weight (W += (alpha / r) B A) and removes it.
-  void merge_adapter();
-  bool has_adapter() const { return adapter != nullptr; }
-
   int64_t in_features, out_features;
   Tensor weight;
   Tensor bias;  // undefined without bias
-  std::shared_ptr<LoRAAdapter> adapter;
+
+ protected:
+  Tensor& adapted_weight() override { return weight; }
 };
 
 // A Linear with bias whose weight is drawn from N(0, std) and bias set to 0 (GPT-2's

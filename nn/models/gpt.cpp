@@ -98,7 +98,7 @@ Tensor GPT::hidden(const Tensor& tokens, KVCache* cache) {
 }
 
 Tensor GPT::forward(const Tensor& tokens, KVCache* cache) {
-  return linear(hidden(tokens, cache), wte->weight);  // tied output projection: [B, T, V]
+  return wte->project(hidden(tokens, cache));  // tied output projection: [B, T, V]
 }
 
 Tensor GPT::loss(const Tensor& tokens, const Tensor& targets) {
@@ -168,7 +168,7 @@ std::vector<double> sampling_distribution(std::span<const double> logits,
 std::vector<double> GPT::last_logits(const std::vector<int64_t>& window, KVCache* cache) {
   Tensor in = Tensor::from_vector(window, {1, static_cast<int64_t>(window.size())});
   Tensor h = select(hidden(in, cache), 1, -1);  // [1, C]: only the last position
-  return linear(h, wte->weight).to(float64).contiguous().to_vector<double>();
+  return wte->project(h).to(float64).contiguous().to_vector<double>();
 }
 
 namespace {
