@@ -6,11 +6,11 @@
 //                [--context T] [--batch B] [--accum K] [--lr LR] [--warmup W] [--eval-every E]
 //                [--seed S] [--log CSV] [--save-every N] [--resume]
 //   gpt sample   --from M [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--top-p P]
-//                [--seed S] [--stop-at-eos] [--tokenizer DIR]
+//                [--seed S] [--stop-at-eos] [--tokenizer DIR] [--adapters FILE]
 //   gpt finetune --from M --data FILE [--steps N] [--out OUT] [--lora-rank R] [--lora-alpha A]
-//                [--context T] [--batch B] [--accum K] [--lr LR] [--warmup W] [--eval-every E]
-//                [--seed S] [--log CSV] [--tokenizer DIR]
-//   gpt eval     --from M --data FILE --context N [--batch B] [--tokenizer DIR]
+//                [--lora-targets GLOB,...] [--context T] [--batch B] [--accum K] [--lr LR]
+//                [--warmup W] [--eval-every E] [--seed S] [--log CSV] [--tokenizer DIR]
+//   gpt eval     --from M --data FILE --context N [--batch B] [--tokenizer DIR] [--adapters FILE]
 //   gpt encode   [--tokenizer DIR] FILE
 //   gpt decode   [--tokenizer DIR] FILE
 //   gpt plot     --out SVG [--title T] CSV[=label]...
@@ -54,10 +54,12 @@
 //
 // finetune: loads M, measures its loss on the held-out part of the new text, then trains every
 // parameter (full fine-tuning) or, with --lora-rank, only low-rank adapters on the attention and
-// MLP projections. From our checkpoint, OUT is a checkpoint file; with LoRA it holds the merged
-// model and the adapters alone go to OUT (minus .safetensors) + .lora.safetensors. From a GPT-2
-// directory, OUT is a GPT-2 directory (save_gpt2: loadable by Hugging Face transformers) holding
-// the merged model and the tokenizer files, and with LoRA also OUT/adapters.safetensors.
+// MLP projections (--lora-targets: other layers by module-name glob, e.g. wte for the token
+// embedding and the tied head). From our checkpoint, OUT is a checkpoint file; with LoRA it holds
+// the merged model and the adapters alone go to OUT (minus .safetensors) + .lora.safetensors.
+// From a GPT-2 directory, OUT is a GPT-2 directory (save_gpt2: loadable by Hugging Face
+// transformers) holding the merged model and the tokenizer files, and with LoRA also
+// OUT/adapters.safetensors. sample and eval --adapters FILE apply such adapters to M's weights.
 //
 // --log writes one CSV row per logged step (train loss, validation loss when measured, lr,
 // tokens/s); `gpt plot` draws the losses of one or more such files as an SVG.
@@ -120,7 +122,24 @@ struct Model {
   bool gpt2_directory = false;
 };
 
-Model load_model(const std::string& from, const std::string& tokenizer_dir) {
+// Puts the adapters that `gpt finetune --lora-rank` saved alone (with their alpha in the file's
+// metadata) onto the base model and merges them into its weights.
+void apply_saved_adapters(Model& m, const std::string& path) {
+  Metadata meta;
+  nn::StateDict adapters = nn::load_safetensors(path, &meta);
+  auto alpha = meta.find("lora.alpha");
+  if (alpha == meta.end())
+    fail<ValueError>("'{}' has no lora.alpha in its metadata: not adapters saved by gpt finetune",
+                     path);
+  int64_t n = nn::load_lora(*m.gpt, adapters, std::stod(alpha->second));
+  nn::merge_lora(*m.gpt);
+  fmt::print(stderr, "adapters {}: {} layers, alpha {}, merged into the base weights\n", path, n,
+             alpha->second);
+}
+
+// `adapters` (unless empty): a file of LoRA adapters to apply to the loaded model.
+Model load_model(const std::string& from, const std::string& tokenizer_dir,
+                 const std::string& adapters = "") {
   Model m;
   if (std::filesystem::is_directory(from)) {
     m.gpt = nn::load_gpt2(from);
@@ -135,6 +154,7 @@ Model load_model(const std::string& from, const std::string& tokenizer_dir) {
     fail<ValueError>("the {} tokenizer has {} ids, more than the vocabulary {} of model '{}'",
                      m.tokenizer->name(), m.tokenizer->vocab_size(), m.gpt->config().vocab_size,
                      from);
+  if (!adapters.empty()) apply_saved_adapters(m, adapters);
   return m;
 }
 
@@ -491,13 +511,19 @@ int run_train(TrainCommand& t, examples::DataParallel& dp) {
 }
 
 struct SampleCommand {
-  std::string from, tokenizer, prompt = "\n";
+  std::string from, tokenizer, adapters, prompt = "\n";
   int64_t tokens = 200;
   double temperature = 0.8, top_p = 1.0;
   int64_t top_k = 0;
   uint64_t seed = 0;
   bool stop_at_eos = false;
 };
+
+void add_adapters_option(CLI::App& cmd, std::string& path) {
+  cmd.add_option("--adapters", path,
+                 "LoRA adapters saved by gpt finetune --lora-rank, applied to --from's weights")
+      ->check(CLI::ExistingFile);
+}
 
 void add_sample(CLI::App& app, SampleCommand& c) {
   auto* cmd = app.add_subcommand(
@@ -520,11 +546,12 @@ void add_sample(CLI::App& app, SampleCommand& c) {
   cmd->add_flag("--stop-at-eos", c.stop_at_eos, "stop at the end-of-text token (GPT-2: 50256)");
   cmd->add_option("--tokenizer", c.tokenizer, "tokenizer directory instead of the model's own")
       ->check(CLI::ExistingDirectory);
+  add_adapters_option(*cmd, c.adapters);
 }
 
 int run_sample(const SampleCommand& c) {
   if (c.prompt.empty()) throw UsageError("gpt sample: --prompt must not be empty");
-  Model m = load_model(c.from, c.tokenizer);
+  Model m = load_model(c.from, c.tokenizer, c.adapters);
   nn::GenerateOptions o;
   o.max_new_tokens = c.tokens;
   o.temperature = c.temperature;
@@ -567,7 +594,8 @@ struct FinetuneCommand {
   TrainArgs a;
   int64_t lora_rank = 0, context = 0;
   double lora_alpha = 0;
-  CLI::Option *rank = nullptr, *alpha = nullptr, *out = nullptr;
+  std::vector<std::string> lora_targets;
+  CLI::Option *rank = nullptr, *alpha = nullptr, *targets = nullptr, *out = nullptr;
 };
 
 void add_finetune(CLI::App& app, FinetuneCommand& f) {
@@ -587,6 +615,11 @@ void add_finetune(CLI::App& app, FinetuneCommand& f) {
                ->check(at_least(1));
   f.alpha = cmd->add_option("--lora-alpha", f.lora_alpha, "LoRA scale numerator (default 2R)")
                 ->check(at_least(0));
+  f.targets = cmd->add_option("--lora-targets", f.lora_targets,
+                              "module-name globs of the layers to adapt, comma-separated (default "
+                              "*.attn.qkv,*.attn.proj,*.mlp.fc,*.mlp.proj; wte: the token "
+                              "embedding and the tied head)")
+                  ->delimiter(',');
   cmd->add_option("--context", f.context, "window length (default: the model's context)")
       ->check(at_least(1));
   cmd->add_option("--tokenizer", f.a.tokenizer, "tokenizer directory instead of the model's own")
@@ -599,9 +632,10 @@ nn::LoRAConfig apply_lora_options(const FinetuneCommand& f, nn::GPT& model) {
   lc.rank = f.lora_rank;
   lc.alpha = f.alpha->count() ? f.lora_alpha : 2.0 * static_cast<double>(lc.rank);
   lc.seed = f.a.s.seed;
+  if (f.targets->count()) lc.targets = f.lora_targets;
   int64_t layers = nn::apply_lora(model, lc);
-  fmt::print("LoRA: rank {}, alpha {}, on {} Linear layers ({}); base weights frozen\n", lc.rank,
-             lc.alpha, layers, fmt::join(lc.targets, ", "));
+  fmt::print("LoRA: rank {}, alpha {}, on {} layers ({}); base weights frozen\n", lc.rank, lc.alpha,
+             layers, fmt::join(lc.targets, ", "));
   return lc;
 }
 
@@ -646,6 +680,8 @@ double save_finetuned(const FinetuneCommand& f, const Model& m, const nn::LoRACo
 int run_finetune(FinetuneCommand& f, examples::DataParallel& dp) {
   bool lora = f.rank->count() > 0;
   if (!lora && f.alpha->count()) throw UsageError("gpt finetune: --lora-alpha needs --lora-rank");
+  if (!lora && f.targets->count())
+    throw UsageError("gpt finetune: --lora-targets needs --lora-rank");
   TrainSettings& s = f.a.s;
   if (f.a.lr->count() == 0) s.lr = lora ? 2e-3 : 3e-4;
   resolve_warmup(f.a, 100);
@@ -683,7 +719,7 @@ int run_finetune(FinetuneCommand& f, examples::DataParallel& dp) {
 }
 
 struct EvalCommand {
-  std::string from, data, tokenizer;
+  std::string from, data, tokenizer, adapters;
   int64_t context = 0, batch = 8;
 };
 
@@ -702,10 +738,11 @@ void add_eval(CLI::App& app, EvalCommand& e) {
       ->capture_default_str();
   cmd->add_option("--tokenizer", e.tokenizer, "tokenizer directory instead of the model's own")
       ->check(CLI::ExistingDirectory);
+  add_adapters_option(*cmd, e.adapters);
 }
 
 int run_eval(const EvalCommand& e) {
-  Model m = load_model(e.from, e.tokenizer);
+  Model m = load_model(e.from, e.tokenizer, e.adapters);
   if (e.context > m.gpt->config().context)
     throw UsageError(fmt::format("gpt eval: --context {} exceeds the model's context {}", e.context,
                                  m.gpt->config().context));

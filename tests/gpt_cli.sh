@@ -143,6 +143,21 @@ tail -n 1 "$dir/lora.log" | grep -Eq "$pattern" || fail "finetune --lora-rank's 
 [ -f "$dir/lora.lora.safetensors" ] && [ -f "$dir/lora.safetensors" ] || fail "LoRA files missing"
 "$gpt" sample --from "$dir/lora.safetensors" --tokens 3 --temperature 0 > /dev/null 2>&1 ||
   fail "the merged LoRA checkpoint does not load"
+# The adapters alone, applied to the base model later, give the merged model's loss.
+merged=$("$gpt" eval --from "$dir/lora.safetensors" --data "$dir/eval.txt" --context $N | tail -n 1)
+later=$("$gpt" eval --from "$dir/m.safetensors" --adapters "$dir/lora.lora.safetensors" \
+  --data "$dir/eval.txt" --context $N 2> /dev/null | tail -n 1)
+base=$("$gpt" eval --from "$dir/m.safetensors" --data "$dir/eval.txt" --context $N | tail -n 1)
+[ "$merged" = "$later" ] || fail "base + --adapters: '$later', the merged checkpoint: '$merged'"
+[ "$merged" != "$base" ] || fail "the adapters changed nothing ($base)"
+"$gpt" sample --from "$dir/m.safetensors" --adapters "$dir/lora.lora.safetensors" --tokens 5 \
+  --temperature 0 2> /dev/null | cmp -s - <("$gpt" sample --from "$dir/lora.safetensors" \
+  --tokens 5 --temperature 0 2> /dev/null) || fail "sample --adapters differs from the merged model"
+# --lora-targets: the token embedding (and its tied head) and the MLPs' first layers.
+"$gpt" finetune --from "$dir/m.safetensors" --data "$dir/new.txt" --steps 2 --batch 2 \
+  --lora-rank 2 --lora-targets 'wte,*.mlp.fc' --out "$dir/lora2.safetensors" > "$dir/lora2.log"
+grep -q "on 2 layers (wte, \*.mlp.fc)" "$dir/lora2.log" || fail "--lora-targets: $(grep LoRA "$dir/lora2.log")"
+tail -n 1 "$dir/lora2.log" | grep -Eq "$pattern" || fail "finetune --lora-targets' last line"
 
 # ---- a Hugging Face GPT-2 directory: eval, sample, finetune (with LoRA) to a GPT-2 directory ----
 # A tiny GPT-2 (2 layers, n_embd 8, 32 positions, the real vocabulary of 50257) in the Hugging Face
@@ -253,5 +268,6 @@ expect_usage_error train --bogus 1
 expect_usage_error eval --from "$dir/m.safetensors" --data "$dir/eval.txt"
 expect_usage_error eval --from "$dir/m.safetensors" --data "$dir/eval.txt" --context 17
 expect_usage_error finetune --from "$dir/m.safetensors" --data "$dir/new.txt" --lora-alpha 4
+expect_usage_error finetune --from "$dir/m.safetensors" --data "$dir/new.txt" --lora-targets wte
 expect_usage_error sample --from "$dir/m.safetensors" --distributed
 echo "OK: encode/decode, sample, eval, train and finetune keep their contracts"
