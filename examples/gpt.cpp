@@ -10,6 +10,7 @@
 //   gpt finetune --from M --data FILE [--steps N] [--out OUT] [--lora-rank R] [--lora-alpha A]
 //                [--lora-targets GLOB,...] [--context T] [--batch B] [--accum K] [--lr LR]
 //                [--warmup W] [--eval-every E] [--seed S] [--log CSV] [--tokenizer DIR]
+//                [--memory-report]
 //   gpt eval     --from M --data FILE --context N [--batch B] [--tokenizer DIR] [--adapters FILE]
 //   gpt encode   [--tokenizer DIR] FILE
 //   gpt decode   [--tokenizer DIR] FILE
@@ -61,9 +62,13 @@
 // transformers) holding the merged model and the tokenizer files, and with LoRA also
 // OUT/adapters.safetensors. sample and eval --adapters FILE apply such adapters to M's weights.
 //
+// train and finetune --memory-report print, after training, the peak resident memory and how it
+// splits: weights, gradients, optimizer state, saved activations, and the rest (MemoryReport).
+//
 // --log writes one CSV row per logged step (train loss, validation loss when measured, lr,
 // tokens/s); `gpt plot` draws the losses of one or more such files as an SVG.
 #include <fmt/format.h>
+#include <sys/resource.h>
 #include <CLI/CLI.hpp>
 
 #include <charconv>
@@ -212,7 +217,63 @@ struct TrainSettings {
   std::string state_path;
   Metadata run;              // what must not change between a run and its resumption
   int64_t kill_at_step = 0;  // testing: SIGKILL itself in the middle of this step
+  bool memory_report = false;
 };
+
+// --memory-report: where a training run's memory goes. The live buffer bytes (ag::memory_stats)
+// are read around every micro-batch: before its forward (weights, optimizer state, data, the
+// gradients of earlier micro-batches) and after it (plus the values its graph saved for the
+// backward, the saved activations); gradients and optimizer state are the bytes of the tensors
+// themselves. The peak resident memory (getrusage) less these four is the workspace and the rest:
+// the kernels' temporaries, the buffers the engine keeps for reuse, the text, code and libraries.
+struct MemoryReport {
+  bool on = false;
+  int64_t gradients = 0, activations = 0;
+
+  static int64_t live() { return memory_stats().live_storage_bytes; }
+  static int64_t bytes(const Tensor& t) {
+    return t.defined() ? t.numel() * static_cast<int64_t>(itemsize(t.dtype())) : 0;
+  }
+  static int64_t grad_bytes(const std::vector<Tensor>& params) {
+    int64_t n = 0;
+    for (const Tensor& p : params) n += bytes(p.grad());
+    return n;
+  }
+  void before_forward() {
+    if (on) base_ = live();
+  }
+  void after_forward() {
+    if (on) activations = std::max(activations, live() - base_);
+  }
+  void after_backward(const std::vector<Tensor>& params) {
+    if (on) gradients = std::max(gradients, grad_bytes(params));
+  }
+  void print(const nn::GPT& model, const nn::Optimizer& opt) const;
+
+ private:
+  int64_t base_ = 0;
+};
+
+void MemoryReport::print(const nn::GPT& model, const nn::Optimizer& opt) const {
+  if (!on) return;
+  int64_t weights = 0, state = 0;
+  for (const Tensor& p : model.parameters()) weights += bytes(p);
+  for (const auto& [name, t] : opt.state_dict().tensors) state += bytes(t);
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  const int64_t peak = static_cast<int64_t>(u.ru_maxrss) * 1024;
+  auto mib = [](int64_t b) { return static_cast<double>(b) / (1 << 20); };
+  fmt::print("memory report: peak resident {:.1f} MiB ({} bytes)\n", mib(peak), peak);
+  const std::pair<const char*, int64_t> rows[] = {
+      {"weights", weights},
+      {"gradients", gradients},
+      {"optimizer state", state},
+      {"saved activations", activations},
+      {"workspace and the rest", peak - weights - gradients - state - activations}};
+  for (auto& [what, b] : rows)
+    fmt::print("  {:<23} {:>9.1f} MiB {:>6.1f}%  {} bytes\n", what, mib(b),
+               100.0 * static_cast<double>(b) / static_cast<double>(peak), b);
+}
 
 struct TrainResult {
   double val_loss = 0;
@@ -292,6 +353,8 @@ TrainResult train_loop(nn::GPT& model, const nn::TextDataset& train, const nn::T
     fmt::print("resumed from {} after step {}\n", s.state_path, first_step - 1);
   }
 
+  MemoryReport memory;
+  memory.on = s.memory_report;
   using Clock = std::chrono::steady_clock;
   model.train();
   for (int64_t step = first_step; step <= s.steps; ++step) {
@@ -300,11 +363,14 @@ TrainResult train_loop(nn::GPT& model, const nn::TextDataset& train, const nn::T
     double step_loss = 0;
     for (int64_t k = 0; k < s.accum; ++k) {
       auto [x, y] = train.sample(s.batch, gen);
+      memory.before_forward();
       Tensor loss = model.loss(x, y);
+      memory.after_forward();
       step_loss += loss.item() / static_cast<double>(s.accum);
       if (s.accum > 1) loss = mul(loss, 1.0 / static_cast<double>(s.accum));
       dp.set_sync(k == s.accum - 1);  // communicate on the last micro-batch only
       loss.backward();
+      memory.after_backward(trainable);
     }
     dp.average_gradients();
     double grad_norm = nn::clip_grad_norm_(trainable, 1.0);
@@ -348,6 +414,7 @@ TrainResult train_loop(nn::GPT& model, const nn::TextDataset& train, const nn::T
   r.tokens_per_s = static_cast<double>(tokens_per_step * s.steps) / train_seconds;
   fmt::print("trained {} steps of {} tokens in {:.1f} s: {:.0f} tokens/s\n", s.steps,
              tokens_per_step, train_seconds, r.tokens_per_s);
+  memory.print(model, opt);
   return r;
 }
 
@@ -419,6 +486,9 @@ void add_training_options(CLI::App& cmd, TrainArgs& a) {
       ->capture_default_str();
   cmd.add_option("--log", a.s.log_path, "CSV of the logged steps");
   cmd.add_flag("--distributed")->description("data-parallel over MPI (as under mpirun)");
+  cmd.add_flag("--memory-report", a.s.memory_report,
+               "at the end, the peak resident memory and how it splits (weights, gradients, "
+               "optimizer state, saved activations, workspace)");
 }
 
 // Where `gpt train --out CKPT` keeps its training state.

@@ -158,6 +158,26 @@ base=$("$gpt" eval --from "$dir/m.safetensors" --data "$dir/eval.txt" --context 
   --lora-rank 2 --lora-targets 'wte,*.mlp.fc' --out "$dir/lora2.safetensors" > "$dir/lora2.log"
 grep -q "on 2 layers (wte, \*.mlp.fc)" "$dir/lora2.log" || fail "--lora-targets: $(grep LoRA "$dir/lora2.log")"
 tail -n 1 "$dir/lora2.log" | grep -Eq "$pattern" || fail "finetune --lora-targets' last line"
+# --memory-report: the peak and its five parts, before the last line, which stays as it was.
+"$gpt" finetune --from "$dir/m.safetensors" --data "$dir/new.txt" --steps 2 --batch 2 \
+  --lora-rank 2 --memory-report --out "$dir/lora3.safetensors" > "$dir/lora3.log"
+tail -n 1 "$dir/lora3.log" | grep -Eq "$pattern" || fail "finetune --memory-report's last line"
+awk '
+  /^memory report: peak resident [0-9.]+ MiB \([0-9]+ bytes\)$/ { peak = substr($7, 2); seen = 1; next }
+  seen && / bytes$/ && /^  (weights|gradients|optimizer state|saved activations|workspace and the rest) / {
+    b = $(NF - 1); sum += b; parts++
+    if ($1 == "weights") weights = b; if ($1 == "gradients") grads = b
+    if ($1 == "optimizer") state = b; if ($1 == "saved") acts = b
+  }
+  /^trainable parameters: / { trainable = $3; total = $5 }
+  END {
+    # The parts add up to the peak; the weights are every parameter in float32; LoRA: the
+    # gradients are the adapters alone, AdamW keeps two moments and a float64 step for each of
+    # the 4 adapter tensors (1 layer: qkv, attn proj, fc, mlp proj, A and B each: 8 tensors).
+    ok = seen && parts == 5 && sum == peak && weights == total * 4 && grads == trainable * 4
+    ok = ok && state == 2 * grads + 8 * 8 && acts > 0
+    if (!ok) { print "report: peak " peak " parts " parts " sum " sum " weights " weights " grads " grads " state " state " acts " acts " trainable " trainable " of " total; exit 1 }
+  }' "$dir/lora3.log" || fail "finetune --memory-report: $(grep -A6 'memory report' "$dir/lora3.log")"
 
 # ---- a Hugging Face GPT-2 directory: eval, sample, finetune (with LoRA) to a GPT-2 directory ----
 # A tiny GPT-2 (2 layers, n_embd 8, 32 positions, the real vocabulary of 50257) in the Hugging Face
