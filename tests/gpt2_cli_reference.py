@@ -151,8 +151,8 @@ def reference_greedy(tensors, cfg, ids, count):
 def check_eval(exe, model, cfg, tensors, text, ids):
     ours = last_loss(gpt(exe, "eval", "--from", model, "--data", text, "--context", CONTEXT))
     theirs = reference_loss(tensors, cfg, ids, CONTEXT)
-    print(f"eval: {len(windows(ids, CONTEXT))} windows of {CONTEXT} + 1 tokens: gpt eval {ours:.6f}, "
-          f"PyTorch {theirs:.6f}, difference {abs(ours - theirs):.2g}")
+    print(f"eval: {len(windows(ids, CONTEXT))} windows of {CONTEXT} + 1 tokens: "
+          f"gpt eval {ours:.6f}, PyTorch {theirs:.6f}, difference {abs(ours - theirs):.2g}")
     if not abs(ours - theirs) <= TOLERANCE:
         raise Failure(f"gpt eval's loss {ours} differs from PyTorch's {theirs:.7f}")
 
@@ -175,7 +175,8 @@ def check_sample(exe, model, cfg, tensors, scratch):
     ours = gpt(exe, "sample", "--from", model, "--prompt", PROMPT, "--tokens", NEW_TOKENS,
                "--temperature", 0)
     if ours != expected:
-        raise Failure(f"gpt sample printed {ours!r}, PyTorch's greedy tokens decode to {expected!r}")
+        raise Failure(f"gpt sample printed {ours!r}, PyTorch's greedy tokens decode to "
+                      f"{expected!r}")
     print(f"sample: gpt sample --temperature 0 printed the same {len(ours)} bytes")
 
 
@@ -202,8 +203,8 @@ def check_changes(what, base, out, lora):
             raise Failure(f"{what}: {name} {'changed' if changed else 'is unchanged'}, "
                           f"expected {'a change' if should else 'the base bits'}")
     n = sum(1 for name in base if name.endswith(LORA_TARGETS)) if lora else len(base)
-    print(f"{what}: {n} of {len(base)} tensors changed" +
-          (" (the adapted projection weights), the others bit-identical to the base" if lora else ""))
+    rest = " (the adapted projection weights), the others bit-identical to the base"
+    print(f"{what}: {n} of {len(base)} tensors changed" + (rest if lora else ""))
 
 
 def check_finetune(exe, model, cfg, base, text, ids, scratch, lora):
