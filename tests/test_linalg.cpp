@@ -170,6 +170,34 @@ TEST_CASE("1-D operands: dot, vector-matrix, matrix-vector; outer") {
   CHECK(values(o) == std::vector<double>{1, -1, 2, -2, 3, -3});
 }
 
+TEST_CASE("float32 dot and matrix-vector products with a long inner size keep float32 accuracy") {
+  // One float32 accumulator over 2M positive terms loses ~1e-4 of the sum (oneDNN's kernels for a
+  // single row or column did); blocked sums stay near float32's own rounding, as a GEMM's do.
+  const int64_t k = int64_t(1) << 21;
+  Generator g(17);
+  Tensor v = uniform({k}, 0, 1, float32, &g), w = uniform({k}, 0, 1, float32, &g);
+  Tensor M = uniform({3, k}, 0, 1, float32, &g), N = uniform({k, 3}, 0, 1, float32, &g);
+  auto exact = [](const Tensor& a, const Tensor& b) {
+    return matmul(a.to(float64), b.to(float64));
+  };
+  auto check = [&](const Tensor& got, const Tensor& want, const char* what) {
+    INFO(what);
+    REQUIRE(got.dtype() == float32);
+    std::vector<double> x = values(got.to(float64)), y = values(want);
+    REQUIRE(x.size() == y.size());
+    for (size_t i = 0; i < x.size(); ++i) CHECK(std::abs(x[i] - y[i]) <= 1e-5 * std::abs(y[i]));
+  };
+  check(matmul(v, w), exact(v, w), "dot [k] @ [k]");
+  check(matmul(M, v), exact(M, v), "matrix-vector [3, k] @ [k]");
+  check(matmul(v, N), exact(v, N), "vector-matrix [k] @ [k, 3]");
+  check(matmul(N.t(), w), exact(N.t(), w), "transposed matrix-vector [k, 3]^T @ [k]");
+  check(matmul(w, M.t()), exact(w, M.t()), "vector-matrix [k] @ [3, k]^T");
+  check(matmul(slice(v, 0, 0, k, 2), slice(w, 0, 1, k, 2)),
+        exact(slice(v, 0, 0, k, 2), slice(w, 0, 1, k, 2)), "strided dot");
+  check(matmul(v.reshape({1, k}), N), exact(v.reshape({1, k}), N), "[1, k] @ [k, 3]");
+  check(matmul(M, w.reshape({k, 1})), exact(M, w.reshape({k, 1})), "[3, k] @ [k, 1]");
+}
+
 TEST_CASE("batched matmul broadcasts batch axes by NumPy's rules") {
   Tensor a = leaf({2, 1, 3, 4}, -1, 1, 5).detach(), b = leaf({5, 4, 2}, -1, 1, 6).detach();
   Tensor c = matmul(a, b);

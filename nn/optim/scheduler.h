@@ -60,7 +60,10 @@ class LinearDecayLR : public LRScheduler {
   int64_t warmup;
 };
 
-// Scales gradients so their global 2-norm is at most max_norm; returns the norm before clipping.
+// Scales gradients so their global norm (2-norm by default; norm_type p: the p-norm, INFINITY: the
+// largest |g|) is at most max_norm; returns the norm before clipping. The 2-norm sums the squares
+// in the gradients' own dtype with the engine's sum (interleaved partial sums: relative error near
+// the dtype's rounding), two passes over each gradient; other norms go through float64 copies.
 double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm, double norm_type = 2.0);
 // Clamps every gradient element into [-clip, clip].
 void clip_grad_value_(const std::vector<Tensor>& params, double clip);
