@@ -168,6 +168,41 @@ class NpyHeaderParser {
 
 }  // namespace
 
+namespace {
+
+[[noreturn]] void invalid_npy(const std::string& path, const std::string& what) {
+  fail<IOError>("load_npy: '{}' is not a valid .npy file: {}", path, what);
+}
+
+// The header of the file's bytes `all`: magic "\x93NUMPY", version major.minor, header length
+// (u16 in 1.0, u32 in 2.0 and 3.0), the header; `data` receives where the data starts.
+NpyHeader read_npy_header(const std::string& all, const std::string& path, size_t& data) {
+  if (all.size() < 10 || all.compare(0, 6, "\x93NUMPY") != 0)
+    invalid_npy(path, "it does not start with the magic \\x93NUMPY");
+  int major = static_cast<unsigned char>(all[6]), minor = static_cast<unsigned char>(all[7]);
+  if (major < 1 || major > 3 || minor != 0)
+    invalid_npy(path, fmt::format("format version {}.{} (known: 1.0, 2.0, 3.0)", major, minor));
+  size_t start = major == 1 ? 10 : 12;
+  if (all.size() < start) invalid_npy(path, "truncated before the header length");
+  uint64_t header_len =
+      major == 1 ? load_le<uint16_t>(all.data() + 8) : load_le<uint32_t>(all.data() + 8);
+  if (header_len > all.size() - start)
+    invalid_npy(path, fmt::format("the header length {} exceeds the {} bytes that follow it",
+                                  header_len, all.size() - start));
+  data = start + header_len;
+  return NpyHeaderParser(all.substr(start, header_len), path).parse();
+}
+
+Dtype npy_dtype(const std::string& descr, const std::string& path) {
+  if (descr == "<f4") return float32;
+  if (descr == "<f8") return float64;
+  if (descr == "<i8") return int64;
+  if (descr == "|b1") return boolean;
+  fail<IOError>("load_npy: '{}' holds dtype '{}'; supported: <f4, <f8, <i8, |b1", path, descr);
+}
+
+}  // namespace
+
 Tensor load_npy(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec))
@@ -178,51 +213,23 @@ Tensor load_npy(const std::string& path) {
   // The whole file: its size bounds every allocation below.
   std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (in.bad()) fail<IOError>("load_npy: cannot read '{}'", path);
-
-  // Magic "\x93NUMPY", version major.minor, header length (u16 in 1.0, u32 in 2.0 and 3.0).
-  auto invalid = [&](const std::string& what) {
-    fail<IOError>("load_npy: '{}' is not a valid .npy file: {}", path, what);
-  };
-  if (all.size() < 10 || all.compare(0, 6, "\x93NUMPY") != 0)
-    invalid("it does not start with the magic \\x93NUMPY");
-  int major = static_cast<unsigned char>(all[6]), minor = static_cast<unsigned char>(all[7]);
-  if (major < 1 || major > 3 || minor != 0)
-    invalid(fmt::format("format version {}.{} (known: 1.0, 2.0, 3.0)", major, minor));
-  size_t start = major == 1 ? 10 : 12;
-  if (all.size() < start) invalid("truncated before the header length");
-  uint64_t header_len =
-      major == 1 ? load_le<uint16_t>(all.data() + 8) : load_le<uint32_t>(all.data() + 8);
-  if (header_len > all.size() - start)
-    invalid(fmt::format("the header length {} exceeds the {} bytes that follow it", header_len,
-                        all.size() - start));
-  NpyHeader h = NpyHeaderParser(all.substr(start, header_len), path).parse();
-
-  Dtype dtype;
-  if (h.descr == "<f4")
-    dtype = float32;
-  else if (h.descr == "<f8")
-    dtype = float64;
-  else if (h.descr == "<i8")
-    dtype = int64;
-  else if (h.descr == "|b1")
-    dtype = boolean;
-  else
-    fail<IOError>("load_npy: '{}' holds dtype '{}'; supported: <f4, <f8, <i8, |b1", path, h.descr);
+  size_t data = 0;
+  NpyHeader h = read_npy_header(all, path, data);
+  Dtype dtype = npy_dtype(h.descr, path);
 
   // The data must be exactly what the shape announces; checked before anything is allocated.
   uint64_t bytes = itemsize(dtype);
   for (uint64_t d : h.shape)
     if (__builtin_mul_overflow(bytes, d, &bytes))
-      invalid(fmt::format("the shape {} is too large", fmt::join(h.shape, ", ")));
-  uint64_t have = all.size() - start - header_len;
+      invalid_npy(path, fmt::format("the shape {} is too large", fmt::join(h.shape, ", ")));
+  uint64_t have = all.size() - data;
   if (have < bytes)
     fail<IOError>(
-        "load_npy: '{}' is truncated: the header announces {} bytes of data, the file "
-        "holds {}",
+        "load_npy: '{}' is truncated: the header announces {} bytes of data, the file holds {}",
         path, bytes, have);
   if (have > bytes)
-    invalid(fmt::format("{} bytes follow the {} bytes of data its header announces", have - bytes,
-                        bytes));
+    invalid_npy(path, fmt::format("{} bytes follow the {} bytes of data its header announces",
+                                  have - bytes, bytes));
 
   // Fortran order is the row-major data of the reversed shape, transposed back.
   Shape shape;
@@ -230,8 +237,7 @@ Tensor load_npy(const std::string& path) {
     shape.push_back(
         static_cast<int64_t>(h.fortran_order ? h.shape[h.shape.size() - 1 - i] : h.shape[i]));
   Tensor t = Tensor::empty(shape, dtype);
-  char* dst = bytes_of(t);
-  if (bytes > 0) std::memcpy(dst, all.data() + start + header_len, bytes);
+  if (bytes > 0) std::memcpy(bytes_of(t), all.data() + data, bytes);
   normalize_bools(t);  // any non-zero byte is true
   if (h.fortran_order && t.dim() > 1) {
     std::vector<int64_t> reverse(static_cast<size_t>(t.dim()));

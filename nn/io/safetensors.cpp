@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -234,99 +235,103 @@ void save_safetensors(const std::string& path, const StateDict& tensors, const M
   out.commit();
 }
 
-StateDict load_safetensors(const std::string& path, Metadata* metadata) {
-  auto bad = [&](const std::string& what) -> IOError {
-    return IOError(fmt::format("load_safetensors: '{}': {}", path, what));
-  };
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec))
-    throw bad(std::filesystem::exists(path, ec) ? "not a regular file" : "no such file");
-  uint64_t file_size = std::filesystem::file_size(path, ec);
-  if (ec) throw bad(ec.message());
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw bad(fmt::format("cannot open: {}", std::strerror(errno)));
+namespace {
 
-  // Header length and header.
+IOError bad_file(const std::string& path, const std::string& what) {
+  return IOError(fmt::format("load_safetensors: '{}': {}", path, what));
+}
+
+// The 8-byte header length and the JSON header after it; `length` receives the former.
+Json read_header(std::ifstream& in, const std::string& path, uint64_t file_size, uint64_t& length) {
   if (file_size < 8)
-    throw bad(
-        fmt::format("the file has {} bytes, too few for the 8-byte header length", file_size));
-  uint64_t length = 0;
+    throw bad_file(path, fmt::format("the file has {} bytes, too few for the 8-byte header length",
+                                     file_size));
   in.read(reinterpret_cast<char*>(&length), 8);
   if (length > file_size - 8 || length > kMaxHeaderBytes)
-    throw bad(
-        fmt::format("header length {} does not fit a file of {} bytes (truncated, or not a "
-                    "safetensors file)",
-                    length, file_size));
+    throw bad_file(path, fmt::format("header length {} does not fit a file of {} bytes "
+                                     "(truncated, or not a safetensors file)",
+                                     length, file_size));
   std::string text(length, '\0');
   in.read(text.data(), static_cast<std::streamsize>(length));
-  if (!in) throw bad("cannot read the header");
+  if (!in) throw bad_file(path, "cannot read the header");
   Json header;
   try {
     header = Json::parse(text);
   } catch (const Json::exception& e) {
     // parse_error for bad syntax, out_of_range for a number beyond double's range.
-    throw bad(fmt::format("the header is not valid JSON: {}", e.what()));
+    throw bad_file(path, fmt::format("the header is not valid JSON: {}", e.what()));
   }
-  if (!header.is_object()) throw bad("the header is not a JSON object");
+  if (!header.is_object()) throw bad_file(path, "the header is not a JSON object");
+  return header;
+}
 
-  // Entries, checked one by one, then together: they must tile the data section exactly.
-  Metadata meta;
+// The header's entries, each checked alone, sorted by offset; the metadata strings into `meta`.
+std::vector<Entry> parse_header(const std::string& path, const Json& header, Metadata& meta) {
   std::vector<Entry> entries;
   for (auto& [key, value] : header.items()) {
     if (key != kMetadataKey) {
       entries.push_back(parse_entry(path, key, value));
       continue;
     }
-    if (!value.is_object()) throw bad("__metadata__ is not an object");
+    if (!value.is_object()) throw bad_file(path, "__metadata__ is not an object");
     for (auto& [k, v] : value.items()) {
       if (!v.is_string())
-        throw bad(fmt::format("__metadata__ '{}' is {}, not a string", k, v.dump()));
+        throw bad_file(path, fmt::format("__metadata__ '{}' is {}, not a string", k, v.dump()));
       meta[k] = v.get<std::string>();
     }
   }
-  uint64_t data_size = file_size - 8 - length;
   std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
     return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
   });
+  return entries;
+}
+
+// The sorted entries must tile the data section exactly: inside it, no overlap, no gap.
+void check_tiling(const std::string& path, const std::vector<Entry>& entries, uint64_t data_size) {
   for (const Entry& e : entries)
     if (e.end > data_size)
-      throw bad(
-          fmt::format("tensor '{}' ends at byte {} of the data section but the file holds "
-                      "only {} bytes of data (truncated?)",
-                      e.name, e.end, data_size));
+      throw bad_file(path, fmt::format("tensor '{}' ends at byte {} of the data section but the "
+                                       "file holds only {} bytes of data (truncated?)",
+                                       e.name, e.end, data_size));
   uint64_t covered = 0;
   for (size_t i = 0; i < entries.size(); ++i) {
     const Entry& e = entries[i];
     if (e.begin < covered)
-      throw bad(fmt::format("tensors '{}' and '{}' overlap (bytes [{}, {}) and [{}, {}))",
+      throw bad_file(
+          path, fmt::format("tensors '{}' and '{}' overlap (bytes [{}, {}) and [{}, {}))",
                             entries[i - 1].name, e.name, entries[i - 1].begin, entries[i - 1].end,
                             e.begin, e.end));
     if (e.begin > covered)
-      throw bad(
-          fmt::format("bytes [{}, {}) of the data section belong to no tensor", covered, e.begin));
+      throw bad_file(path, fmt::format("bytes [{}, {}) of the data section belong to no tensor",
+                                       covered, e.begin));
     covered = e.end;
   }
   if (covered != data_size)
-    throw bad(
-        fmt::format("{} bytes after the last tensor belong to no tensor", data_size - covered));
+    throw bad_file(path, fmt::format("{} bytes after the last tensor belong to no tensor",
+                                     data_size - covered));
+}
 
-  // Data.
-  // The checksum, when the writer recorded one (ours always do; other tools' files have none).
-  bool has_checksum = false;
-  uint32_t expected_crc = 0;
-  if (auto it = meta.find(kChecksumKey); it != meta.end()) {
-    const std::string& hex = it->second;
-    if (hex.size() != 8 || hex.find_first_not_of("0123456789abcdef") != std::string::npos)
-      throw bad(
-          fmt::format("__metadata__ '{}' is '{}', not 8 lowercase hex digits", kChecksumKey, hex));
-    expected_crc = static_cast<uint32_t>(std::stoul(hex, nullptr, 16));
-    has_checksum = true;
-    meta.erase(it);
-  }
+// The checksum the writer recorded (ours always do; other tools' files have none), removed from
+// `meta`; nullopt without one.
+std::optional<uint32_t> take_checksum(const std::string& path, Metadata& meta) {
+  auto it = meta.find(kChecksumKey);
+  if (it == meta.end()) return std::nullopt;
+  const std::string& hex = it->second;
+  if (hex.size() != 8 || hex.find_first_not_of("0123456789abcdef") != std::string::npos)
+    throw bad_file(path, fmt::format("__metadata__ '{}' is '{}', not 8 lowercase hex digits",
+                                     kChecksumKey, hex));
+  auto crc = static_cast<uint32_t>(std::stoul(hex, nullptr, 16));
+  meta.erase(it);
+  return crc;
+}
 
+// Every entry's data, converted to its tensor's dtype; `crc` receives the data section's CRC-32
+// (in file order: the entries tile it).
+StateDict read_tensors(std::ifstream& in, const std::string& path,
+                       const std::vector<Entry>& entries, uint64_t data_start, uint32_t& crc) {
   StateDict out;
   std::vector<char> scratch;
-  uint32_t crc = 0;  // over the data section, in file order (the entries tile it)
+  crc = 0;
   for (const Entry& e : entries) {
     Tensor t = Tensor::empty(e.shape, e.dtype->dtype);
     size_t bytes = e.end - e.begin;
@@ -335,18 +340,40 @@ StateDict load_safetensors(const std::string& path, Metadata* metadata) {
       scratch.resize(bytes);
       dst = scratch.data();
     }
-    in.seekg(static_cast<std::streamoff>(8 + length + e.begin));
+    in.seekg(static_cast<std::streamoff>(data_start + e.begin));
     in.read(dst, static_cast<std::streamsize>(bytes));
-    if (!in) throw bad(fmt::format("cannot read the data of tensor '{}'", e.name));
+    if (!in) throw bad_file(path, fmt::format("cannot read the data of tensor '{}'", e.name));
     crc = crc32_update(crc, dst, bytes);
     if (e.dtype->convert != Convert::none) convert_into(t, dst, t.numel(), e.dtype->convert);
     normalize_bools(t);  // any non-zero byte is true; ours are 0 or 1
     out.emplace_back(e.name, t);
   }
-  if (has_checksum && crc != expected_crc)
-    throw bad(fmt::format(
-        "the data section is corrupt: its CRC-32 is {:08x} but the header records {:08x}", crc,
-        expected_crc));
+  return out;
+}
+
+}  // namespace
+
+StateDict load_safetensors(const std::string& path, Metadata* metadata) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec))
+    throw bad_file(path, std::filesystem::exists(path, ec) ? "not a regular file" : "no such file");
+  uint64_t file_size = std::filesystem::file_size(path, ec);
+  if (ec) throw bad_file(path, ec.message());
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw bad_file(path, fmt::format("cannot open: {}", std::strerror(errno)));
+
+  uint64_t length = 0;
+  Json header = read_header(in, path, file_size, length);
+  Metadata meta;
+  std::vector<Entry> entries = parse_header(path, header, meta);
+  check_tiling(path, entries, file_size - 8 - length);
+  std::optional<uint32_t> expected_crc = take_checksum(path, meta);
+  uint32_t crc = 0;
+  StateDict out = read_tensors(in, path, entries, 8 + length, crc);
+  if (expected_crc && crc != *expected_crc)
+    throw bad_file(path, fmt::format("the data section is corrupt: its CRC-32 is {:08x} but the "
+                                     "header records {:08x}",
+                                     crc, *expected_crc));
   if (metadata) *metadata = std::move(meta);
   return out;
 }
