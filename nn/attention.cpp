@@ -1,5 +1,6 @@
 #include "nn/attention.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace ag::nn {
@@ -19,18 +20,27 @@ void extend_cache(AttentionCache& cache, Tensor& k, Tensor& v, bool training) {
   if (training || is_grad_enabled())
     fail<ValueError>(
         "CausalSelfAttention: a key/value cache is for inference only (eval mode, no grad)");
-  if (cache.keys.defined()) {
+  const int64_t past = cache.length(), need = past + k.size(2);
+  if (past > 0) {
     const Shape& c = cache.keys.shape();
     if (c.size() != 4 || c[0] != k.size(0) || c[1] != k.size(1) || c[3] != k.size(3))
       fail<ShapeError>("CausalSelfAttention: cached keys {} do not fit new keys {}", c, k.shape());
-    k = cat({cache.keys, k}, 2);
-    v = cat({cache.values, v}, 2);
-  } else {
-    k = k.contiguous();
-    v = v.contiguous();
   }
-  cache.keys = k;
-  cache.values = v;
+  if (!cache.key_buffer.defined() || cache.key_buffer.size(2) < need) {
+    const int64_t capacity = std::max(need, past > 0 ? 2 * cache.key_buffer.size(2) : need);
+    const Shape shape = {k.size(0), k.size(1), capacity, k.size(3)};
+    Tensor kb = Tensor::empty(shape, k.dtype()), vb = Tensor::empty(shape, v.dtype());
+    if (past > 0) {
+      slice(kb, 2, 0, past).copy_(cache.keys);
+      slice(vb, 2, 0, past).copy_(cache.values);
+    }
+    cache.key_buffer = kb;
+    cache.value_buffer = vb;
+  }
+  slice(cache.key_buffer, 2, past, need).copy_(k);
+  slice(cache.value_buffer, 2, past, need).copy_(v);
+  k = cache.keys = slice(cache.key_buffer, 2, 0, need);
+  v = cache.values = slice(cache.value_buffer, 2, 0, need);
 }
 }  // namespace
 

@@ -25,12 +25,16 @@ struct AttentionOptions {
 // The keys and values a CausalSelfAttention has computed for the positions it has seen so far, for
 // generation one token at a time (GPT::generate): keys and values [B, H, T_cached, D], undefined
 // before the first forward that uses the cache. Each forward with the cache appends the keys and
-// values of its new positions (the tensors grow by concatenation).
+// values of its new positions.
 struct AttentionCache {
+  // Views of the first T_cached positions of the buffers below.
   Tensor keys, values;
+  // Storage [B, H, capacity, D] with room for more positions than are held: appending copies only
+  // the new positions' keys and values; when full, the capacity doubles (one copy of the held ones).
+  Tensor key_buffer, value_buffer;
   // T_cached: the number of positions held (0 when empty).
   int64_t length() const { return keys.defined() ? keys.size(2) : 0; }
-  void clear() { keys = values = Tensor(); }
+  void clear() { keys = values = key_buffer = value_buffer = Tensor(); }
 };
 
 // Causal multi-head self-attention with one fused qkv projection:

@@ -55,11 +55,17 @@ TEST_CASE("a cached step gives the logits of the full forward's last positions")
   REQUIRE(cache.layers.size() == 2);
   CHECK(cache.layers[0].keys.shape() == Shape{2, 2, 5, 8});  // [B, H, T_cached, D]
   CHECK(test::allclose(first, slice(full, 1, 0, 5), 1e-5, 0));
+  CHECK(cache.layers[0].key_buffer.size(2) == 5);
   for (int64_t t = 5; t < 9; ++t) {  // then one position at a time
+    Tensor buffer = cache.layers[1].value_buffer;
     Tensor step = model.forward(slice(tokens, 1, t, t + 1), &cache);
     CHECK(step.shape() == Shape{2, 1, 256});
     CHECK(test::allclose(step, slice(full, 1, t, t + 1), 1e-5, 0));
     CHECK(cache.length() == t + 1);
+    // The buffers double when full (5 -> 10) and are written in place until then.
+    CHECK(cache.layers[1].value_buffer.size(2) == 10);
+    CHECK(cache.layers[1].value_buffer.shares_storage(buffer) == (t > 5));
+    CHECK(cache.layers[1].values.shares_storage(cache.layers[1].value_buffer));
   }
   // The cache cannot grow past the context (12): 9 cached + 4 new.
   CHECK_THROWS_WITH_PARTS(model.forward(random_tokens(2, 4, 4), &cache), ShapeError, "13",
