@@ -53,9 +53,10 @@ Tensor CausalSelfAttention::forward(const Tensor& x, AttentionCache* cache) {
   int64_t past = cache ? cache->length() : 0;
   if (cache) extend_cache(*cache, k, v, is_training());  // k, v: [B, H, past + T, D]
   Tensor att = mul(matmul(q, transpose(k, -2, -1)), 1.0 / std::sqrt(static_cast<double>(D)));
-  // Query i sits at position past + i: keys after it are masked.
-  Tensor future = triu(ones({T, past + T}, boolean), past + 1);
-  att = softmax(masked_fill(att, future, -INFINITY), -1);  // [B, H, T, past + T]
+  // Query i sits at position past + i: keys after it are masked (none when T is 1: a generated
+  // token's query sees every key).
+  if (T > 1) att = masked_fill(att, triu(ones({T, past + T}, boolean), past + 1), -INFINITY);
+  att = softmax(att, -1);  // [B, H, T, past + T]
   if (keep_attention) last_attention = att.detach();
   att = dropout(att, dropout_, is_training(), &gen_);
   Tensor y = matmul(att, v);  // [B, H, T, D]
