@@ -44,11 +44,11 @@
 //
 // Requirements on fn: it runs again during backward, after checkpoint has returned, so what it
 // captures must still be alive then (capture tensors by value, not references to locals). It must
-// compute the same thing (same ops on the same tensors) when run
-// again: the same tensors requiring grad must be reached (AutogradError naming the checkpoint
-// otherwise), outputs of the same shapes (ShapeError). It must not modify its inputs in place, and
-// the inputs must not be modified in place before the backward (AutogradError, as for any saved
-// tensor). Gradients of tensors made inside fn (retain_grad) are not kept.
+// compute the same thing (same ops on the same tensors) when run again: the same tensors requiring
+// grad must be reached (AutogradError naming the checkpoint otherwise), outputs of the same shapes
+// (ShapeError). It must not modify its inputs in place, and the inputs must not be modified in
+// place before the backward (AutogradError, as for any saved tensor). Gradients of tensors made
+// inside fn (retain_grad) are not kept.
 #pragma once
 
 #include <functional>
