@@ -66,7 +66,7 @@ struct CheckpointOptions {
   bool preserve_rng_state = true;
   // Generators fn draws from besides the default generator (each saved and restored too; null
   // entries are skipped; one listed twice is handled once).
-  std::vector<Generator*> generators;
+  std::vector<Generator*> generators = {};
 };
 
 // A function of a list of tensors returning a list of tensors.

@@ -148,6 +148,24 @@ TEST_CASE("checkpoint: dropout draws the same masks in the recomputation") {
   CHECK(plain[1] != unlisted[1]);
 }
 
+TEST_CASE("checkpoint: preserve_rng_state = false lets the recomputation draw new masks") {
+  MLP mlp(16, 1);
+  Tensor x = leaf32({8, 16}, 21, false);
+  auto fn = [&](const Tensor& t) { return dropout(mlp.layer(t, 0), 0.5, true); };
+  auto grad_w = [&](bool preserve) {
+    mlp.zero_grad();
+    manual_seed(8);
+    sum(checkpoint(fn, x, {.preserve_rng_state = preserve})).backward();
+    return grad_of(mlp.w[0]);
+  };
+  mlp.zero_grad();
+  manual_seed(8);
+  sum(fn(x)).backward();
+  std::vector<float> plain = grad_of(mlp.w[0]);
+  CHECK(grad_w(true) == plain);
+  CHECK(grad_w(false) != plain);
+}
+
 TEST_CASE("checkpoint: retain_graph, accumulation into .grad, and a second backward's error") {
   MLP mlp(4, 2);
   Tensor x = leaf32({2, 4}, 9);
