@@ -1,5 +1,6 @@
 // What a model writer includes: Tensor, the ops, grad modes, backward and grad, forward mode,
-// gradcheck and the functional API, errors, printing and the tape's export.
+// activation checkpointing, gradcheck and the functional API, errors, printing and the tape's
+// export.
 //
 // Two layers are separate includes, and a model's code compiles without seeing them:
 //   autograd/op.h, autograd/function.h, autograd/node.h   the op-authoring layer: record(), Saved,
@@ -9,6 +10,7 @@
 //   autograd/foreach.h                                   foreach_update_, for optimizer authors
 #pragma once
 
+#include "autograd/checkpoint.h"
 #include "autograd/dtype.h"
 #include "autograd/engine.h"
 #include "autograd/error.h"

@@ -1,4 +1,5 @@
 #include "autograd/engine.h"
+#include "autograd/engine_internal.h"
 #include "autograd/node.h"
 
 #include <algorithm>
@@ -200,16 +201,20 @@ std::unordered_set<Node*> nodes_leading_to(const TensorList& outputs,
 
 namespace detail {
 
-// One backward pass (backward() or grad()): the queue of nodes to run, in decreasing sequence
-// number, and what to do with the gradients. With `targets` null, gradients go into .grad;
-// otherwise they are captured for the target nodes only and no .grad is touched.
+// One backward pass (backward(), grad() or grad_at_edges()): the queue of nodes to run, in
+// decreasing sequence number, and what to do with the gradients. With `targets` null, gradients go
+// into .grad; otherwise they are captured for the target nodes only and no .grad is touched. With
+// `sinks` (grad_at_edges), the targets are edges: a gradient sent along one is captured there and
+// its node is never queued.
 class GraphTask {
  public:
   GraphTask(bool retain_graph, bool create_graph,
-            const std::unordered_multimap<Node*, Target>* targets, TensorList* captured)
+            const std::unordered_multimap<Node*, Target>* targets, TensorList* captured,
+            bool sinks = false)
       // As in PyTorch, a differentiable backward keeps the graph it differentiates through.
       : retain_graph_(retain_graph || create_graph),
         create_graph_(create_graph),
+        sinks_(sinks),
         targets_(targets),
         captured_(captured) {}
 
@@ -229,6 +234,8 @@ class GraphTask {
  private:
   // pending[input_nr] of `next` += g, and `next` queued: the one place gradients flow into a node.
   void send(Node* next, uint32_t input_nr, Tensor g);
+  // grad_at_edges: captures g if (next, input_nr) is a sink; false if next is no sink's node.
+  bool sink(Node* next, uint32_t input_nr, Tensor& g);
   void trace_norm(Node& node, const TensorList& grads) const;
   void capture(Node& node, const TensorList& grads) const;
   void retain(Node& node, const TensorList& grads) const;
@@ -237,7 +244,7 @@ class GraphTask {
   // The hooked leaves whose last consumer was `node`: their .grad is written and hooks run now.
   void finish_hooked_leaves(Node& node);
 
-  const bool retain_graph_, create_graph_;
+  const bool retain_graph_, create_graph_, sinks_;
   const std::unordered_multimap<Node*, Target>* targets_;
   TensorList* captured_;
   const bool anomaly_ = is_anomaly_enabled();
@@ -248,7 +255,21 @@ class GraphTask {
   bool hooks_on_ = false;
 };
 
+bool GraphTask::sink(Node* next, uint32_t input_nr, Tensor& g) {
+  auto range = targets_->equal_range(next);
+  if (range.first == range.second) return false;
+  for (auto it = range.first; it != range.second; ++it)
+    if (it->second.output_nr == input_nr) {
+      accumulate((*captured_)[it->second.index], std::move(g), create_graph_);
+      return true;
+    }
+  fail<AutogradError>(
+      "{}: a gradient reached its output {}, which is not among the edges backward stops at",
+      next->name(), input_nr);
+}
+
 void GraphTask::send(Node* next, uint32_t input_nr, Tensor g) {
+  if (sinks_ && sink(next, input_nr, g)) return;
   if (next->scratch_.pending.size() < next->num_outputs())
     next->scratch_.pending.resize(next->num_outputs());
   accumulate(next->scratch_.pending[input_nr], std::move(g), create_graph_);
@@ -260,7 +281,7 @@ void GraphTask::send(Node* next, uint32_t input_nr, Tensor g) {
 }
 
 void GraphTask::seed(const TensorList& outputs, const TensorList& grad_outputs) {
-  if (targets_) needed_ = nodes_leading_to(outputs, *targets_);
+  if (targets_ && !sinks_) needed_ = nodes_leading_to(outputs, *targets_);
   if (!grad_outputs.empty() && grad_outputs.size() != outputs.size())
     fail<AutogradError>("backward: {} outputs but {} output gradients", outputs.size(),
                         grad_outputs.size());
@@ -371,7 +392,7 @@ void GraphTask::execute() {
     node->scratch_.pending.clear();
 
     if (t_trace_norms) trace_norm(*node, grads);
-    if (targets_) capture(*node, grads);
+    if (targets_ && !sinks_) capture(*node, grads);
     if (auto* acc = dynamic_cast<AccumulateGrad*>(node)) {
       // (undefined if already written after its last consumer)
       if (!targets_ && grads[0].defined()) {
@@ -380,7 +401,8 @@ void GraphTask::execute() {
       }
       continue;
     }
-    if (targets_ && !needed_.count(node)) continue;  // grad(): leads to no requested input
+    // grad(): leads to no requested input
+    if (targets_ && !sinks_ && !needed_.count(node)) continue;
     if (!targets_) retain(*node, grads);
     run_node(*node, std::move(grads));
     if (!finish_after_.empty()) finish_hooked_leaves(*node);
@@ -462,6 +484,22 @@ void backward(const TensorList& outputs, const TensorList& grad_outputs, bool re
               bool create_graph) {
   run(outputs, grad_outputs, retain_graph, create_graph, nullptr, nullptr);
 }
+
+namespace detail {
+
+TensorList grad_at_edges(const TensorList& outputs, const TensorList& grad_outputs,
+                         const std::vector<Edge>& sinks, bool create_graph) {
+  std::unordered_multimap<Node*, Target> targets;
+  for (size_t i = 0; i < sinks.size(); ++i)
+    if (sinks[i].fn) targets.emplace(sinks[i].fn.get(), Target{i, sinks[i].input_nr});
+  TensorList captured(sinks.size());
+  GraphTask task(/*retain_graph=*/false, create_graph, &targets, &captured, /*sinks=*/true);
+  task.seed(outputs, grad_outputs);
+  task.execute();
+  return captured;
+}
+
+}  // namespace detail
 
 TensorList grad(const TensorList& outputs, const TensorList& inputs, const TensorList& grad_outputs,
                 bool retain_graph, bool create_graph, bool allow_unused) {

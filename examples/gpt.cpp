@@ -4,13 +4,13 @@
 //
 //   gpt train    [--data FILE] [--steps N] [--out CKPT] [--layers L] [--heads H] [--dim C]
 //                [--context T] [--batch B] [--accum K] [--lr LR] [--warmup W] [--eval-every E]
-//                [--seed S] [--log CSV] [--save-every N] [--resume]
+//                [--seed S] [--log CSV] [--save-every N] [--resume] [--checkpoint-activations]
 //   gpt sample   --from M [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--top-p P]
 //                [--seed S] [--stop-at-eos] [--tokenizer DIR] [--adapters FILE]
 //   gpt finetune --from M --data FILE [--steps N] [--out OUT] [--lora-rank R] [--lora-alpha A]
 //                [--lora-targets GLOB,...] [--context T] [--batch B] [--accum K] [--lr LR]
 //                [--warmup W] [--eval-every E] [--seed S] [--log CSV] [--tokenizer DIR]
-//                [--memory-report]
+//                [--memory-report] [--checkpoint-activations]
 //   gpt eval     --from M --data FILE --context N [--batch B] [--tokenizer DIR] [--adapters FILE]
 //   gpt encode   [--tokenizer DIR] FILE
 //   gpt decode   [--tokenizer DIR] FILE
@@ -64,6 +64,11 @@
 //
 // train and finetune --memory-report print, after training, the peak resident memory and how it
 // splits: weights, gradients, optimizer state, saved activations, and the rest (MemoryReport).
+//
+// --checkpoint-activations (train and finetune): each transformer block's activations are
+// recomputed during backward instead of kept (GPTConfig::checkpoint_activations): less memory for
+// about a third more block compute, the same gradients. It is not part of the saved state: a run
+// may be resumed with or without it.
 //
 // --log writes one CSV row per logged step (train loss, validation loss when measured, lr,
 // tokens/s); `gpt plot` draws the losses of one or more such files as an SVG.
@@ -218,6 +223,7 @@ struct TrainSettings {
   Metadata run;              // what must not change between a run and its resumption
   int64_t kill_at_step = 0;  // testing: SIGKILL itself in the middle of this step
   bool memory_report = false;
+  bool checkpoint_activations = false;  // recompute the blocks' activations in backward
 };
 
 // --memory-report: where a training run's memory goes. The live buffer bytes (ag::memory_stats)
@@ -283,6 +289,7 @@ struct TrainResult {
 TrainResult train_loop(nn::GPT& model, const nn::TextDataset& train, const nn::TextDataset& val,
                        const TrainSettings& s, examples::DataParallel& dp) {
   dp.attach(model);  // several ranks: rank 0's weights everywhere, gradients averaged
+  model.set_checkpoint_activations(s.checkpoint_activations);
   // Decay the matrices (and the tied embedding), not the biases and LayerNorm gains.
   std::vector<Tensor> decay, no_decay;
   for (auto& [name, p] : model.named_parameters())
@@ -489,6 +496,8 @@ void add_training_options(CLI::App& cmd, TrainArgs& a) {
   cmd.add_flag("--memory-report", a.s.memory_report,
                "at the end, the peak resident memory and how it splits (weights, gradients, "
                "optimizer state, saved activations, workspace)");
+  cmd.add_flag("--checkpoint-activations", a.s.checkpoint_activations,
+               "recompute each block's activations in backward instead of keeping them");
 }
 
 // Where `gpt train --out CKPT` keeps its training state.

@@ -55,6 +55,8 @@ class CausalSelfAttention : public Module {
   // x's.
   Tensor forward(const Tensor& x, AttentionCache* cache);
   std::string type_name() const override { return "CausalSelfAttention"; }
+  // The generator of the attention dropout.
+  std::vector<Generator*> own_generators() override { return {&gen_}; }
   // The attention probabilities of the last forward ([B, H, T, T]; with a cache
   // [B, H, T, T_cached + T]), kept when keep_attention is set.
   Tensor last_attention;

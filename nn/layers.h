@@ -22,6 +22,7 @@ class Dropout : public Module {
   Dropout(double p, uint64_t seed);
   Tensor forward(const Tensor& x) override;
   std::string type_name() const override { return "Dropout"; }
+  std::vector<Generator*> own_generators() override { return {&generator}; }
   double p;
   Generator generator;
 };

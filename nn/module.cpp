@@ -106,6 +106,13 @@ std::vector<std::pair<std::string, Module*>> Module::named_modules() {
   return out;
 }
 
+std::vector<Generator*> Module::generators() {
+  std::vector<Generator*> out;
+  for (auto& [_, m] : named_modules())
+    for (Generator* g : m->own_generators()) out.push_back(g);
+  return out;
+}
+
 void Module::train(bool on) {
   training_ = on;
   for (auto& [_, m] : children_) m->train(on);

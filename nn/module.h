@@ -38,6 +38,10 @@ class Module {
   Module& operator=(const Module&) = delete;
   virtual ~Module() = default;
 
+  // This module's own random generators, not its children's (see generators()). Modules that draw
+  // random numbers from generators they hold override it.
+  virtual std::vector<Generator*> own_generators() { return {}; }
+
   // One-tensor forward; modules with other signatures define their own call operator.
   virtual Tensor forward(const Tensor& x);
   Tensor operator()(const Tensor& x) { return forward(x); }
@@ -54,6 +58,10 @@ class Module {
   }
   // Every module of the tree with its dotted name ("" for this one), parents before children.
   std::vector<std::pair<std::string, Module*>> named_modules();
+  // The random generators the modules of the tree draw from (Dropout's, attention dropout's),
+  // parents first: what ag::checkpoint (autograd/checkpoint.h) must save and set back to recompute
+  // this module's forward with the same dropout masks.
+  std::vector<Generator*> generators();
 
   // Training mode (dropout active) or evaluation mode, for the whole tree.
   virtual void train(bool on = true);

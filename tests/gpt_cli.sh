@@ -6,7 +6,8 @@
 #   sample --temperature 0: stdout is exactly the prompt and the generated text;
 #   eval: last line `loss <x>` with 6 decimals, equal to the mean over its windows, each evaluated
 #     alone;
-#   train / finetune: their last lines as before; parse errors exit with status 2, --help with 0.
+#   train / finetune: their last lines as before; parse errors exit with status 2, --help with 0;
+#   --checkpoint-activations changes no byte of what they write (the same gradients).
 #
 #   tests/gpt_cli.sh path/to/gpt [TOKENIZER]
 # TOKENIZER is a GPT-2 tokenizer directory (encoder.json + vocab.bpe or vocab.json + merges.txt),
@@ -38,6 +39,10 @@ export OMP_NUM_THREADS=1
   --out "$dir/m.safetensors" > "$dir/train.log"
 tail -n 1 "$dir/train.log" | grep -Eq '^final val_loss [0-9]+\.[0-9]{4}$' ||
   fail "train's last line: $(tail -n 1 "$dir/train.log")"
+"$gpt" train --steps 3 --layers 1 --heads 2 --dim 16 --context 16 --batch 4 --eval-every 0 \
+  --out "$dir/m_ckpt.safetensors" --checkpoint-activations > /dev/null
+cmp "$dir/m.safetensors" "$dir/m_ckpt.safetensors" ||
+  fail "train --checkpoint-activations wrote another model"
 
 # ---- encode / decode with the byte tokenizer ----
 # Text with UTF-8, a tab, runs of spaces and newlines, a NUL and high bytes, no final newline.
@@ -140,6 +145,10 @@ tail -n 1 "$dir/full.log" | grep -Eq "$pattern" || fail "finetune's last line: $
 "$gpt" finetune --from "$dir/m.safetensors" --data "$dir/new.txt" --steps 2 --batch 2 \
   --lora-rank 2 --out "$dir/lora.safetensors" > "$dir/lora.log"
 tail -n 1 "$dir/lora.log" | grep -Eq "$pattern" || fail "finetune --lora-rank's last line"
+"$gpt" finetune --from "$dir/m.safetensors" --data "$dir/new.txt" --steps 2 --batch 2 \
+  --lora-rank 2 --out "$dir/lora_ckpt.safetensors" --checkpoint-activations > "$dir/lora_ckpt.log"
+cmp "$dir/lora.lora.safetensors" "$dir/lora_ckpt.lora.safetensors" ||
+  fail "finetune --lora-rank --checkpoint-activations wrote other adapters"
 [ -f "$dir/lora.lora.safetensors" ] && [ -f "$dir/lora.safetensors" ] || fail "LoRA files missing"
 "$gpt" sample --from "$dir/lora.safetensors" --tokens 3 --temperature 0 > /dev/null 2>&1 ||
   fail "the merged LoRA checkpoint does not load"

@@ -426,3 +426,125 @@ TEST_CASE("GPT errors name the problem and the shapes") {
   CHECK_THROWS_WITH_PARTS(model.generate(nn::encode_tensor(nn::ByteTokenizer(), "a"), 3, -1.0),
                           ValueError, "temperature");
 }
+
+namespace {
+
+// 2 layers, d_model 16, 2 heads, context 8, dropout 0.1: for the activation checkpointing tests.
+nn::GPTConfig ckpt_config(int64_t layers = 2) {
+  nn::GPTConfig c = tiny_config(9);
+  c.n_layer = layers;
+  c.d_model = 16;
+  c.context = 8;
+  c.dropout = 0.1;
+  return c;
+}
+
+// The loss of one training-mode forward and the gradients of every trainable parameter, by name.
+struct StepResult {
+  float loss;
+  std::map<std::string, std::vector<float>> grads;
+  int64_t nodes_held;  // tape nodes alive between the forward and the backward
+};
+StepResult train_step(nn::GPT& m, const Tensor& x, const Tensor& y) {
+  m.zero_grad();
+  int64_t before = memory_stats().live_nodes;
+  Tensor loss = m.loss(x, y);
+  StepResult r{loss.item<float>(), {}, memory_stats().live_nodes - before};
+  loss.backward();
+  for (auto& [name, p] : m.named_parameters())
+    if (p.requires_grad()) {
+      INFO(name);
+      REQUIRE(p.grad().defined());
+      r.grads[name] = p.grad().to_vector<float>();
+    }
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("activation checkpointing: bit-identical gradients with dropout in training mode") {
+  nn::GPT plain(ckpt_config()), ckpt(ckpt_config());
+  ckpt.set_checkpoint_activations(true);
+  plain.train();
+  ckpt.train();
+  Tensor x = random_tokens(3, 8, 61), y = random_tokens(3, 8, 62);
+  // Two steps: the second one's masks come after the first one's recomputation.
+  for (int step = 0; step < 2; ++step) {
+    StepResult a = train_step(plain, x, y), b = train_step(ckpt, x, y);
+    CHECK(a.loss == b.loss);
+    CHECK(a.grads.size() == b.grads.size());
+    for (auto& [name, g] : a.grads) {
+      INFO(name);
+      CHECK(g == b.grads[name]);
+    }
+    // The blocks' graphs were not kept.
+    CHECK(b.nodes_held < a.nodes_held / 2);
+  }
+  // Dropout is active: another mask gives another loss.
+  nn::GPT third(ckpt_config());
+  third.train();
+  third.blocks[0]->generators()[0]->seed(12345);
+  CHECK(train_step(third, x, y).loss != train_step(plain, x, y).loss);
+}
+
+TEST_CASE("activation checkpointing with LoRA adapters on frozen weights: the same gradients") {
+  nn::GPT plain(ckpt_config()), ckpt(ckpt_config());
+  ckpt.set_checkpoint_activations(true);
+  nn::LoRAConfig lc;
+  lc.rank = 2;
+  for (nn::GPT* m : {&plain, &ckpt}) {
+    nn::apply_lora(*m, lc);
+    m->train();
+    // B starts at zero (so A would get no gradient): give it values.
+    Generator g(5);
+    NoGradGuard ng;
+    for (auto& [name, p] : m->named_parameters())
+      if (nn::name_matches(name, "*.lora.B")) p.copy_(normal(p.shape(), 0, 0.1, float32, &g));
+  }
+  Tensor x = random_tokens(2, 8, 63), y = random_tokens(2, 8, 64);
+  StepResult a = train_step(plain, x, y), b = train_step(ckpt, x, y);
+  CHECK(a.grads.size() == 4 * 2 * 2);  // A and B of 4 layers in 2 blocks
+  CHECK(a.loss == b.loss);
+  for (auto& [name, g] : a.grads) {
+    INFO(name);
+    CHECK(g == b.grads[name]);
+  }
+  CHECK_FALSE(ckpt.blocks[1]->mlp->fc->weight.grad().defined());
+}
+
+TEST_CASE("activation checkpointing of a 4-block GPT keeps far fewer bytes for backward") {
+  nn::GPTConfig c = ckpt_config(4);
+  c.d_model = 32;
+  c.context = 16;
+  auto held = [&](bool on) {
+    nn::GPT m(c);
+    m.set_checkpoint_activations(on);
+    m.train();
+    Tensor x = random_tokens(4, 16, 65), y = random_tokens(4, 16, 66);
+    int64_t before = memory_stats().live_storage_bytes;
+    Tensor loss = m.loss(x, y);
+    int64_t bytes = memory_stats().live_storage_bytes - before;
+    loss.backward();
+    return bytes;
+  };
+  int64_t plain = held(false), ckpt = held(true);
+  MESSAGE("bytes saved for backward by a 4-block GPT: " << plain << " without checkpointing, "
+                                                        << ckpt << " with");
+  // With checkpointing a block keeps only its input, [B, T, C], instead of its activations.
+  CHECK(ckpt * 3 < plain);
+}
+
+TEST_CASE("activation checkpointing: no effect on evaluation, generation or the file") {
+  nn::GPT m(ckpt_config());
+  m.eval();
+  Tensor x = random_tokens(1, 8, 67);
+  Tensor before = logits_of(m, x);
+  m.set_checkpoint_activations(true);
+  CHECK(logits_of(m, x).to_vector<float>() == before.to_vector<float>());
+  Tensor recorded = m.forward(x);  // recording on, eval mode: checkpointed, same values
+  CHECK(recorded.to_vector<float>() == before.to_vector<float>());
+  CHECK(m.generate(random_tokens(1, 1, 68).reshape({1}), 4, 0.0).numel() == 5);
+  TempFile f("ckpt_flag.safetensors");
+  nn::save_gpt(f.path.string(), m);
+  CHECK_FALSE(nn::load_gpt(f.path.string())->config().checkpoint_activations);
+}

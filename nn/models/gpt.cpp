@@ -92,8 +92,16 @@ Tensor GPT::hidden(const Tensor& tokens, KVCache* cache) {
                      blocks.size());
   Tensor pos = add(arange(T, int64), scalar_tensor(static_cast<double>(past), int64));
   Tensor x = add(wte->forward(tokens), wpe->forward(pos));  // [B, T, C]
-  for (size_t i = 0; i < blocks.size(); ++i)
-    x = blocks[i]->forward(x, cache ? &cache->layers[i] : nullptr);
+  bool ckpt = config_.checkpoint_activations && !cache && is_grad_enabled();
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    if (ckpt) {
+      std::shared_ptr<TransformerBlock> block = blocks[i];
+      x = checkpoint([block](const Tensor& t) { return block->forward(t, nullptr); }, x,
+                     {.generators = block->generators()});
+    } else {
+      x = blocks[i]->forward(x, cache ? &cache->layers[i] : nullptr);
+    }
+  }
   return ln_f->forward(x);
 }
 

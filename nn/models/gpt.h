@@ -31,6 +31,13 @@ struct GPTConfig {
   std::string gelu = "tanh";  // GELU form in the MLP: "tanh" or "none" (erf)
   double layer_norm_eps = 1e-5;  // epsilon of every LayerNorm (the blocks' and the final one)
   uint64_t seed = 0;
+  // Activation checkpointing (autograd/checkpoint.h), a runtime switch: while gradients are
+  // recorded (and no key/value cache is used), each block's forward runs under ag::checkpoint with
+  // the block's dropout generators, so only the blocks' inputs are kept for backward and each
+  // block's activations are recomputed during backward (about a third more compute for the blocks,
+  // the same gradients bit for bit). Not stored in checkpoint files;
+  // GPT::set_checkpoint_activations changes it on a model.
+  bool checkpoint_activations = false;
   void validate() const;
 };
 
@@ -120,6 +127,8 @@ class GPT : public Module {
   Tensor loss(const Tensor& tokens, const Tensor& targets);
   std::string type_name() const override { return "GPT"; }
   const GPTConfig& config() const { return config_; }
+  // Turns activation checkpointing of the blocks on or off (GPTConfig::checkpoint_activations).
+  void set_checkpoint_activations(bool on) { config_.checkpoint_activations = on; }
   // Continues `prompt` (int64 [T0], T0 >= 1) by up to options.max_new_tokens tokens (fewer if
   // options.stop_at is drawn) and returns prompt and continuation, int64 [T0 + n]. Runs in eval
   // mode without gradient recording, and restores the training mode afterwards, also when it
