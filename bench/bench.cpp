@@ -86,6 +86,18 @@ Timing mlp(const std::vector<int64_t>& sizes, const std::string& act, int64_t ba
       steps);
 }
 
+// Timed training steps of a GPT on a fixed batch: zero_grad, loss, backward, step.
+Timing gpt_steps(ag::nn::GPT& model, ag::nn::Optimizer& opt, const ag::Tensor& x,
+                 const ag::Tensor& y, int steps) {
+  return time_steps(
+      [&] {
+        opt.zero_grad();
+        model.loss(x, y).backward();
+        opt.step();
+      },
+      steps);
+}
+
 // gpt-mini: WORKLOADS.md's configuration, AdamW(lr 3e-4, wd 0.1), one step on a fixed batch.
 Timing gpt_mini(int steps) {
   ag::nn::GPTConfig c;  // vocab 256, 4 layers, 4 heads, d 128, context 64, GELU tanh, no dropout
@@ -95,13 +107,7 @@ Timing gpt_mini(int steps) {
   ag::Tensor data = ag::randint(0, c.vocab_size, {16, c.context + 1}, &g);
   ag::Tensor x = ag::slice(data, 1, 0, c.context).contiguous();
   ag::Tensor y = ag::slice(data, 1, 1, c.context + 1).contiguous();
-  return time_steps(
-      [&] {
-        opt.zero_grad();
-        model.loss(x, y).backward();
-        opt.step();
-      },
-      steps);
+  return gpt_steps(model, opt, x, y, steps);
 }
 
 // GPT-2 small (WORKLOADS.md): vocab 50257, context 1024, 12 layers, 12 heads, d_model 768, GELU
@@ -124,15 +130,10 @@ Timing gpt2_124m(int steps) {
   // counted as in llm.c and nanoGPT, plus attention's two T x T products per layer (2 x 2 B T^2 C
   // forward, twice that backward).
   const double n = static_cast<double>(model.num_parameters()), b = 4, t = 64, c = 768, l = 12;
-  std::printf("gpt2-124m flops %.3f GFLOP per step (6 x %.0f parameters x %.0f tokens + attention)\n",
-              (6 * n * b * t + 12 * l * b * t * t * c) / 1e9, n, b * t);
-  return time_steps(
-      [&] {
-        opt.zero_grad();
-        model.loss(x, y).backward();
-        opt.step();
-      },
-      steps);
+  std::printf(
+      "gpt2-124m flops %.3f GFLOP per step (6 x %.0f parameters x %.0f tokens + attention)\n",
+      (6 * n * b * t + 12 * l * b * t * t * c) / 1e9, n, b * t);
+  return gpt_steps(model, opt, x, y, steps);
 }
 
 // The bound of one generated token: the median of 10 times reading every weight once from memory
@@ -201,8 +202,10 @@ Timing gpt2_generate(int steps) {
   }
   std::sort(t.begin(), t.end());
   r.median_us = t[t.size() / 2];
-  std::printf("weight-read median %.3f us (%.1f MB of float32 weights, read once, split across the threads)\n",
-              weight_read_us(model.parameters()), 4e-6 * static_cast<double>(model.num_parameters()));
+  std::printf(
+      "weight-read median %.3f us (%.1f MB of float32 weights, read once, split across the "
+      "threads)\n",
+      weight_read_us(model.parameters()), 4e-6 * static_cast<double>(model.num_parameters()));
   return r;
 }
 
@@ -233,7 +236,9 @@ Timing cnn(int steps) {
 
 int usage() {
   std::fprintf(stderr, "usage: bench perop|tiny|mlp784|gpt-mini [--steps N] [--rss] [--json]\n");
-  std::fprintf(stderr, "       bench cnn|gpt2-124m|gpt2-generate|gpt2-weight-read [--steps N] [--rss] [--json]\n");
+  std::fprintf(
+      stderr,
+      "       bench cnn|gpt2-124m|gpt2-generate|gpt2-weight-read [--steps N] [--rss] [--json]\n");
   return 2;
 }
 
