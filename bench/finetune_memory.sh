@@ -6,7 +6,7 @@
 #
 #   bench/finetune_memory.sh [--rounds N] [--steps N] [--warmup N] [--rank R]
 #                            [--settings "full lora lora-ckpt lora-ckpt-bf16"] [--no-torch]
-#                            [--out DIR] SIZE...
+#                            [--out DIR] [--report-only] SIZE...
 #
 # SIZE: 124m, 355m, 774m (GPT-2 small, medium, large shapes) or smoke (a 2-layer check).
 # Settings: full (every weight trains, float32), lora (rank-R adapters on the attention and MLP
@@ -16,10 +16,11 @@
 # Peak RSS: "Maximum resident set size" of /usr/bin/time -v, the whole process (for PyTorch the
 # interpreter and its libraries too). Step time: the median of the timed steps the program
 # reports. Over several rounds each cell is the median of the rounds. Every run's output is kept in
-# DIR (default /tmp/finetune-memory). Builds nothing: build build/bench/bench first.
+# DIR (default /tmp/finetune-memory); --report-only prints the table of the runs already in DIR
+# without running anything. Builds nothing: build build/bench/bench first.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-rounds=1 steps=2 warmup=1 rank=8 torch=1 out=/tmp/finetune-memory
+rounds=1 steps=2 warmup=1 rank=8 torch=1 out=/tmp/finetune-memory run=1
 settings="full lora lora-ckpt lora-ckpt-bf16"
 sizes=()
 while [ $# -gt 0 ]; do
@@ -31,14 +32,13 @@ while [ $# -gt 0 ]; do
     --settings) settings=$2; shift 2 ;;
     --no-torch) torch=0; shift ;;
     --out) out=$2; shift 2 ;;
+    --report-only) run=0; shift ;;
     124m|355m|774m|smoke) sizes+=("$1"); shift ;;
     *) echo "finetune_memory.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
 [ ${#sizes[@]} -gt 0 ] || sizes=(124m 355m)
 bench="$root/build/bench/bench"
-[ -x "$bench" ] || { echo "finetune_memory.sh: $bench not built (ninja -C build bench/bench)" >&2; exit 1; }
-[ -x /usr/bin/time ] || { echo "finetune_memory.sh: needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
 mkdir -p "$out"
 
 flags() {  # SIDE SETTING: the command-line flags of a setting, or "skip"
@@ -71,17 +71,22 @@ measure() {
   echo "  $1 $2 $3 round $4: peak $((kib / 1024)) MiB, step $(awk -v u="$us" 'BEGIN {printf "%.0f", u / 1000}') ms" >&2
 }
 
-for s in "${sizes[@]}"; do for c in $settings; do rm -f "$out"/{ours,torch}-"$s-$c".txt; done; done
-echo "# $(lscpu | awk -F': *' '/Model name/ {print $2}'), $(nproc) CPUs; $(uptime)" >&2
-for r in $(seq 1 "$rounds"); do
-  for s in "${sizes[@]}"; do
-    for c in $settings; do
-      measure ours "$s" "$c" "$r"
-      [ "$torch" = 1 ] && measure torch "$s" "$c" "$r"
+runs() {
+  [ -x "$bench" ] || { echo "finetune_memory.sh: $bench not built (ninja -C build bench/bench)" >&2; exit 1; }
+  [ -x /usr/bin/time ] || { echo "finetune_memory.sh: needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
+  for s in "${sizes[@]}"; do for c in $settings; do rm -f "$out"/{ours,torch}-"$s-$c".txt; done; done
+  echo "# $(lscpu | awk -F': *' '/Model name/ {print $2}'), $(nproc) CPUs; $(uptime)" >&2
+  for r in $(seq 1 "$rounds"); do
+    for s in "${sizes[@]}"; do
+      for c in $settings; do
+        measure ours "$s" "$c" "$r"
+        if [ "$torch" = 1 ]; then measure torch "$s" "$c" "$r"; fi
+      done
     done
   done
-done
-echo "# after the runs: $(uptime)" >&2
+  echo "# after the runs: $(uptime)" >&2
+}
+[ "$run" = 1 ] && runs
 
 # med SIDE SIZE SETTING COLUMN: the median over the rounds of a column (1 peak KiB, 2 step us), or
 # empty if there is no run.
@@ -115,7 +120,7 @@ echo
 echo "Where our bytes go (the last round's runs, bench gpt2-finetune's memory line):"
 for s in "${sizes[@]}"; do
   for c in $settings; do
-    f="$out/ours-$s-$c-r$rounds.out"
-    [ -s "$f" ] && echo "  $s $c: $(grep -h 'memory:' "$f" | sed 's/^gpt2-finetune memory: //')"
+    f=$(ls "$out/ours-$s-$c"-r*.out 2>/dev/null | tail -1)
+    [ -n "$f" ] && [ -s "$f" ] && echo "  $s $c: $(grep -h 'memory:' "$f" | sed 's/^gpt2-finetune memory: //')"
   done
 done
