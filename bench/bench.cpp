@@ -1,8 +1,12 @@
 // The benchmark workloads of WORKLOADS.md:
 //   bench perop|tiny|mlp784|gpt-mini|cnn|gpt2-124m|gpt2-generate|gpt2-weight-read [--steps N]
 //         [--rss] [--json]
+// and issue 26's fine-tuning memory workload (bench/finetune_memory.sh runs it):
+//   bench gpt2-finetune [--size 124m|355m|774m|smoke] [--lora R] [--checkpoint] [--steps N]
+//         [--warmup N] [--rss] [--json]
 // Prints `<workload> median <X> us` as its last line (X: median microseconds of one timed
-// step, or of one recorded op for perop). Inputs are made before timing; 5 untimed warm-up steps.
+// step, or of one recorded op for perop). Inputs are made before timing; 5 untimed warm-up steps
+// (gpt2-finetune: --warmup N, default 5).
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -21,6 +25,12 @@ namespace {
 struct Options {
   std::string workload;
   int steps = 200;
+  // gpt2-finetune only: untimed steps before the timed ones, the model's size, the LoRA rank
+  // (0: full fine-tuning), activation checkpointing.
+  int warmup = 5;
+  std::string size = "124m";
+  int64_t lora_rank = 0;
+  bool checkpoint = false;
   bool rss = false;
   bool json = false;
 };
@@ -33,8 +43,8 @@ struct Timing {
   long rss_after_100_kib = -1;
 };
 
-Timing time_steps(const std::function<void()>& step, int steps) {
-  for (int i = 0; i < 5; ++i) step();
+Timing time_steps(const std::function<void()>& step, int steps, int warmup = 5) {
+  for (int i = 0; i < warmup; ++i) step();
   std::vector<double> t;
   t.reserve(steps);
   Timing r;
@@ -134,6 +144,96 @@ Timing gpt2_124m(int steps) {
       "gpt2-124m flops %.3f GFLOP per step (6 x %.0f parameters x %.0f tokens + attention)\n",
       (6 * n * b * t + 12 * l * b * t * t * c) / 1e9, n, b * t);
   return gpt_steps(model, opt, x, y, steps);
+}
+
+// The GPT-2 shapes of issue 26's fine-tuning table (vocab 50257, context 1024, GELU tanh, weights
+// N(0, 0.02)): 124m (GPT-2 small), 355m (medium: 24 layers, 16 heads, d_model 1024), 774m (large:
+// 36 layers, 20 heads, 1280), and smoke (2 layers, 2 heads, 64: checks the workload runs).
+ag::nn::GPTConfig gpt2_shape(const std::string& size) {
+  ag::nn::GPTConfig c = gpt2_small();
+  if (size == "355m") {
+    c.n_layer = 24, c.n_head = 16, c.d_model = 1024;
+  } else if (size == "774m") {
+    c.n_layer = 36, c.n_head = 20, c.d_model = 1280;
+  } else if (size == "smoke") {
+    c.n_layer = 2, c.n_head = 2, c.d_model = 64;
+  } else if (size != "124m") {
+    ag::fail<ag::ValueError>("bench gpt2-finetune: --size '{}' is not 124m, 355m, 774m or smoke",
+                             size);
+  }
+  return c;
+}
+
+// Where a fine-tuning step's memory goes, in bytes of tensor storage (ag::memory_stats): the
+// largest growth of the live bytes across a forward (what the graph keeps for backward), and the
+// gradients' bytes after a backward.
+struct StepMemory {
+  int64_t activations = 0, gradients = 0;
+  static int64_t live() { return ag::memory_stats().live_storage_bytes; }
+  static int64_t bytes(const ag::Tensor& t) {
+    return t.defined() ? t.numel() * static_cast<int64_t>(ag::itemsize(t.dtype())) : 0;
+  }
+  void print(const std::vector<ag::Tensor>& weights, const ag::nn::Optimizer& opt) const;
+};
+
+void StepMemory::print(const std::vector<ag::Tensor>& weights, const ag::nn::Optimizer& opt) const {
+  int64_t w = 0, state = 0;
+  for (const ag::Tensor& p : weights) w += bytes(p);
+  for (const auto& [name, t] : opt.state_dict().tensors) state += bytes(t);
+  auto mib = [](double b) { return b / (1 << 20); };
+  std::printf(
+      "gpt2-finetune memory: weights %.1f MiB, gradients %.1f MiB, optimizer state %.1f MiB, saved "
+      "activations %.1f MiB, engine buffer cache %.1f MiB, peak resident %.1f MiB\n",
+      mib(w), mib(gradients), mib(state), mib(activations),
+      mib(static_cast<double>(ag::memory_stats().cached_bytes)), peak_rss_kib() / 1024.0);
+}
+
+// gpt2-finetune: one fine-tuning step of a GPT-2-shaped model (gpt2_shape) at batch 4 x 256 random
+// tokens: forward, cross-entropy over all positions, backward, AdamW (lr 1e-4, betas 0.9/0.999,
+// eps 1e-8, weight decay 0) over the trainable parameters only. With --lora R every parameter is
+// frozen and rank-R adapters (alpha 2R) train on the attention and MLP projections (the default
+// targets of apply_lora, as `gpt finetune --lora-rank`); --checkpoint recomputes each block's
+// activations in backward. Prints the parameter counts and where the bytes go (StepMemory).
+Timing gpt2_finetune(const Options& o) {
+  ag::nn::GPT model(gpt2_shape(o.size));
+  int64_t adapted = 0;
+  if (o.lora_rank > 0)
+    adapted = ag::nn::apply_lora(
+        model, {.rank = o.lora_rank, .alpha = 2.0 * static_cast<double>(o.lora_rank)});
+  model.set_checkpoint_activations(o.checkpoint);
+  std::vector<ag::Tensor> trainable;
+  for (const ag::Tensor& p : model.parameters())
+    if (p.requires_grad()) trainable.push_back(p);
+  ag::nn::AdamW opt(trainable, {.lr = 1e-4, .weight_decay = 0.0});
+  ag::Generator g(0);
+  ag::Tensor data = ag::randint(0, 50257, {4, 257}, &g);
+  ag::Tensor x = ag::slice(data, 1, 0, 256).contiguous();
+  ag::Tensor y = ag::slice(data, 1, 1, 257).contiguous();
+  std::printf(
+      "gpt2-finetune size %s: %lld parameters, %lld trainable (LoRA rank %lld on %lld layers), "
+      "checkpointing %s, batch 4 x 256\n",
+      o.size.c_str(), static_cast<long long>(model.num_parameters()),
+      static_cast<long long>(model.num_parameters(true)), static_cast<long long>(o.lora_rank),
+      static_cast<long long>(adapted), o.checkpoint ? "on" : "off");
+  StepMemory mem;
+  float last_loss = 0;
+  Timing r = time_steps(
+      [&] {
+        opt.zero_grad();
+        int64_t before = StepMemory::live();
+        ag::Tensor loss = model.loss(x, y);
+        mem.activations = std::max(mem.activations, StepMemory::live() - before);
+        loss.backward();
+        int64_t grads = 0;
+        for (const ag::Tensor& p : trainable) grads += StepMemory::bytes(p.grad());
+        mem.gradients = std::max(mem.gradients, grads);
+        opt.step();
+        last_loss = loss.item<float>();
+      },
+      o.steps, o.warmup);
+  std::printf("gpt2-finetune loss %.4f after %d steps\n", last_loss, o.warmup + o.steps);
+  mem.print(model.parameters(), opt);
+  return r;
 }
 
 // The bound of one generated token: the median of 10 times reading every weight once from memory
@@ -239,6 +339,10 @@ int usage() {
   std::fprintf(
       stderr,
       "       bench cnn|gpt2-124m|gpt2-generate|gpt2-weight-read [--steps N] [--rss] [--json]\n");
+  std::fprintf(
+      stderr,
+      "       bench gpt2-finetune [--size 124m|355m|774m|smoke] [--lora R] [--checkpoint]\n"
+      "             [--steps N] [--warmup N] [--rss] [--json]\n");
   return 2;
 }
 
@@ -246,10 +350,23 @@ int usage() {
 
 int main(int argc, char** argv) {
   Options o;
+  bool finetune_only = false;  // an option only gpt2-finetune takes was given
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--steps" && i + 1 < argc) {
       o.steps = std::max(1, std::atoi(argv[++i]));
+    } else if (a == "--warmup" && i + 1 < argc) {
+      o.warmup = std::max(0, std::atoi(argv[++i]));
+      finetune_only = true;
+    } else if (a == "--size" && i + 1 < argc) {
+      o.size = argv[++i];
+      finetune_only = true;
+    } else if (a == "--lora" && i + 1 < argc) {
+      o.lora_rank = std::max(1, std::atoi(argv[++i]));
+      finetune_only = true;
+    } else if (a == "--checkpoint") {
+      o.checkpoint = true;
+      finetune_only = true;
     } else if (a == "--rss") {
       o.rss = true;
     } else if (a == "--json") {
@@ -260,6 +377,7 @@ int main(int argc, char** argv) {
       o.workload = a;
     }
   }
+  if (finetune_only && o.workload != "gpt2-finetune") return usage();
   Timing r;
   try {
     if (o.workload == "perop") {
@@ -278,6 +396,8 @@ int main(int argc, char** argv) {
       r = gpt2_generate(o.steps);
     } else if (o.workload == "gpt2-weight-read") {
       r = gpt2_weight_read(o.steps);
+    } else if (o.workload == "gpt2-finetune") {
+      r = gpt2_finetune(o);
     } else {
       return usage();
     }
