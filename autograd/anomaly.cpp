@@ -11,6 +11,7 @@
 #include <string>
 
 #include "autograd/engine.h"
+#include "autograd/kernels/bf16.h"
 #include "autograd/kernels/dispatch.h"
 #include "autograd/node.h"
 
@@ -27,7 +28,7 @@ Bad find_non_finite(const Tensor& t) {
   Bad r;
   if (!t.defined() || !is_floating(t.dtype())) return r;
   NoGradGuard ng;
-  Tensor c = t.detach().contiguous();
+  Tensor c = kernels::in_compute(t.detach()).contiguous();
   kernels::dispatch_floating(c.dtype(), "anomaly", [&]<class T>() {
     const T* p = c.data<T>();
     for (int64_t i = 0, n = c.numel(); i < n; ++i)

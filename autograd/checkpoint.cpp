@@ -132,12 +132,14 @@ class CheckpointNode final : public Node {
   CheckpointFn fn_;
   std::vector<SavedTensor> inputs_;
   std::optional<RngStates> rng_;
+  Dtype autocast_ = Dtype::float32;   // the forward's autocast state, for the recomputation
   std::vector<bool> differentiable_;  // per output: it required grad in the forward
 };
 
 void CheckpointNode::adopt(const CheckpointFn& fn, const TensorList& inputs,
                            std::optional<RngStates> rng, Boundary&& b, TensorList& outputs) {
   fn_ = fn;
+  autocast_ = autocast_dtype();
   for (const Tensor& x : inputs) inputs_.emplace_back(x, /*is_output=*/false);
   rng_ = std::move(rng);
   for (size_t i = 0; i < b.edges.size(); ++i) {
@@ -176,6 +178,7 @@ TensorList CheckpointNode::recompute() {
     }
   } put_back{now};
   EnableGradGuard recording;
+  AutocastGuard autocast(autocast_);
   return run_fn(fn_, x);
 }
 

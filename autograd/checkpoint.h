@@ -31,6 +31,8 @@
 //   draws the same masks and the caller's stream of random numbers is not disturbed. A generator
 //   fn uses that is not listed (and not the default one) draws differently in the recomputation:
 //   list every generator fn draws from. Listed generators must outlive the backward.
+// - Autocast (grad_mode.h): the recomputation runs under the autocast state of the forward run,
+//   wherever the backward is called, so it computes in the same dtypes.
 // - Higher-order gradients: supported. With create_graph = true the recomputation and its
 //   backward are themselves recorded, so the gradients are differentiable functions of the inputs
 //   and parameters (double backward, gradgradcheck), as without checkpointing, equal to them up to

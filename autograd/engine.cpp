@@ -94,8 +94,19 @@ std::unordered_map<Node*, std::vector<AccumulateGrad*>> hooked_leaves_by_last_co
 }
 
 // Sums a gradient of a broadcast shape back to the shape its input had (NumPy broadcasting in
-// reverse). The single place where broadcasting is undone.
+// reverse), and gives it the input's dtype (a bfloat16 input of an op that promoted it to float32
+// gets a bfloat16 gradient). The single place where broadcasting and promotion are undone.
+Tensor reduce_to_input_shape(const Tensor& g, const InputMeta& meta, const Node& node,
+                             size_t input);
 Tensor reduce_to_input(const Tensor& g, const InputMeta& meta, const Node& node, size_t input) {
+  Tensor r = reduce_to_input_shape(g, meta, node, input);
+  if (r.dtype() != meta.dtype && is_floating(meta.dtype) && is_floating(r.dtype()))
+    r = r.to(meta.dtype);
+  return r;
+}
+
+Tensor reduce_to_input_shape(const Tensor& g, const InputMeta& meta, const Node& node,
+                             size_t input) {
   if (g.shape() == meta.shape) return g;
   const Shape& gs = g.shape();
   const Shape& s = meta.shape;

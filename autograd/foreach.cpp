@@ -14,9 +14,13 @@ void check_items(const char* op, std::span<const Tensor* const> operands, size_t
     const size_t item = j / n, k = j % n;
     if (!t.defined()) fail<ValueError>("{}: item {}: operand {} is undefined", op, item, k);
     const Tensor& first = *operands[j - k];
-    if (!is_floating(t.dtype()) || t.dtype() != first.dtype())
-      fail<DtypeError>("{}: item {}: operand {} is {}, operand 0 is {} (one float dtype per item)",
-                       op, item, k, dtype_name(t.dtype()), dtype_name(first.dtype()));
+    // float32 and bfloat16 mix (both computed in float32); float64 stands alone.
+    auto single = [](Dtype d) { return d == Dtype::bfloat16 ? Dtype::float32 : d; };
+    if (!is_floating(t.dtype()) || single(t.dtype()) != single(first.dtype()))
+      fail<DtypeError>(
+          "{}: item {}: operand {} is {}, operand 0 is {} (one float dtype per item; float32 and "
+          "bfloat16 may mix)",
+          op, item, k, dtype_name(t.dtype()), dtype_name(first.dtype()));
     if (!(t.shape() == first.shape()))
       fail<ShapeError>("{}: item {}: operand {} has shape {}, operand 0 {}", op, item, k, t.shape(),
                        first.shape());

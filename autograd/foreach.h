@@ -17,7 +17,10 @@
 //   });
 //
 // items: for each parameter, its N operands (the parameter, its gradient, its state buffers),
-// all of one shape and one float dtype; the dtype may differ from item to item. `written` marks
+// all of one shape and one float dtype; the dtype may differ from item to item. bfloat16 operands
+// may mix with float32 ones in an item (state kept in bfloat16, a bfloat16 parameter with a float32
+// gradient): the element function then sees float32 values (T = float), read from bfloat16
+// exactly and rounded to nearest-even where it writes a bfloat16 operand. `written` marks
 // the operands the element function changes; they are stored back and their version counters
 // bumped (so a tensor saved for backward notices), the others are only read.
 // rule: called as `rule.template operator()<T>(i)` for item i with T = float or double; it returns
@@ -147,6 +150,70 @@ void update_dtype(std::span<const std::array<Tensor, N>> items, const std::vecto
       }
 }
 
+// Items with a bfloat16 operand, computed in float32: each thread's piece of an item goes through
+// float32 blocks of kBf16Block elements (bfloat16 operands widened into the block, rounded back
+// after the element function ran on it), so no float32 copy of a whole operand is made.
+inline constexpr int64_t kBf16Block = 1024;
+
+template <size_t N, class Rule>
+void update_bf16(std::span<const std::array<Tensor, N>> items, const std::vector<size_t>& idx,
+                 const std::array<bool, N>& write, Rule& rule) {
+  struct Piece {
+    std::array<char*, N> ptr;
+    std::array<bool, N> half;  // operand k is bfloat16
+    int64_t n;
+  };
+  std::vector<Piece> pieces;
+  std::vector<std::array<Tensor, N>> copies(idx.size());  // contiguous operands
+  int64_t total = 0;
+  for (size_t j = 0; j < idx.size(); ++j) {
+    Piece p{{}, {}, items[idx[j]][0].numel()};
+    for (size_t k = 0; k < N; ++k) {
+      copies[j][k] = items[idx[j]][k].contiguous();
+      p.half[k] = copies[j][k].dtype() == Dtype::bfloat16;
+      p.ptr[k] = p.half[k] ? reinterpret_cast<char*>(copies[j][k].template data<bf16>())
+                           : reinterpret_cast<char*>(copies[j][k].template data<float>());
+    }
+    pieces.push_back(p);
+    total += p.n;
+  }
+  using F = decltype(rule.template operator()<float>(size_t{0}));
+  std::vector<F> fs;
+  for (size_t j = 0; j < idx.size(); ++j) fs.push_back(rule.template operator()<float>(idx[j]));
+  run_pieces(total, [&](int64_t t, int64_t nt) {
+    alignas(64) float block[N][kBf16Block];
+    for (size_t j = 0; j < pieces.size(); ++j) {
+      const Piece& p = pieces[j];
+      auto at = [&](int64_t s) { return s == nt ? p.n : p.n * s / nt / 16 * 16; };
+      for (int64_t b = at(t), e = at(t + 1); b < e; b += kBf16Block) {
+        const int64_t len = std::min(kBf16Block, e - b);
+        std::array<float*, N> ptr;
+        for (size_t k = 0; k < N; ++k) {
+          if (!p.half[k]) {
+            ptr[k] = reinterpret_cast<float*>(p.ptr[k]) + b;
+            continue;
+          }
+          const bf16* src = reinterpret_cast<const bf16*>(p.ptr[k]) + b;
+          for (int64_t i = 0; i < len; ++i) block[k][i] = float(src[i]);
+          ptr[k] = block[k];
+        }
+        dense<float, N>(ptr, len, write, fs[j]);
+        for (size_t k = 0; k < N; ++k)
+          if (p.half[k] && write[k]) {
+            bf16* dst = reinterpret_cast<bf16*>(p.ptr[k]) + b;
+            for (int64_t i = 0; i < len; ++i) dst[i] = bf16(block[k][i]);
+          }
+      }
+    }
+  });
+  for (size_t j = 0; j < idx.size(); ++j)
+    for (size_t k = 0; k < N; ++k)
+      if (write[k] && !copies[j][k].same(items[idx[j]][k])) {
+        Tensor dst = items[idx[j]][k];
+        dst.copy_(copies[j][k]);
+      }
+}
+
 }  // namespace foreach_detail
 
 // Helpers for element functions, for V a float, a double or an xsimd batch of them:
@@ -175,15 +242,23 @@ void foreach_update_(std::span<const std::array<Tensor, N>> items,
   for (const auto& item : items)
     for (const Tensor& t : item) operands.push_back(&t);
   foreach_detail::check_items("foreach_update_", operands, N);
-  for (Dtype d : {float32, float64}) {
+  // Three groups: float32 items, float64 items, items with a bfloat16 operand.
+  auto group = [&](size_t i) {
+    for (const Tensor& t : items[i])
+      if (t.dtype() == bfloat16) return 2;
+    return items[i][0].dtype() == float64 ? 1 : 0;
+  };
+  for (int gr : {0, 1, 2}) {
     std::vector<size_t> idx;
     for (size_t i = 0; i < items.size(); ++i)
-      if (items[i][0].dtype() == d) idx.push_back(i);
+      if (group(i) == gr) idx.push_back(i);
     if (idx.empty()) continue;
-    if (d == float32)
+    if (gr == 0)
       foreach_detail::update_dtype<float, N>(items, idx, written, rule);
-    else
+    else if (gr == 1)
       foreach_detail::update_dtype<double, N>(items, idx, written, rule);
+    else
+      foreach_detail::update_bf16<N>(items, idx, written, rule);
   }
   for (const auto& item : items)
     for (size_t k = 0; k < N; ++k)

@@ -37,6 +37,17 @@ DeleteQueue& delete_queue() {
 
 bool is_grad_enabled() { return t_grad_enabled; }
 void set_grad_enabled(bool enabled) { t_grad_enabled = enabled; }
+
+namespace {
+thread_local Dtype t_autocast = Dtype::float32;
+}
+Dtype autocast_dtype() { return t_autocast; }
+void set_autocast_dtype(Dtype dtype) {
+  if (dtype != Dtype::float32 && dtype != Dtype::bfloat16)
+    fail<ValueError>("autocast: dtype must be float32 (off) or bfloat16, got {}",
+                     dtype_name(dtype));
+  t_autocast = dtype;
+}
 bool is_tape_checking() { return t_tape_checking; }
 bool is_anomaly_enabled() { return t_anomaly; }
 void set_anomaly_enabled(bool on) { t_anomaly = on; }

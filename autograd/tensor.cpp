@@ -4,6 +4,7 @@
 
 #include "autograd/engine.h"
 #include "autograd/forward.h"
+#include "autograd/kernels/bf16.h"
 #include "autograd/kernels/copy.h"
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/loops.h"
@@ -71,8 +72,8 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
     int64_t ai = i - (n - a.size()), bi = i - (n - b.size());
     int64_t x = ai >= 0 ? a[ai] : 1, y = bi >= 0 ? b[bi] : 1;
     if (x != y && x != 1 && y != 1)
-      fail<ShapeError>("{}: shapes {} and {} cannot be broadcast (axis {}: {} vs {})", op, a, b,
-                       i, x, y);
+      fail<ShapeError>("{}: shapes {} and {} cannot be broadcast (axis {}: {} vs {})", op, a, b, i,
+                       x, y);
     r[i] = x == 1 ? y : x;
   }
   return r;
@@ -140,8 +141,7 @@ Tensor::Tensor(std::initializer_list<std::initializer_list<double>> values) {
   *this = from_vector(flat, Shape{static_cast<int64_t>(values.size()), cols});
 }
 
-Tensor::Tensor(
-    std::initializer_list<std::initializer_list<std::initializer_list<double>>> values) {
+Tensor::Tensor(std::initializer_list<std::initializer_list<std::initializer_list<double>>> values) {
   std::vector<float> flat;
   int64_t rows = values.size() ? static_cast<int64_t>(values.begin()->size()) : 0;
   int64_t cols = rows ? static_cast<int64_t>(values.begin()->begin()->size()) : 0;
@@ -167,9 +167,7 @@ TensorImpl* Tensor::impl() const {
   return impl_.get();
 }
 
-int64_t Tensor::size(int64_t axis) const {
-  return shape()[normalize_axis(axis, dim(), "size")];
-}
+int64_t Tensor::size(int64_t axis) const { return shape()[normalize_axis(axis, dim(), "size")]; }
 
 bool Tensor::is_contiguous() const {
   const TensorImpl& t = *impl();
@@ -240,8 +238,7 @@ Tensor Tensor::grad() const { return impl()->grad ? Tensor(impl()->grad) : Tenso
 
 void Tensor::set_grad(const Tensor& g) {
   if (g.defined() && !(g.shape() == shape()))
-    fail<ShapeError>("set_grad: gradient of shape {} for a tensor of shape {}", g.shape(),
-                     shape());
+    fail<ShapeError>("set_grad: gradient of shape {} for a tensor of shape {}", g.shape(), shape());
   impl()->grad = g.defined() ? g.impl_ptr() : nullptr;
 }
 
@@ -280,8 +277,9 @@ Tensor Tensor::detach() const {
 void Tensor::set_data(const Tensor& src) {
   TensorImpl* t = impl();
   if (t->grad_fn)
-    fail<AutogradError>("set_data: tensor of shape {} is the output of {}; only leaves can be reset",
-                        t->shape, t->grad_fn->name());
+    fail<AutogradError>(
+        "set_data: tensor of shape {} is the output of {}; only leaves can be reset", t->shape,
+        t->grad_fn->name());
   const TensorImpl& s = *src.impl();
   if (t->requires_grad && !is_floating(s.dtype))
     fail<DtypeError>("set_data: a tensor that requires grad cannot take {} data",
@@ -404,12 +402,14 @@ Tensor arange(int64_t n, Dtype dtype) { return arange(0.0, static_cast<double>(n
 
 Tensor linspace(double start, double stop, int64_t steps, Dtype dtype) {
   if (steps < 0) fail<ValueError>("linspace: steps must be non-negative, got {}", steps);
+  if (dtype == bfloat16) return kernels::cast(linspace(start, stop, steps, float32), bfloat16);
   Tensor t = Tensor::empty(Shape{steps}, dtype);
   dispatch_floating(dtype, "linspace", [&]<class T>() {
     T* p = t.data<T>();
     double h = steps > 1 ? (stop - start) / static_cast<double>(steps - 1) : 0.0;
     for (int64_t i = 0; i < steps; ++i)
-      p[i] = static_cast<T>(i == steps - 1 && steps > 1 ? stop : start + h * static_cast<double>(i));
+      p[i] =
+          static_cast<T>(i == steps - 1 && steps > 1 ? stop : start + h * static_cast<double>(i));
   });
   return t;
 }

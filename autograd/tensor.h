@@ -212,7 +212,7 @@ class Tensor {
   void set_data(const Tensor& src);
 
   // ---- conversion ----
-  Tensor to(Dtype dtype) const;  // differentiable between float32 and float64
+  Tensor to(Dtype dtype) const;  // differentiable between float32, float64 and bfloat16
   // This tensor if already contiguous, else a row-major copy.
   Tensor contiguous() const;
   // A contiguous copy of the data; differentiable (the gradient passes through).

@@ -4,6 +4,12 @@
 #include <cblas.h>
 #include <dnnl.h>
 
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <tuple>
+
 #include <algorithm>
 #include <vector>
 
@@ -120,6 +126,84 @@ void gemm_call(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* 
     return small_gemm(ta, tb, m, n, k, a, lda, b, ldb, accumulate, c, ldc);
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m),
               int(n), int(k), 1.0, a, int(lda), b, int(ldb), accumulate ? 1.0 : 0.0, c, int(ldc));
+}
+
+// ---- bfloat16 operands ----------------------------------------------------------------------
+
+namespace {
+
+std::atomic<bool> g_force_fallback{false};
+
+// The shape and layout of one bfloat16 GEMM: the key of its oneDNN primitive.
+using Bf16Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>;
+
+dnnl::engine& cpu_engine() {
+  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+
+// A [rows, cols] matrix read row-major with leading dimension ld, or transposed.
+dnnl::memory::desc matrix_desc(int64_t rows, int64_t cols, dnnl::memory::data_type dt, bool trans,
+                               int64_t ld) {
+  return dnnl::memory::desc({rows, cols}, dt,
+                            trans ? dnnl::memory::dims{1, ld} : dnnl::memory::dims{ld, 1});
+}
+
+// The primitive for `key`, made once (null when oneDNN has no bfloat16 kernel for this CPU).
+const dnnl::matmul* bf16_primitive(const Bf16Key& key) {
+  static std::mutex mutex;
+  static std::map<Bf16Key, std::unique_ptr<dnnl::matmul>> cache;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second.get();
+  auto [ta, tb, m, n, k, lda, ldb, ldc] = key;
+  using dt = dnnl::memory::data_type;
+  std::unique_ptr<dnnl::matmul> p;
+  try {
+    dnnl::matmul::desc d(matrix_desc(m, k, dt::bf16, ta, lda), matrix_desc(k, n, dt::bf16, tb, ldb),
+                         matrix_desc(m, n, dt::f32, false, ldc));
+    p = std::make_unique<dnnl::matmul>(dnnl::matmul::primitive_desc(d, cpu_engine()));
+  } catch (const dnnl::error&) {
+    p.reset();  // unimplemented on this CPU: the float32 fallback
+  }
+  if (cache.size() > 4096) cache.clear();
+  return (cache[key] = std::move(p)).get();
+}
+
+// op(X) of a bfloat16 matrix widened to a row-major float32 copy [rows, cols].
+std::vector<float> widen(const bf16* x, bool trans, int64_t rows, int64_t cols, int64_t ld) {
+  std::vector<float> out(static_cast<size_t>(rows * cols));
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j)
+      out[static_cast<size_t>(i * cols + j)] = trans ? float(x[j * ld + i]) : float(x[i * ld + j]);
+  return out;
+}
+
+}  // namespace
+
+const char* bf16_gemm_path() {
+  if (g_force_fallback) return "float32";
+  return bf16_primitive({false, false, 64, 64, 64, 64, 64, 64}) ? "onednn" : "float32";
+}
+
+void force_bf16_fallback(bool on) { g_force_fallback = on; }
+
+void gemm_bf16(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const bf16* a, int64_t lda,
+               const bf16* b, int64_t ldb, float* c, int64_t ldc) {
+  const dnnl::matmul* p =
+      g_force_fallback ? nullptr : bf16_primitive({ta, tb, m, n, k, lda, ldb, ldc});
+  if (!p) {
+    std::vector<float> fa = widen(a, ta, m, k, lda), fb = widen(b, tb, k, n, ldb);
+    return gemm(false, false, m, n, k, fa.data(), k, fb.data(), n, c, ldc);
+  }
+  using dt = dnnl::memory::data_type;
+  dnnl::engine& e = cpu_engine();
+  dnnl::memory ma(matrix_desc(m, k, dt::bf16, ta, lda), e, const_cast<bf16*>(a));
+  dnnl::memory mb(matrix_desc(k, n, dt::bf16, tb, ldb), e, const_cast<bf16*>(b));
+  dnnl::memory mc(matrix_desc(m, n, dt::f32, false, ldc), e, c);
+  dnnl::stream s(e);
+  p->execute(s, {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}});
+  s.wait();
 }
 
 }  // namespace ag::kernels

@@ -8,7 +8,11 @@
 //   - float32: oneDNN's dnnl_sgemm, which picks its kernels by the CPU's instruction set at run
 //     time (AVX2 / AVX-512 / AMX) and runs single-threaded inside an OpenMP parallel region;
 //   - float64 (gradchecks, exact references, never the training hot path): OpenBLAS's cblas_dgemm,
-//     whose CPU detection affects only its speed.
+//     whose CPU detection affects only its speed;
+//   - bfloat16 operands (gemm_bf16): oneDNN's matmul primitive with bfloat16 inputs and a float32
+//     result, accumulated in float32; it has kernels where the CPU has AVX512_BF16 or AMX (and
+//     AVX-512 emulation); where oneDNN has none, the operands are widened to float32 and the
+//     float32 path runs (the same result up to the summation order).
 #pragma once
 
 #include <omp.h>
@@ -16,6 +20,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
+
+#include "autograd/dtype.h"
 
 namespace ag::kernels {
 
@@ -35,6 +41,15 @@ void gemm_call(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a
                const float* b, int64_t ldb, bool accumulate, float* c, int64_t ldc);
 void gemm_call(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* a, int64_t lda,
                const double* b, int64_t ldb, bool accumulate, double* c, int64_t ldc);
+
+// C[m, n] (float32) = op(A) @ op(B) with A and B in bfloat16, k > 0; threaded by oneDNN outside a
+// parallel region.
+void gemm_bf16(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const bf16* a, int64_t lda,
+               const bf16* b, int64_t ldb, float* c, int64_t ldc);
+// How gemm_bf16 runs: "onednn" (a bfloat16 kernel of oneDNN's) or "float32" (the fallback), as
+// decided for this CPU. force_bf16_fallback(true) makes it take the fallback (tests).
+const char* bf16_gemm_path();
+void force_bf16_fallback(bool on);
 
 // Threads a GEMM may cut itself into: 1 inside a parallel region. float64 GEMMs are never cut:
 // OpenBLAS threads them itself, and with its pthread build a call per block would start threads of

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <numbers>
 
+#include "autograd/kernels/bf16.h"
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/loops.h"
 #include "autograd/kernels/simd.h"
@@ -17,10 +18,16 @@ namespace {
 
 // out[i] = f(x[i]) for a float tensor (DtypeError naming `op` otherwise).
 template <class F>
-Tensor activation_kernel(const char* op, const Tensor& x, F f) {
-  Tensor out = Tensor::empty(x.shape(), x.dtype());
-  kernels::dispatch_floating(x.dtype(), op, [&]<class T>() { kernels::map<T, T>(out, f, x); });
-  return out;
+Tensor activation_kernel(const char* op, const Tensor& x_in, F f) {
+  return kernels::computed(
+      x_in.dtype(),
+      [&](const Tensor& x) {
+        Tensor out = Tensor::empty(x.shape(), x.dtype());
+        kernels::dispatch_floating(x.dtype(), op,
+                                   [&]<class T>() { kernels::map<T, T>(out, f, x); });
+        return out;
+      },
+      x_in);
 }
 
 Tensor scalar_like(const Tensor& t, double v) { return full(Shape{}, v, t.dtype()); }
@@ -64,11 +71,17 @@ Tensor relu(const Tensor& x) {
 
 Tensor relu_backward(const Tensor& g, const Tensor& out) {
   check_gradient_fits("relu_backward", g, out, "output");
-  Tensor r = Tensor::empty(g.shape(), g.dtype());
-  kernels::dispatch_floating(g.dtype(), "relu_backward", [&]<class T>() {
-    kernels::map<T, T, T>(
-        r, [](T a, T o) { return o > T(0) ? a : T(0); }, g, out);
-  });
+  Tensor r = kernels::computed(
+      g.dtype(),
+      [](const Tensor& gc, const Tensor& oc) {
+        Tensor r = Tensor::empty(gc.shape(), gc.dtype());
+        kernels::dispatch_floating(gc.dtype(), "relu_backward", [&]<class T>() {
+          kernels::map<T, T, T>(
+              r, [](T a, T o) { return o > T(0) ? a : T(0); }, gc, oc);
+        });
+        return r;
+      },
+      g, out);
   // Linear in g with a piecewise-constant factor: d/dg = [out > 0], d/dout = 0.
   if (needs_derivatives({&g}))
     record(op("relu_backward", relu_backward, g, Const{out}), r, SavedOut{out},
@@ -157,15 +170,21 @@ Tensor gelu_second(const Tensor& a, bool use_tanh) {
 
 Tensor gelu(const Tensor& x, std::string_view approximate) {
   const bool use_tanh = gelu_uses_tanh("gelu", approximate);
-  Tensor out = Tensor::empty(x.shape(), x.dtype());
-  kernels::dispatch_floating(x.dtype(), "gelu", [&]<class T>() {
-    if (use_tanh)
-      kernels::map_simd<T>(
-          out, [](auto v) { return Gelu<T>::tanh_value(v); }, x);
-    else
-      kernels::map_simd<T>(
-          out, [](auto v) { return Gelu<T>::erf_value(v); }, x);
-  });
+  Tensor out = kernels::computed(
+      x.dtype(),
+      [use_tanh](const Tensor& xc) {
+        Tensor out = Tensor::empty(xc.shape(), xc.dtype());
+        kernels::dispatch_floating(xc.dtype(), "gelu", [&]<class T>() {
+          if (use_tanh)
+            kernels::map_simd<T>(
+                out, [](auto v) { return Gelu<T>::tanh_value(v); }, xc);
+          else
+            kernels::map_simd<T>(
+                out, [](auto v) { return Gelu<T>::erf_value(v); }, xc);
+        });
+        return out;
+      },
+      x);
   if (needs_derivatives({&x})) {
     const char* form = use_tanh ? "tanh" : "none";
     record(op("gelu", gelu, x, form), out, SavedX{x},
@@ -181,15 +200,21 @@ Tensor gelu(const Tensor& x, std::string_view approximate) {
 Tensor gelu_backward(const Tensor& g, const Tensor& x, std::string_view approximate) {
   const bool use_tanh = gelu_uses_tanh("gelu_backward", approximate);
   check_gradient_fits("gelu_backward", g, x, "input");
-  Tensor out = Tensor::empty(x.shape(), x.dtype());
-  kernels::dispatch_floating(x.dtype(), "gelu_backward", [&]<class T>() {
-    if (use_tanh)
-      kernels::map_simd<T>(
-          out, [](auto a, auto b) { return Gelu<T>::tanh_grad(a, b); }, g, x);
-    else
-      kernels::map_simd<T>(
-          out, [](auto a, auto b) { return Gelu<T>::erf_grad(a, b); }, g, x);
-  });
+  Tensor out = kernels::computed(
+      x.dtype(),
+      [use_tanh](const Tensor& gc, const Tensor& xc) {
+        Tensor out = Tensor::empty(xc.shape(), xc.dtype());
+        kernels::dispatch_floating(xc.dtype(), "gelu_backward", [&]<class T>() {
+          if (use_tanh)
+            kernels::map_simd<T>(
+                out, [](auto a, auto b) { return Gelu<T>::tanh_grad(a, b); }, gc, xc);
+          else
+            kernels::map_simd<T>(
+                out, [](auto a, auto b) { return Gelu<T>::erf_grad(a, b); }, gc, xc);
+        });
+        return out;
+      },
+      g, x);
   if (needs_derivatives({&g, &x})) {
     struct Saved {
       Tensor g, x;

@@ -9,6 +9,7 @@
 
 #include <fmt/ranges.h>
 
+#include "autograd/kernels/bf16.h"
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/gemm.h"
 #include "autograd/kernels/rows.h"
@@ -275,10 +276,12 @@ Tensor conv_forward(const Tensor& x_in, const Tensor& w_in, const Params& p) {
   Tensor x = x_in.contiguous(), w = w_in.to(x_in.dtype()).contiguous();
   Geom g =
       make_geom(x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), w.size(2), w.size(3), p);
-  Tensor out = Tensor::empty({g.N, g.K, g.OH, g.OW}, x.dtype());
-  kernels::dispatch_floating(x.dtype(), "conv2d", [&]<class T>() {
-    conv_forward_kernel<T>(x.data<T>(), w.data<T>(), out.data<T>(), g);
+  Tensor xc = kernels::in_compute(x), wc = kernels::in_compute(w);  // bfloat16: in float32
+  Tensor out = Tensor::empty({g.N, g.K, g.OH, g.OW}, xc.dtype());
+  kernels::dispatch_floating(xc.dtype(), "conv2d", [&]<class T>() {
+    conv_forward_kernel<T>(xc.data<T>(), wc.data<T>(), out.data<T>(), g);
   });
+  out = kernels::to_storage(out, x.dtype());
   if (needs_derivatives({&x, &w})) {
     struct Saved {
       Tensor x, w;
@@ -299,10 +302,12 @@ Tensor conv_input(const Tensor& gy_in, const Tensor& w_in, const Params& p, int6
   Tensor w = w_in.contiguous(), gy = gy_in.to(w.dtype()).contiguous();
   Geom g = make_geom(gy.size(0), w.size(1) * p.groups, H, W, w.size(0), w.size(2), w.size(3), p);
   check_out_shape("conv_transpose2d", gy, g);
-  Tensor out = Tensor::empty({g.N, g.C, H, W}, w.dtype());
-  kernels::dispatch_floating(w.dtype(), "conv_transpose2d", [&]<class T>() {
-    conv_input_kernel<T>(gy.data<T>(), w.data<T>(), out.data<T>(), g);
+  Tensor gyc = kernels::in_compute(gy), wc = kernels::in_compute(w);  // bfloat16: in float32
+  Tensor out = Tensor::empty({g.N, g.C, H, W}, wc.dtype());
+  kernels::dispatch_floating(wc.dtype(), "conv_transpose2d", [&]<class T>() {
+    conv_input_kernel<T>(gyc.data<T>(), wc.data<T>(), out.data<T>(), g);
   });
+  out = kernels::to_storage(out, w.dtype());
   if (needs_derivatives({&gy, &w})) {
     struct Saved {
       Tensor gy, w;
@@ -322,10 +327,12 @@ Tensor conv_weight(const Tensor& x_in, const Tensor& gy_in, const Params& p, int
   Tensor x = x_in.contiguous(), gy = gy_in.to(x.dtype()).contiguous();
   Geom g = make_geom(x.size(0), x.size(1), x.size(2), x.size(3), gy.size(1), kh, kw, p);
   check_out_shape("conv2d_weight", gy, g);
-  Tensor out = Tensor::empty({g.K, g.Cg(), kh, kw}, x.dtype());
-  kernels::dispatch_floating(x.dtype(), "conv2d_weight", [&]<class T>() {
-    conv_weight_kernel<T>(x.data<T>(), gy.data<T>(), out.data<T>(), g);
+  Tensor xc = kernels::in_compute(x), gyc = kernels::in_compute(gy);  // bfloat16: in float32
+  Tensor out = Tensor::empty({g.K, g.Cg(), kh, kw}, xc.dtype());
+  kernels::dispatch_floating(xc.dtype(), "conv2d_weight", [&]<class T>() {
+    conv_weight_kernel<T>(xc.data<T>(), gyc.data<T>(), out.data<T>(), g);
   });
+  out = kernels::to_storage(out, x.dtype());
   if (needs_derivatives({&x, &gy})) {
     struct Saved {
       Tensor x, gy;

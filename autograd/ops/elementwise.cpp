@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "autograd/kernels/bf16.h"
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/loops.h"
 #include "autograd/op.h"
@@ -16,17 +17,19 @@ using kernels::map;
 
 namespace {
 
-// Type promotion: bool < int64 < float32 < float64.
+// Type promotion: bool < int64 < bfloat16 < float32 < float64.
 int rank(Dtype d) {
   switch (d) {
     case Dtype::boolean:
       return 0;
     case Dtype::int64:
       return 1;
-    case Dtype::float32:
+    case Dtype::bfloat16:
       return 2;
-    case Dtype::float64:
+    case Dtype::float32:
       return 3;
+    case Dtype::float64:
+      return 4;
   }
   return 0;
 }
@@ -34,13 +37,14 @@ Dtype promote(Dtype a, Dtype b) { return rank(a) >= rank(b) ? a : b; }
 
 Tensor as_dtype(const Tensor& t, Dtype d) { return t.dtype() == d ? t : t.to(d); }
 
-// out = f(a, b) over the broadcast shape, computed in dtype `d`.
+// out = f(a, b) over the broadcast shape, of dtype `d` (computed in float32 when d is bfloat16).
 template <class F>
 Tensor binary_kernel(const char* op, const Tensor& a, const Tensor& b, Dtype d, F f) {
-  Tensor x = as_dtype(a, d), y = as_dtype(b, d);
-  Tensor out = empty_broadcast(x, y, d, op);
-  dispatch_numeric(d, op, [&]<class T>() { map<T, T, T>(out, f, x, y); });
-  return out;
+  const Dtype cd = kernels::compute_dtype(d);
+  Tensor x = kernels::cast(a, cd), y = kernels::cast(b, cd);
+  Tensor out = empty_broadcast(x, y, cd, op);
+  dispatch_numeric(cd, op, [&]<class T>() { map<T, T, T>(out, f, x, y); });
+  return kernels::to_storage(out, d);
 }
 
 Dtype arith_dtype(const Tensor& a, const Tensor& b) {
@@ -203,10 +207,10 @@ Tensor maximum(const Tensor& a, const Tensor& b) { return extremum("maximum", a,
 namespace {
 template <class F>
 Tensor scalar_kernel(const char* op, const Tensor& a, F f) {
-  Tensor x = is_floating(a.dtype()) ? a : a.to(float32);
+  Tensor x = is_floating(a.dtype()) ? kernels::in_compute(a) : a.to(float32);
   Tensor out = Tensor::empty(x.shape(), x.dtype());
   dispatch_floating(x.dtype(), op, [&]<class T>() { map<T, T>(out, f, x); });
-  return out;
+  return kernels::to_storage(out, a.dtype());
 }
 }  // namespace
 
@@ -334,7 +338,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   Shape s =
       broadcast_shapes(broadcast_shapes(cond.shape(), x.shape(), "where"), y.shape(), "where");
   Tensor out = Tensor::empty(s, d);
-  dispatch_numeric(d, "where", [&]<class T>() {
+  dispatch_all(d, "where", [&]<class T>() {
     map<T, bool, T, T>(
         out, [](bool c, T p, T q) { return c ? p : q; }, cond, x, y);
   });

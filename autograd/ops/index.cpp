@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "autograd/kernels/bf16.h"
 #include "autograd/kernels/dispatch.h"
 #include "autograd/op.h"
 #include "autograd/ops/shape.h"
@@ -67,6 +68,9 @@ Tensor index_select_kernel(const Tensor& x, int64_t axis, const Tensor& idx) {
 
 // out = x (copied), out[o, idx[i], r] += src[o, i, r]. Serial over i: repeated indices accumulate.
 Tensor index_add_kernel(const Tensor& x, int64_t axis, const Tensor& idx, const Tensor& src) {
+  if (x.dtype() == bfloat16)  // accumulated in float32, rounded once
+    return kernels::to_storage(
+        index_add_kernel(kernels::in_compute(x), axis, idx, kernels::in_compute(src)), bfloat16);
   Split3 d = split3(x.shape(), axis);
   int64_t k = idx.numel();
   Tensor out = x.detach().contiguous().clone();
@@ -131,6 +135,9 @@ Tensor gather_kernel(const Tensor& x, int64_t axis, const Tensor& idx) {
 }
 
 Tensor scatter_add_kernel(const Tensor& x, int64_t axis, const Tensor& idx, const Tensor& src) {
+  if (x.dtype() == bfloat16)  // accumulated in float32, rounded once
+    return kernels::to_storage(
+        scatter_add_kernel(kernels::in_compute(x), axis, idx, kernels::in_compute(src)), bfloat16);
   Tensor out = x.detach().contiguous().clone();
   Tensor s = src.detach().contiguous();
   kernels::dispatch_numeric(x.dtype(), "scatter_add", [&]<class T>() {

@@ -3,6 +3,7 @@
 // op gives its kernel and its out-of-place form.
 #include <cmath>
 #include <optional>
+#include <string_view>
 
 #include "autograd/forward.h"
 #include "autograd/kernels/copy.h"
@@ -110,7 +111,14 @@ Tensor& inplace(Tensor& self, const char* op, std::initializer_list<const Tensor
   const bool record = records(*s, others), dual = propagates_tangent(self, others);
   if (record) check_recordable(op, *s);
   if (!record && !dual) {
-    kernel();
+    if (s->dtype == Dtype::bfloat16 && std::string_view(op) != "fill_" &&
+        std::string_view(op) != "copy_") {
+      // bfloat16: computed in float32 by the out-of-place op, rounded once into self.
+      NoGradGuard ng;
+      kernels::copy_into(self, out_of_place(self));
+    } else {
+      kernel();
+    }
     ++s->storage->version;
     return self;
   }

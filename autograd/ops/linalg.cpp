@@ -9,6 +9,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "autograd/kernels/bf16.h"
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/gemm.h"
 #include "autograd/op.h"
@@ -90,7 +91,7 @@ std::vector<int64_t> batch_offsets(const Shape& batch, const Tensor& a, const Sh
 }
 
 // [..., m, k] @ [..., k, n] with both ranks >= 2 and matching float dtypes; no recording.
-Tensor matmul_kernel(const Tensor& a_in, const Tensor& b_in) {
+Tensor matmul_kernel(const Tensor& a_in, const Tensor& b_in, bool keep_float32 = false) {
   Tensor a = blas_ready(a_in), b = blas_ready(b_in);
   int64_t na = a.dim(), nb = b.dim();
   int64_t m = a.shape()[na - 2], k = a.shape()[na - 1], n = b.shape()[nb - 1];
@@ -103,6 +104,17 @@ Tensor matmul_kernel(const Tensor& a_in, const Tensor& b_in) {
   if (out.numel() == 0) return out;
   if (k == 0) return zeros(os, a.dtype());
   MatrixLayout la = layout(a), lb = layout(b);
+  if (a.dtype() == bfloat16) {
+    // bfloat16 operands: float32 products (kernels::gemm_bf16), rounded once at the end.
+    Tensor o32 = Tensor::empty(os, float32);
+    const bf16* pa = first_element<bf16>(a);
+    const bf16* pb = first_element<bf16>(b);
+    std::vector<int64_t> offsets = batch_offsets(batch, a, ba, b, bb);
+    for (int64_t t = 0; t < batch.numel(); ++t)
+      kernels::gemm_bf16(la.trans, lb.trans, m, n, k, pa + offsets[2 * t], la.ld,
+                         pb + offsets[2 * t + 1], lb.ld, o32.data<float>() + t * m * n, n);
+    return keep_float32 ? o32 : kernels::to_storage(o32, bfloat16);
+  }
   kernels::dispatch_floating(a.dtype(), "matmul", [&]<class T>() {
     const T* pa = first_element<T>(a);
     const T* pb = first_element<T>(b);
@@ -170,7 +182,8 @@ Dtype common_float(const char* op, const Tensor& a, const Tensor& b) {
   if (!is_floating(a.dtype()) || !is_floating(b.dtype()))
     fail<DtypeError>("{}: expected float tensors, got {} and {}", op, dtype_name(a.dtype()),
                      dtype_name(b.dtype()));
-  return a.dtype() == float64 || b.dtype() == float64 ? float64 : float32;
+  if (a.dtype() == float64 || b.dtype() == float64) return float64;
+  return a.dtype() == bfloat16 && b.dtype() == bfloat16 ? bfloat16 : float32;
 }
 
 // Both ranks >= 2. Recorded.
@@ -202,7 +215,17 @@ Tensor matmul_nd(const Tensor& a_in, const Tensor& b_in) {
 
 }  // namespace
 
+namespace {
+// Under autocast (grad_mode.h): a float32 operand converted, recorded.
+Tensor autocast(const Tensor& t) {
+  return t.defined() && t.dtype() == float32 && autocast_dtype() == bfloat16 ? t.to(bfloat16) : t;
+}
+bool casts(const Tensor& t) { return t.defined() && t.dtype() == float32; }
+}  // namespace
+
 Tensor matmul(const Tensor& a, const Tensor& b) {
+  if (autocast_dtype() == bfloat16 && (casts(a) || casts(b)))
+    return matmul(autocast(a), autocast(b));
   if (a.dim() == 0 || b.dim() == 0)
     fail<ShapeError>("matmul: {} @ {}: both operands need at least one axis", a.shape(), b.shape());
   int64_t ka = a.shape()[a.dim() - 1];
@@ -299,7 +322,7 @@ constexpr auto linear_jvp = [](const LinearSaved& s, const TensorList& t) -> Ten
 // threads; the composite when a size is zero.
 constexpr auto linear_fused_backward = [](const LinearSaved& s, const Tensor& g,
                                           const Node& n) -> TensorList {
-  if (!n.needs_input_grad(1)) return linear_composite(s, g, n);
+  if (!n.needs_input_grad(1) || s.x.dtype() == bfloat16) return linear_composite(s, g, n);
   auto [gx, gw, gb] = linear_grads(g, s.x, s.w, n.needs_input_grad(0), n.needs_input_grad(2));
   if (!gw.defined()) return linear_composite(s, g, n);
   return {gx, gw, gb};
@@ -308,6 +331,8 @@ constexpr auto linear_fused_backward = [](const LinearSaved& s, const Tensor& g,
 }  // namespace
 
 Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
+  if (autocast_dtype() == bfloat16 && (casts(x_in) || casts(w_in) || casts(b_in)))
+    return linear(autocast(x_in), autocast(w_in), autocast(b_in));
   check_linear(x_in, w_in, b_in);
   Dtype d = common_float("linear", x_in, w_in);
   Tensor x = x_in.to(d), w = w_in.to(d), b = b_in.defined() ? b_in.to(d) : Tensor();
@@ -315,7 +340,16 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
   Shape os = x.shape();
   os[os.size() - 1] = w.shape()[0];
   Tensor out = Tensor::empty(os, d);
-  if (out.numel() > 0) linear_forward(out, x2, w, b);
+  if (d == bfloat16 && out.numel() > 0) {
+    // x2 @ w^T in float32 from the bfloat16 operands, plus the bias, rounded once.
+    NoGradGuard ng;
+    Tensor r = w.shape()[1] == 0 ? zeros({x2.shape()[0], w.shape()[0]}, float32)
+                                 : matmul_kernel(x2, transpose(w, 0, 1), /*keep_float32=*/true);
+    if (b.defined()) r.add_(b.detach());
+    kernels::copy_into(out, reshape(r, os));
+  } else if (out.numel() > 0) {
+    linear_forward(out, x2, w, b);
+  }
   if (needs_derivatives({&x, &w, &b}))
     record(op("linear", linear, x, w, b), out, LinearSaved{x, w},
            Rules{.backward = linear_composite,

@@ -4,6 +4,7 @@
 #include <limits>
 #include <string>
 
+#include "autograd/kernels/bf16.h"
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/simd.h"
 #include "autograd/op.h"
@@ -49,7 +50,7 @@ void check_not_empty(const Tensor& logits, Reduction r, const char* op) {
 
 // Float targets must be numbers: a NaN target would make every gradient NaN.
 void check_no_nan_target(const Tensor& target, const char* op) {
-  Tensor t = target.detach().contiguous();
+  Tensor t = kernels::in_compute(target.detach()).contiguous();
   kernels::dispatch_floating(t.dtype(), op, [&]<class T>() {
     const T* p = t.data<T>();
     for (int64_t i = 0, n = t.numel(); i < n; ++i)
@@ -77,8 +78,9 @@ double row_logsumexp(const T* row, int64_t c) {
 // [rows]; w is zero on ignored rows. Not recorded: used when no graph of the backward is built.
 Tensor cross_entropy_grad(const Tensor& logits, const Tensor& target, const Tensor& weight,
                           const Tensor& g, double eps, int64_t ignore_index) {
-  const Dtype d = logits.dtype();
-  Tensor x = logits.contiguous(), w = weight.contiguous(), gc = g.to(d).contiguous();
+  const Dtype d = kernels::compute_dtype(logits.dtype());
+  Tensor x = kernels::in_compute(logits).contiguous(), w = weight.contiguous();
+  Tensor gc = kernels::cast(g, d).contiguous();
   Tensor out = Tensor::empty(x.shape(), d);
   const int64_t c = x.shape().back(), rows = x.numel() / c;
   const int64_t* tv = target.data<int64_t>();
@@ -185,7 +187,8 @@ void cross_entropy_rows(const char* op, const Tensor& x, int64_t rows, int64_t c
 auto cross_entropy_rules(int64_t c, double eps, int64_t ignore_index, bool batched, Reduction red) {
   using Saved = CrossEntropySaved;
   auto derivative = [c, eps, ignore_index](const Saved& s) {
-    Tensor q = smoothed_one_hot(s.target, c, eps, ignore_index, s.logits.dtype(), s.logits.shape());
+    Tensor q = smoothed_one_hot(s.target, c, eps, ignore_index,
+                                kernels::compute_dtype(s.logits.dtype()), s.logits.shape());
     return sub(softmax(s.logits, -1), q);
   };
   return Rules{
@@ -229,8 +232,10 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, std::string_vie
   Tensor t = target.contiguous();
   const int64_t* tv = t.data<int64_t>();
   const int64_t count = count_targets(op, tv, rows, c, ignore_index, logits.shape());
-  const Dtype d = logits.dtype();
-  Tensor x = logits.detach().contiguous();
+  // bfloat16 logits: computed in float32 from a copy (the saved logits stay bfloat16), and the
+  // loss is float32 too.
+  const Dtype d = kernels::compute_dtype(logits.dtype());
+  Tensor x = kernels::in_compute(logits.detach()).contiguous();
   Tensor losses = Tensor::empty(row_shape, d), weight = Tensor::empty(row_shape, d);
   const double eps = label_smoothing;
   cross_entropy_rows(op, x, rows, c, tv, losses, weight, eps, ignore_index, red == Reduction::mean,
@@ -310,6 +315,10 @@ Tensor cross_entropy_soft(const Tensor& logits, const Tensor& target_probs,
                           std::string_view reduction, double label_smoothing) {
   const char* op = "cross_entropy_soft";
   check_logits(logits, op);
+  if (logits.dtype() == bfloat16 || target_probs.dtype() == bfloat16) {  // in float32
+    auto up = [](const Tensor& t) { return t.dtype() == bfloat16 ? t.to(float32) : t; };
+    return cross_entropy_soft(up(logits), up(target_probs), reduction, label_smoothing);
+  }
   if (!is_floating(target_probs.dtype()))
     fail<DtypeError>("{}: target probabilities must be float32 or float64, got {}", op,
                      dtype_name(target_probs.dtype()));

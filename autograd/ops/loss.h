@@ -22,7 +22,7 @@ namespace ag {
 // Errors: DtypeError for non-float logits or non-int64 targets; ShapeError when the logits are not
 // [N, C] / [C] or the targets are not [N] / []; IndexError naming the target value and C for a
 // target outside [0, C) other than ignore_index; ValueError for an unknown reduction or for eps
-// outside [0, 1].
+// outside [0, 1]. bfloat16 logits are read in float32 and give a float32 loss (both losses).
 Tensor cross_entropy(const Tensor& logits, const Tensor& target,
                      std::string_view reduction = "mean", int64_t ignore_index = -100,
                      double label_smoothing = 0.0);

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "autograd/kernels/bf16.h"
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/simd.h"
 #include "autograd/op.h"
@@ -168,7 +169,8 @@ void check_layer_norm(const Tensor& x, const Shape& ns, const Tensor& weight, co
 // xhat and rstd over `axes` recomputed with differentiable ops, so that the rules differentiate
 // exactly.
 auto layer_norm_normalized(std::vector<int64_t> axes, double eps) {
-  return [axes = std::move(axes), eps](const Tensor& x) {
+  return [axes = std::move(axes), eps](const Tensor& x_in) {
+    Tensor x = x_in.dtype() == bfloat16 ? x_in.to(float32) : x_in;  // as the forward computes
     Tensor xc = sub(x, mean(x, axes, true));
     Tensor rstd = rsqrt(add(mean(mul(xc, xc), axes, true), eps));
     return std::pair{mul(xc, rstd), rstd};
@@ -213,8 +215,9 @@ auto layer_norm_jvp(std::vector<int64_t> axes, Normalized normalized) {
 // The fused backward: one pass from the saved statistics (layer_norm_backward_rows).
 auto layer_norm_fused_backward(const Shape& ns) {
   return [ns](const LayerNormSaved& s, const Tensor& g, const Node& node) -> TensorList {
-    Dtype d = s.x.dtype();
-    Tensor gc = g.to(d).contiguous();
+    Tensor x = kernels::in_compute(s.x);  // statistics and weights are in the compute dtype
+    Dtype d = x.dtype();
+    Tensor gc = kernels::cast(g, d).contiguous();
     Tensor gx, gwt, gb;
     if (node.needs_input_grad(0)) gx = Tensor::empty(s.x.shape(), d);
     if (node.needs_input_grad(1)) gwt = Tensor::empty(ns, d);
@@ -222,7 +225,7 @@ auto layer_norm_fused_backward(const Shape& ns) {
     int64_t n = ns.numel(), rows = n ? s.x.numel() / n : 0;
     kernels::dispatch_floating(d, "layer_norm", [&]<class T>() {
       auto ptr = [](const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
-      layer_norm_backward_rows<T>(s.x.data<T>(), gc.data<T>(), ptr(s.weight), s.mean.data<T>(),
+      layer_norm_backward_rows<T>(x.data<T>(), gc.data<T>(), ptr(s.weight), s.mean.data<T>(),
                                   s.rstd.data<T>(), ptr(gx), ptr(gwt), ptr(gb), rows, n);
     });
     return {gx, gwt, gb};
@@ -235,8 +238,9 @@ Tensor layer_norm(const Tensor& x_in, const Shape& ns, const Tensor& weight, con
                   double eps) {
   check_layer_norm(x_in, ns, weight, bias);
   int64_t k = ns.size();
-  Dtype d = x_in.dtype();
-  Tensor x = x_in.contiguous();
+  // x is saved as stored; a bfloat16 x is normalized in float32 (weights and statistics too).
+  Dtype d = kernels::compute_dtype(x_in.dtype());
+  Tensor x = x_in.contiguous(), xc = kernels::in_compute(x);
   Tensor w = weight.defined() ? weight.to(d).contiguous() : Tensor();
   Tensor b = bias.defined() ? bias.to(d).contiguous() : Tensor();
   int64_t n = ns.numel(), rows = n ? x.numel() / n : 0;
@@ -244,10 +248,11 @@ Tensor layer_norm(const Tensor& x_in, const Shape& ns, const Tensor& weight, con
   Shape stat_shape(x.shape().begin(), x.shape().end() - k);
   Tensor mean_t = Tensor::empty(stat_shape, d), rstd_t = Tensor::empty(stat_shape, d);
   kernels::dispatch_floating(d, "layer_norm", [&]<class T>() {
-    layer_norm_rows<T>(x.data<T>(), w.defined() ? w.data<T>() : nullptr,
+    layer_norm_rows<T>(xc.data<T>(), w.defined() ? w.data<T>() : nullptr,
                        b.defined() ? b.data<T>() : nullptr, out.data<T>(), mean_t.data<T>(),
                        rstd_t.data<T>(), rows, n, eps);
   });
+  out = kernels::to_storage(out, x_in.dtype());
   if (needs_derivatives({&x, &w, &b})) {
     std::vector<int64_t> axes, lead;
     for (int64_t i = 0; i < k; ++i) axes.push_back(x.dim() - k + i);

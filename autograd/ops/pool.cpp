@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "autograd/grad_mode.h"
+#include "autograd/kernels/bf16.h"
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/max_pool.h"
 #include "autograd/op.h"
@@ -146,11 +147,13 @@ std::pair<Tensor, Tensor> max_pool2d_with_indices(const Tensor& x_in, Size2 kern
   PoolGeom g = pool_geom("max_pool2d", x_in, kernel, stride, padding);
   Tensor x = x_in.contiguous();
   const int64_t N = x.size(0), C = x.size(1);
-  Tensor out = Tensor::empty({N, C, g.OH, g.OW}, x.dtype());
+  Tensor xc = kernels::in_compute(x);  // bfloat16: in float32 (the maxima are exact again)
+  Tensor out = Tensor::empty({N, C, g.OH, g.OW}, xc.dtype());
   Tensor idx = Tensor::empty({N, C, g.OH, g.OW}, int64);
-  kernels::dispatch_floating(x.dtype(), "max_pool2d", [&]<class T>() {
-    max_pool_kernel<T>(x.data<T>(), out.data<T>(), idx.data<int64_t>(), g);
+  kernels::dispatch_floating(xc.dtype(), "max_pool2d", [&]<class T>() {
+    max_pool_kernel<T>(xc.data<T>(), out.data<T>(), idx.data<int64_t>(), g);
   });
+  out = kernels::to_storage(out, x.dtype());
   if (needs_derivatives({&x})) {
     struct Saved {
       Tensor indices;
@@ -172,7 +175,7 @@ std::pair<Tensor, Tensor> max_pool2d_with_indices(const Tensor& x_in, Size2 kern
                      },
                  // One direct scatter pass.
                  .fused_backward = [g, N, C](const Saved& s, const Tensor& gy) -> TensorList {
-                   Tensor gc = gy.contiguous();
+                   Tensor gc = kernels::in_compute(gy).contiguous();
                    Tensor gx = Tensor::empty({N, C, g.H, g.W}, gc.dtype());
                    kernels::dispatch_floating(gc.dtype(), "max_pool2d", [&]<class T>() {
                      max_pool_scatter<T>(gc.data<T>(), s.indices.data<int64_t>(), gx.data<T>(), g);

@@ -141,7 +141,7 @@ Tensor bernoulli(const Tensor& p, Generator* gen) {
   Tensor out = Tensor::empty(p.shape(), is_floating(p.dtype()) ? p.dtype() : float32);
   Generator& g = gen ? *gen : default_generator();
   std::lock_guard<std::mutex> lock(g.mutex());
-  kernels::dispatch_floating(out.dtype(), "bernoulli", [&]<class T>() {
+  kernels::dispatch_all(out.dtype(), "bernoulli", [&]<class T>() {
     T* o = out.data<T>();
     for (int64_t i = 0; i < out.numel(); ++i) o[i] = g.uniform() < q[i] ? T(1) : T(0);
   });

@@ -8,6 +8,7 @@
 
 #include <fmt/ranges.h>
 
+#include "autograd/kernels/bf16.h"
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/loops.h"
 #include "autograd/kernels/simd.h"
@@ -232,14 +233,16 @@ struct acc_type<float> {
 
 Tensor sum(const Tensor& x, const Axes& axes_in, bool keepdim) {
   auto axes = resolve_axes(axes_in, x.shape(), "sum");
-  Dtype d = is_floating(x.dtype()) ? x.dtype() : int64;
-  Tensor in = x.dtype() == d ? x : x.to(d);
+  const Dtype storage = is_floating(x.dtype()) ? x.dtype() : int64;
+  const Dtype d = kernels::compute_dtype(storage);
+  Tensor in = x.dtype() == d ? x : kernels::cast(x.detach(), d);
   Shape keep = keepdim_shape(x.shape(), axes);
   Tensor out = zeros(keep, d);
   kernels::dispatch_numeric(d, "sum", [&]<class T>() {
     reduce_kernel<T, typename acc_type<T>::type>(
         out, in, [](auto a, auto b) { return a + b; }, /*simd_sum=*/true);
   });
+  out = kernels::to_storage(out, storage);
   if (!keepdim) drop_axes(out, reduced_shape(x.shape(), axes, false));
   if (needs_derivatives({&x})) {
     struct None {};
@@ -256,6 +259,8 @@ Tensor mean(const Tensor& x, const Axes& axes_in, bool keepdim) {
   require_float(x, "mean");
   auto axes = resolve_axes(axes_in, x.shape(), "mean");
   int64_t count = reduced_count(x.shape(), axes);
+  if (x.dtype() == bfloat16)  // summed and scaled in float32, rounded once
+    return mul(sum(x.to(float32), axes, keepdim), 1.0 / static_cast<double>(count)).to(bfloat16);
   return mul(sum(x, axes, keepdim), 1.0 / static_cast<double>(count));
 }
 
@@ -292,14 +297,16 @@ Tensor extremum(const char* op, const Tensor& x, const Axes& axes_in, bool keepd
   auto axes = resolve_axes(axes_in, x.shape(), op);
   require_nonempty(x.shape(), axes, op);
   Shape keep = keepdim_shape(x.shape(), axes);
-  Tensor out = Tensor::empty(keep, x.dtype());
-  kernels::dispatch_numeric(x.dtype(), op, [&]<class T>() {
+  Tensor xc = kernels::in_compute(x);
+  Tensor out = Tensor::empty(keep, xc.dtype());
+  kernels::dispatch_numeric(xc.dtype(), op, [&]<class T>() {
     T init = is_max ? std::numeric_limits<T>::lowest() : std::numeric_limits<T>::max();
     if constexpr (std::is_floating_point_v<T>)
       init = is_max ? -std::numeric_limits<T>::infinity() : std::numeric_limits<T>::infinity();
     std::fill_n(out.data<T>(), out.numel(), init);
-    reduce_kernel<T, T>(out, x, [is_max](T a, T b) { return better(b, a, is_max) ? b : a; });
+    reduce_kernel<T, T>(out, xc, [is_max](T a, T b) { return better(b, a, is_max) ? b : a; });
   });
+  out = kernels::to_storage(out, x.dtype());  // exact: the extremum is one of x's values
   if (!keepdim) drop_axes(out, reduced_shape(x.shape(), axes, false));
   if (needs_derivatives({&x})) {
     struct Saved {
@@ -341,6 +348,12 @@ AxisSplit split_at(const Shape& s, int64_t axis) {
 // Values and first indices of the extremum along `axis`. `values` may be undefined (argmax).
 void arg_extremum_kernel(const Tensor& x, int64_t axis, bool is_max, const Tensor& values,
                          const Tensor& indices, const char* op) {
+  if (x.dtype() == bfloat16) {  // on a float32 copy; the values are exact in bfloat16 again
+    Tensor vf = values.defined() ? Tensor::empty(values.shape(), float32) : Tensor();
+    arg_extremum_kernel(kernels::cast(x.detach(), float32), axis, is_max, vf, indices, op);
+    if (values.defined()) kernels::copy_into(values, vf);
+    return;
+  }
   Tensor xc = x.detach().contiguous();
   AxisSplit v = split_at(x.shape(), axis);
   kernels::dispatch_numeric(x.dtype(), op, [&]<class T>() {
@@ -539,12 +552,12 @@ struct SavedOut {
 
 Tensor softmax_forward(const char* op, const Tensor& x, int64_t axis, bool log) {
   require_float(x, op);
-  Tensor xc = x.detach().contiguous();
-  Tensor out = Tensor::empty(x.shape(), x.dtype());
+  Tensor xc = kernels::in_compute(x.detach()).contiguous();
+  Tensor out = Tensor::empty(x.shape(), xc.dtype());
   AxisSplit v = split_at(x.shape(), axis);
   kernels::dispatch_floating(
-      x.dtype(), op, [&]<class T>() { softmax_kernel<T>(xc.data<T>(), out.data<T>(), v, log); });
-  return out;
+      xc.dtype(), op, [&]<class T>() { softmax_kernel<T>(xc.data<T>(), out.data<T>(), v, log); });
+  return kernels::to_storage(out, x.dtype());
 }
 
 }  // namespace

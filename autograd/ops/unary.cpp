@@ -3,6 +3,7 @@
 #include <cmath>
 #include <numbers>
 
+#include "autograd/kernels/bf16.h"
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/loops.h"
 #include "autograd/kernels/simd.h"
@@ -16,20 +17,20 @@ namespace {
 // out[i] = f(x[i]) on a float tensor (integer inputs are converted to float32 first).
 template <class F>
 Tensor unary_kernel(const char* op, const Tensor& x, F f) {
-  Tensor in = is_floating(x.dtype()) ? x : x.to(float32);
+  Tensor in = is_floating(x.dtype()) ? kernels::in_compute(x) : x.to(float32);
   Tensor out = Tensor::empty(in.shape(), in.dtype());
   kernels::dispatch_floating(in.dtype(), op, [&]<class T>() { kernels::map<T, T>(out, f, in); });
-  return out;
+  return kernels::to_storage(out, x.dtype());
 }
 
 // The same for formulas with transcendental functions, written with xsimd's (kernels/simd.h) so
 // that contiguous data is computed a whole SIMD register at a time.
 template <class F>
 Tensor simd_unary_kernel(const char* op, const Tensor& x, F f) {
-  Tensor in = is_floating(x.dtype()) ? x : x.to(float32);
+  Tensor in = is_floating(x.dtype()) ? kernels::in_compute(x) : x.to(float32);
   Tensor out = Tensor::empty(in.shape(), in.dtype());
   kernels::dispatch_floating(in.dtype(), op, [&]<class T>() { kernels::map_simd<T>(out, f, in); });
-  return out;
+  return kernels::to_storage(out, x.dtype());
 }
 
 // Saved values of the unary ops: the input or the output.
@@ -70,7 +71,7 @@ Tensor simd_unary(const char* op, Unary self, const Tensor& x, F f, D d) {
 }  // namespace
 
 Tensor neg(const Tensor& x) {
-  Tensor out = is_floating(x.dtype()) || x.dtype() == int64
+  Tensor out = x.dtype() == float32 || x.dtype() == float64 || x.dtype() == int64
                    ? [&] {
                        Tensor o = Tensor::empty(x.shape(), x.dtype());
                        kernels::dispatch_numeric(x.dtype(), "neg", [&]<class T>() {

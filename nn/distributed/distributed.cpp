@@ -102,6 +102,8 @@ void* first_byte(const Tensor& t) {
       return t.data<int64_t>();
     case Dtype::boolean:
       return t.data<bool>();
+    case Dtype::bfloat16:
+      return t.data<bf16>();
   }
   return nullptr;
 }

@@ -29,6 +29,8 @@ std::string npy_bytes(const Tensor& c) {
       return xt::dump_npy(xt::adapt(c.data<int64_t>(), c.numel(), xt::no_ownership(), shape));
     case Dtype::boolean:
       return xt::dump_npy(xt::adapt(c.data<bool>(), c.numel(), xt::no_ownership(), shape));
+    case Dtype::bfloat16:
+      fail<DtypeError>("save_npy: .npy has no bfloat16 type; convert with .to(float32) first");
   }
   return {};
 }

@@ -19,6 +19,8 @@ inline char* bytes_of(const Tensor& t) {
       return reinterpret_cast<char*>(t.data<int64_t>());
     case Dtype::boolean:
       return reinterpret_cast<char*>(t.data<bool>());
+    case Dtype::bfloat16:
+      return reinterpret_cast<char*>(t.data<bf16>());
   }
   return nullptr;
 }
