@@ -136,6 +136,19 @@ void Module::to(Dtype dtype) {
     }
 }
 
+int64_t Module::frozen_to(Dtype dtype) {
+  NoGradGuard ng;
+  int64_t n = 0;
+  for (auto& [_, p] : named_parameters())
+    if (!p.requires_grad() && p.dtype() == float32 && p.dtype() != dtype) {
+      Tensor t = p;
+      t.set_data(p.detach().to(dtype));
+      ++n;
+    }
+  empty_buffer_cache();  // the float32 buffers just freed go back to the system
+  return n;
+}
+
 int64_t Module::num_parameters(bool trainable_only) const {
   int64_t n = 0;
   for (auto& [_, p] : named_parameters())

@@ -187,6 +187,25 @@ awk '
     ok = ok && state == 2 * grads + 8 * 8 && acts > 0
     if (!ok) { print "report: peak " peak " parts " parts " sum " sum " weights " weights " grads " grads " state " state " acts " acts " trainable " trainable " of " total; exit 1 }
   }' "$dir/lora3.log" || fail "finetune --memory-report: $(grep -A6 'memory report' "$dir/lora3.log")"
+# --precision bf16 --optimizer-state bf16: the frozen weights in bfloat16 (2 bytes), the adapters
+# float32 (4), their moments bfloat16 (2 + 2); the adapters load onto the base model as before.
+"$gpt" finetune --from "$dir/m.safetensors" --data "$dir/new.txt" --steps 2 --batch 2 \
+  --lora-rank 2 --memory-report --precision bf16 --optimizer-state bf16 \
+  --out "$dir/lora4.safetensors" > "$dir/lora4.log"
+tail -n 1 "$dir/lora4.log" | grep -Eq "$pattern" || fail "finetune --precision bf16's last line"
+awk '
+  /^memory report: peak resident/ { seen = 1; next }
+  seen && / bytes$/ && $1 == "weights" { weights = $(NF - 1) }
+  seen && / bytes$/ && $1 == "gradients" { grads = $(NF - 1) }
+  seen && / bytes$/ && $1 == "optimizer" { state = $(NF - 1) }
+  /^trainable parameters: / { trainable = $3; total = $5 }
+  END {
+    ok = seen && weights == (total - trainable) * 2 + trainable * 4 && grads == trainable * 4
+    ok = ok && state == grads + 8 * 8
+    if (!ok) { print "bf16 report: weights " weights " grads " grads " state " state " trainable " trainable " of " total; exit 1 }
+  }' "$dir/lora4.log" || fail "finetune --precision bf16: $(grep -A6 'memory report' "$dir/lora4.log")"
+"$gpt" eval --from "$dir/m.safetensors" --adapters "$dir/lora4.lora.safetensors" \
+  --data "$dir/eval.txt" --context $N > /dev/null 2>&1 || fail "bf16-trained adapters do not load"
 
 # ---- a Hugging Face GPT-2 directory: eval, sample, finetune (with LoRA) to a GPT-2 directory ----
 # A tiny GPT-2 (2 layers, n_embd 8, 32 positions, the real vocabulary of 50257) in the Hugging Face
@@ -297,6 +316,8 @@ expect_usage_error train --bogus 1
 expect_usage_error eval --from "$dir/m.safetensors" --data "$dir/eval.txt"
 expect_usage_error eval --from "$dir/m.safetensors" --data "$dir/eval.txt" --context 17
 expect_usage_error finetune --from "$dir/m.safetensors" --data "$dir/new.txt" --lora-alpha 4
+expect_usage_error finetune --from "$dir/m.safetensors" --data "$dir/new.txt" --precision fp16
+expect_usage_error train --data "$dir/new.txt" --optimizer-state float16
 expect_usage_error finetune --from "$dir/m.safetensors" --data "$dir/new.txt" --lora-targets wte
 expect_usage_error sample --from "$dir/m.safetensors" --distributed
 echo "OK: encode/decode, sample, eval, train and finetune keep their contracts"

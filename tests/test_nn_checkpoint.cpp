@@ -204,6 +204,7 @@ TEST_CASE("a safetensors file written by hand is read: our dtypes and the conver
   CHECK(h[2] == doctest::Approx(1.0 / 3).epsilon(1e-3));
   CHECK(h[3] == std::ldexp(1.0f, -24));
   CHECK(std::isinf(h[4]));
+  CHECK(t["bf"].dtype() == bfloat16);  // read natively
   CHECK(t["bf"].to_vector<float>() == std::vector<float>{1.5f, -10.0f});
   CHECK(t["i32"].dtype() == int64);
   CHECK(t["i32"].to_vector<int64_t>() == std::vector<int64_t>{-5, 1 << 30});

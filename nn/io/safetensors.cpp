@@ -9,8 +9,8 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 #include "nn/io/atomic_file.h"
@@ -61,7 +61,7 @@ uint32_t crc32_update(uint32_t crc, const char* data, size_t n) {
 
 // ---- dtypes ----
 
-enum class Convert { none, f16, bf16, i32, i16, i8, u8 };
+enum class Convert { none, f16, i32, i16, i8, u8 };
 
 struct FileDtype {
   const char* name;
@@ -73,7 +73,7 @@ struct FileDtype {
 constexpr FileDtype kFileDtypes[] = {
     {"F32", 4, float32, Convert::none}, {"F64", 8, float64, Convert::none},
     {"I64", 8, int64, Convert::none},   {"BOOL", 1, boolean, Convert::none},
-    {"F16", 2, float32, Convert::f16},  {"BF16", 2, float32, Convert::bf16},
+    {"F16", 2, float32, Convert::f16},  {"BF16", 2, bfloat16, Convert::none},
     {"I32", 4, int64, Convert::i32},    {"I16", 2, int64, Convert::i16},
     {"I8", 1, int64, Convert::i8},      {"U8", 1, int64, Convert::u8},
 };
@@ -106,12 +106,9 @@ float half_to_float(uint16_t h) {
 
 // Converts n items of a narrower file dtype into t (float32 or int64).
 void convert_into(const Tensor& t, const char* src, int64_t n, Convert c) {
-  if (c == Convert::f16 || c == Convert::bf16) {
+  if (c == Convert::f16) {
     float* out = t.data<float>();
-    for (int64_t i = 0; i < n; ++i) {
-      uint16_t h = load_le<uint16_t>(src + 2 * i);
-      out[i] = c == Convert::f16 ? half_to_float(h) : std::bit_cast<float>(uint32_t{h} << 16);
-    }
+    for (int64_t i = 0; i < n; ++i) out[i] = half_to_float(load_le<uint16_t>(src + 2 * i));
     return;
   }
   int64_t* out = t.data<int64_t>();

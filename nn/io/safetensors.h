@@ -12,8 +12,8 @@
 //   counted
 //              from the start of this section. The tensors tile it exactly: no gaps, no overlaps.
 //
-// dtypes written: F32, F64, I64, BOOL (our four). Also read, converted on the way in: F16 and BF16
-// (to float32), I32, I16, I8, U8 (to int64). Any other dtype is rejected.
+// dtypes read and written natively: F32, F64, I64, BOOL, BF16 (our five). Also read, converted on
+// the way in: F16 (to float32), I32, I16, I8, U8 (to int64). Any other dtype is rejected.
 //
 // Writes are atomic: the file is written to "<path>.tmp.<pid>", flushed to disk (fsync) and renamed
 // over `path`, so a failure mid-write leaves a previous checkpoint at `path` intact.

@@ -231,14 +231,15 @@ struct Checker {
       fail<ValueError>("load_gpt2: {} has no tensor '{}' (nor '{}{}'), which '{}' implies ({})",
                        where, name, kPrefix, name, config_path, sizes());
     const Source& s = it->second;
-    if (s.t.dtype() != float32)
+    if (s.t.dtype() != float32 && s.t.dtype() != bfloat16)
       fail<ValueError>("load_gpt2: '{}': tensor '{}' is {}; GPT-2 weights must be F32, F16 or BF16",
                        s.file, s.raw, dtype_name(s.t.dtype()));
     if (!(s.t.shape() == shape))
       fail<ValueError>("load_gpt2: '{}': tensor '{}' has shape {} but '{}' ({}) implies {}", s.file,
                        s.raw, s.t.shape(), config_path, sizes(), shape);
     used.insert(name);
-    return conv1d ? s.t.transpose(0, 1).contiguous() : s.t;
+    Tensor t = s.t.to(float32);  // the model is built in float32 (BF16 files are read natively)
+    return conv1d ? t.transpose(0, 1).contiguous() : t;
   }
   // A tensor `take` did not consume: the tied head, the attention mask buffers, or an error.
   void leftover(const std::string& name, const Source& s, const Tensor& wte) const;
@@ -257,8 +258,10 @@ bool is_mask_buffer(const std::string& name, int64_t n_layer) {
 
 void Checker::leftover(const std::string& name, const Source& s, const Tensor& wte) const {
   if (name == "lm_head.weight") {
-    bool same = s.t.dtype() == float32 && s.t.shape() == wte.shape() &&
-                std::memcmp(s.t.contiguous().data<float>(), wte.contiguous().data<float>(),
+    const bool floating = s.t.dtype() == float32 || s.t.dtype() == bfloat16;
+    Tensor head = floating ? s.t.to(float32).contiguous() : s.t;
+    bool same = floating && head.shape() == wte.shape() &&
+                std::memcmp(head.data<float>(), wte.contiguous().data<float>(),
                             static_cast<size_t>(wte.numel()) * sizeof(float)) == 0;
     if (!same)
       fail<ValueError>(

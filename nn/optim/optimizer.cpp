@@ -25,8 +25,18 @@ void Optimizer::zero_grad(bool set_to_none) {
 Tensor& Optimizer::buffer(size_t group, size_t index, const std::string& name, const Tensor& like) {
   std::string key = fmt::format("state.{}.{}.{}", group, index, name);
   auto it = state_.find(key);
-  if (it == state_.end()) it = state_.emplace(key, zeros_like(like.detach())).first;
+  if (it == state_.end()) {
+    const bool half = state_dtype_ == bfloat16 && like.dtype() == float32;
+    it = state_.emplace(key, zeros(like.shape(), half ? bfloat16 : like.dtype())).first;
+  }
   return it->second;
+}
+
+void Optimizer::set_state_dtype(Dtype dtype) {
+  if (dtype != float32 && dtype != bfloat16)
+    fail<ValueError>("optimizer: state dtype must be float32 or bfloat16, got {}",
+                     dtype_name(dtype));
+  state_dtype_ = dtype;
 }
 
 bool Optimizer::has_buffer(size_t group, size_t index, const std::string& name) const {
@@ -66,7 +76,8 @@ void Optimizer::load_state_dict(const OptimizerState& s) {
     if (!scalar && !(t.shape() == p.shape()))
       fail<ValueError>("optimizer load_state_dict: '{}' has shape {} but the parameter has {}", k,
                        t.shape(), p.shape());
-    restored[k] = scalar ? t.detach().clone() : t.detach().to(p.dtype()).clone();
+    const Dtype d = state_dtype_ == bfloat16 && p.dtype() == float32 ? bfloat16 : p.dtype();
+    restored[k] = scalar ? t.detach().clone() : t.detach().to(d).clone();
   }
   for (size_t g = 0; g < num_groups(); ++g) {
     const std::string prefix = fmt::format("group.{}.", g);

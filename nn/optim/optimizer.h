@@ -54,6 +54,12 @@ class Optimizer {
   virtual void set_lr(size_t group, double lr) = 0;
   // Sets the learning rate of every group.
   void set_lr(double lr);
+  // The dtype of the state buffers (momenta, moments) of float32 parameters: float32 (the
+  // default) or bfloat16, which halves them; the update still computes in float32 (foreach_update_
+  // reads bfloat16 exactly and rounds what it writes). Applies to buffers made after the call: set
+  // it before the first step(). ValueError for another dtype.
+  void set_state_dtype(Dtype dtype);
+  Dtype state_dtype() const { return state_dtype_; }
 
   OptimizerState state_dict() const;
   // Restores hyper-parameters and buffers; ValueError if the groups' sizes or buffer shapes
@@ -73,6 +79,7 @@ class Optimizer {
 
  private:
   std::map<std::string, Tensor> state_;
+  Dtype state_dtype_ = float32;
 };
 
 // A parameter group: its tensors and its hyper-parameters.
