@@ -2,8 +2,8 @@
 //   bench perop|tiny|mlp784|gpt-mini|cnn|gpt2-124m|gpt2-generate|gpt2-weight-read [--steps N]
 //         [--rss] [--json]
 // and issue 26's fine-tuning memory workload (bench/finetune_memory.sh runs it):
-//   bench gpt2-finetune [--size 124m|355m|774m|smoke] [--lora R] [--checkpoint] [--steps N]
-//         [--warmup N] [--rss] [--json]
+//   bench gpt2-finetune [--size 124m|355m|774m|smoke] [--lora R] [--checkpoint] [--bf16]
+//         [--optimizer-state-bf16] [--steps N] [--warmup N] [--rss] [--json]
 // Prints `<workload> median <X> us` as its last line (X: median microseconds of one timed
 // step, or of one recorded op for perop). Inputs are made before timing; 5 untimed warm-up steps
 // (gpt2-finetune: --warmup N, default 5).
@@ -31,6 +31,8 @@ struct Options {
   std::string size = "124m";
   int64_t lora_rank = 0;
   bool checkpoint = false;
+  bool bf16 = false;        // mixed precision: frozen weights in bfloat16, autocast forward
+  bool bf16_state = false;  // AdamW's moments in bfloat16
   bool rss = false;
   bool json = false;
 };
@@ -193,7 +195,10 @@ void StepMemory::print(const std::vector<ag::Tensor>& weights, const ag::nn::Opt
 // eps 1e-8, weight decay 0) over the trainable parameters only. With --lora R every parameter is
 // frozen and rank-R adapters (alpha 2R) train on the attention and MLP projections (the default
 // targets of apply_lora, as `gpt finetune --lora-rank`); --checkpoint recomputes each block's
-// activations in backward. Prints the parameter counts and where the bytes go (StepMemory).
+// activations in backward; --bf16 is `gpt finetune --precision bf16` (frozen weights stored in
+// bfloat16, the forward under AutocastGuard(bfloat16), float32 master weights for the trained
+// ones); --optimizer-state-bf16 keeps AdamW's moments in bfloat16. Prints the parameter counts and
+// where the bytes go (StepMemory).
 Timing gpt2_finetune(const Options& o) {
   ag::nn::GPT model(gpt2_shape(o.size));
   int64_t adapted = 0;
@@ -201,27 +206,34 @@ Timing gpt2_finetune(const Options& o) {
     adapted = ag::nn::apply_lora(
         model, {.rank = o.lora_rank, .alpha = 2.0 * static_cast<double>(o.lora_rank)});
   model.set_checkpoint_activations(o.checkpoint);
+  if (o.bf16) model.frozen_to(ag::bfloat16);
   std::vector<ag::Tensor> trainable;
   for (const ag::Tensor& p : model.parameters())
     if (p.requires_grad()) trainable.push_back(p);
   ag::nn::AdamW opt(trainable, {.lr = 1e-4, .weight_decay = 0.0});
+  if (o.bf16_state) opt.set_state_dtype(ag::bfloat16);
   ag::Generator g(0);
   ag::Tensor data = ag::randint(0, 50257, {4, 257}, &g);
   ag::Tensor x = ag::slice(data, 1, 0, 256).contiguous();
   ag::Tensor y = ag::slice(data, 1, 1, 257).contiguous();
   std::printf(
       "gpt2-finetune size %s: %lld parameters, %lld trainable (LoRA rank %lld on %lld layers), "
-      "checkpointing %s, batch 4 x 256\n",
+      "checkpointing %s, bf16 %s, optimizer state %s, batch 4 x 256\n",
       o.size.c_str(), static_cast<long long>(model.num_parameters()),
       static_cast<long long>(model.num_parameters(true)), static_cast<long long>(o.lora_rank),
-      static_cast<long long>(adapted), o.checkpoint ? "on" : "off");
+      static_cast<long long>(adapted), o.checkpoint ? "on" : "off", o.bf16 ? "on" : "off",
+      o.bf16_state ? "bfloat16" : "float32");
   StepMemory mem;
   float last_loss = 0;
   Timing r = time_steps(
       [&] {
         opt.zero_grad();
         int64_t before = StepMemory::live();
-        ag::Tensor loss = model.loss(x, y);
+        ag::Tensor loss;
+        {
+          ag::AutocastGuard autocast(o.bf16 ? ag::bfloat16 : ag::float32);
+          loss = model.loss(x, y);
+        }
         mem.activations = std::max(mem.activations, StepMemory::live() - before);
         loss.backward();
         int64_t grads = 0;
@@ -342,7 +354,7 @@ int usage() {
   std::fprintf(
       stderr,
       "       bench gpt2-finetune [--size 124m|355m|774m|smoke] [--lora R] [--checkpoint]\n"
-      "             [--steps N] [--warmup N] [--rss] [--json]\n");
+      "             [--bf16] [--optimizer-state-bf16] [--steps N] [--warmup N] [--rss] [--json]\n");
   return 2;
 }
 
@@ -366,6 +378,12 @@ int main(int argc, char** argv) {
       finetune_only = true;
     } else if (a == "--checkpoint") {
       o.checkpoint = true;
+      finetune_only = true;
+    } else if (a == "--bf16") {
+      o.bf16 = true;
+      finetune_only = true;
+    } else if (a == "--optimizer-state-bf16") {
+      o.bf16_state = true;
       finetune_only = true;
     } else if (a == "--rss") {
       o.rss = true;

@@ -12,8 +12,9 @@
 #                 projections and the MLP's two layers, written out here (Debian has no peft)
 #   --checkpoint  each block under torch.utils.checkpoint (non-reentrant: the blocks' inputs need
 #                 not require grad when the embeddings are frozen)
-#   --bf16        forward and loss under torch.autocast("cpu", dtype=torch.bfloat16); weights,
-#                 gradients and optimizer state stay float32
+#   --bf16        forward and loss under torch.autocast("cpu", dtype=torch.bfloat16); the frozen
+#                 weights stored in bfloat16 (as `bench gpt2-finetune --bf16` does); trained
+#                 weights, their gradients and the optimizer state stay float32
 #   --threads N   intra-op threads (default: every CPU, as our OpenMP pool)
 # Prints the parameter counts, the loss, the bytes of weights, gradients and optimizer state, and
 # as its last line `gpt2-finetune median <X> us` (the median of the timed steps).
@@ -125,6 +126,10 @@ def main():
     model = GPT2(*SHAPES[a.size])
     adapted = add_lora(model, a.lora) if a.lora > 0 else 0
     model.checkpoint = a.checkpoint
+    if a.bf16:
+        for p in model.parameters():
+            if not p.requires_grad:
+                p.data = p.data.to(torch.bfloat16)
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
     data = torch.randint(0, VOCAB, (BATCH, SEQ + 1), generator=torch.Generator().manual_seed(0))

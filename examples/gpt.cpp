@@ -188,8 +188,10 @@ std::pair<nn::TextDataset, nn::TextDataset> load_text(const std::string& path, i
 
 // Mean next-token cross-entropy over consecutive windows of `data` (at most max_batches batches;
 // -1: all).
-double evaluate(nn::GPT& model, const nn::TextDataset& data, int64_t batch, int64_t max_batches) {
+double evaluate(nn::GPT& model, const nn::TextDataset& data, int64_t batch, int64_t max_batches,
+                bool bf16 = false) {
   NoGradGuard ng;
+  AutocastGuard autocast(bf16 ? bfloat16 : float32);
   bool was_training = model.is_training();
   model.eval();
   double total = 0;
@@ -224,6 +226,8 @@ struct TrainSettings {
   int64_t kill_at_step = 0;  // testing: SIGKILL itself in the middle of this step
   bool memory_report = false;
   bool checkpoint_activations = false;  // recompute the blocks' activations in backward
+  bool bf16 = false;                    // --precision bf16: mixed precision
+  bool bf16_state = false;              // --optimizer-state bf16: AdamW's moments in bfloat16
 };
 
 // --memory-report: where a training run's memory goes. The live buffer bytes (ag::memory_stats)
@@ -290,6 +294,9 @@ TrainResult train_loop(nn::GPT& model, const nn::TextDataset& train, const nn::T
                        const TrainSettings& s, examples::DataParallel& dp) {
   dp.attach(model);  // several ranks: rank 0's weights everywhere, gradients averaged
   model.set_checkpoint_activations(s.checkpoint_activations);
+  // Mixed precision: the weights that are not trained are kept in bfloat16; the trained ones stay
+  // float32 (master weights) and are used in bfloat16 by the matrix products (AutocastGuard).
+  if (s.bf16) model.frozen_to(bfloat16);
   // Decay the matrices (and the tied embedding), not the biases and LayerNorm gains.
   std::vector<Tensor> decay, no_decay;
   for (auto& [name, p] : model.named_parameters())
@@ -299,6 +306,7 @@ TrainResult train_loop(nn::GPT& model, const nn::TextDataset& train, const nn::T
   nn::AdamW opt(decay, {.lr = s.lr, .beta2 = 0.95, .weight_decay = s.weight_decay});
   if (!no_decay.empty())
     opt.add_param_group(no_decay, [](nn::AdamOptions& o) { o.weight_decay = 0; });
+  if (s.bf16_state) opt.set_state_dtype(bfloat16);
   nn::CosineWarmupLR schedule(opt, std::min(s.warmup, s.steps), s.steps, 0.1);
 
   plot::Csv csv({"step", "tokens", "train_loss", "val_loss", "lr", "tokens_per_s"});
@@ -371,7 +379,11 @@ TrainResult train_loop(nn::GPT& model, const nn::TextDataset& train, const nn::T
     for (int64_t k = 0; k < s.accum; ++k) {
       auto [x, y] = train.sample(s.batch, gen);
       memory.before_forward();
-      Tensor loss = model.loss(x, y);
+      Tensor loss;
+      {
+        AutocastGuard autocast(s.bf16 ? bfloat16 : float32);
+        loss = model.loss(x, y);
+      }
       memory.after_forward();
       step_loss += loss.item() / static_cast<double>(s.accum);
       if (s.accum > 1) loss = mul(loss, 1.0 / static_cast<double>(s.accum));
@@ -400,7 +412,7 @@ TrainResult train_loop(nn::GPT& model, const nn::TextDataset& train, const nn::T
     double mean_loss = dp.mean(window_loss, static_cast<double>(window_steps));
     std::string val_text;
     if (eval_now) {
-      val_loss = evaluate(model, val, s.batch, s.eval_batches);
+      val_loss = evaluate(model, val, s.batch, s.eval_batches, s.bf16);
       val_text = fmt::format("  val_loss {:.4f}", val_loss);
     }
     fmt::print("step {:>{}}/{}  loss {:.4f}{}  lr {:.2e}  grad_norm {:.2f}  {:.0f} tokens/s\n",
@@ -415,7 +427,7 @@ TrainResult train_loop(nn::GPT& model, const nn::TextDataset& train, const nn::T
     if (save_now) save_state(step);
   }
   // A run resumed from the state of its last step has nothing left to train: measure it here.
-  if (std::isnan(val_loss)) val_loss = evaluate(model, val, s.batch, s.eval_batches);
+  if (std::isnan(val_loss)) val_loss = evaluate(model, val, s.batch, s.eval_batches, s.bf16);
   TrainResult r;
   r.val_loss = val_loss;
   r.tokens_per_s = static_cast<double>(tokens_per_step * s.steps) / train_seconds;
@@ -498,6 +510,17 @@ void add_training_options(CLI::App& cmd, TrainArgs& a) {
                "optimizer state, saved activations, workspace)");
   cmd.add_flag("--checkpoint-activations", a.s.checkpoint_activations,
                "recompute each block's activations in backward instead of keeping them");
+  cmd.add_option_function<std::string>(
+         "--precision", [&a](const std::string& v) { a.s.bf16 = v == "bf16"; },
+         "float32, or bf16: mixed precision (bfloat16 matrix products and activations, float32 "
+         "master weights, frozen weights stored in bfloat16)")
+      ->check(CLI::IsMember({"float32", "bf16"}))
+      ->default_str("float32");
+  cmd.add_option_function<std::string>(
+         "--optimizer-state", [&a](const std::string& v) { a.s.bf16_state = v == "bf16"; },
+         "float32, or bf16: AdamW's moments stored in bfloat16 (half their memory)")
+      ->check(CLI::IsMember({"float32", "bf16"}))
+      ->default_str("float32");
 }
 
 // Where `gpt train --out CKPT` keeps its training state.
