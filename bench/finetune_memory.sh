@@ -17,7 +17,8 @@
 # interpreter and its libraries too). Step time: the median of the timed steps the program
 # reports. Over several rounds each cell is the median of the rounds. Every run's output is kept in
 # DIR (default /tmp/finetune-memory); --report-only prints the table of the runs already in DIR
-# without running anything. Builds nothing: build build/bench/bench first.
+# without running anything. Builds nothing: build build/bench/bench first (or set BENCH to the bench
+# program of another build).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 rounds=1 steps=2 warmup=1 rank=8 torch=1 out=/tmp/finetune-memory run=1
@@ -38,7 +39,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ ${#sizes[@]} -gt 0 ] || sizes=(124m 355m)
-bench="$root/build/bench/bench"
+bench="${BENCH:-$root/build/bench/bench}"  # BENCH=path: another build's bench
 mkdir -p "$out"
 
 flags() {  # SIDE SETTING: the command-line flags of a setting, or "skip"

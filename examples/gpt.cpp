@@ -5,12 +5,14 @@
 //   gpt train    [--data FILE] [--steps N] [--out CKPT] [--layers L] [--heads H] [--dim C]
 //                [--context T] [--batch B] [--accum K] [--lr LR] [--warmup W] [--eval-every E]
 //                [--seed S] [--log CSV] [--save-every N] [--resume] [--checkpoint-activations]
+//                [--precision float32|bf16] [--optimizer-state float32|bf16]
 //   gpt sample   --from M [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--top-p P]
 //                [--seed S] [--stop-at-eos] [--tokenizer DIR] [--adapters FILE]
 //   gpt finetune --from M --data FILE [--steps N] [--out OUT] [--lora-rank R] [--lora-alpha A]
 //                [--lora-targets GLOB,...] [--context T] [--batch B] [--accum K] [--lr LR]
 //                [--warmup W] [--eval-every E] [--seed S] [--log CSV] [--tokenizer DIR]
-//                [--memory-report] [--checkpoint-activations]
+//                [--memory-report] [--checkpoint-activations] [--precision float32|bf16]
+//                [--optimizer-state float32|bf16]
 //   gpt eval     --from M --data FILE --context N [--batch B] [--tokenizer DIR] [--adapters FILE]
 //   gpt encode   [--tokenizer DIR] FILE
 //   gpt decode   [--tokenizer DIR] FILE
@@ -69,6 +71,10 @@
 // recomputed during backward instead of kept (GPTConfig::checkpoint_activations): less memory for
 // about a third more block compute, the same gradients. It is not part of the saved state: a run
 // may be resumed with or without it.
+//
+// --precision bf16 (train and finetune): mixed precision (docs/mixed_precision.md): the frozen
+// weights stored in bfloat16 (Module::frozen_to), the forward under AutocastGuard(bfloat16), the
+// trained weights float32 master weights. --optimizer-state bf16: AdamW's moments in bfloat16.
 //
 // --log writes one CSV row per logged step (train loss, validation loss when measured, lr,
 // tokens/s); `gpt plot` draws the losses of one or more such files as an SVG.
@@ -764,7 +770,7 @@ double save_finetuned(const FinetuneCommand& f, const Model& m, const nn::LoRACo
     }
     fmt::print("saved the adapters alone to {}\n", path);
     nn::merge_lora(*m.gpt);
-    final_loss = evaluate(*m.gpt, val, s.batch, s.eval_batches);
+    final_loss = evaluate(*m.gpt, val, s.batch, s.eval_batches, s.bf16);
     fmt::print("merged the adapters into the base weights: val_loss {:.4f} (adapted {:.4f})\n",
                final_loss, adapted);
   }

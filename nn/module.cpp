@@ -143,9 +143,9 @@ int64_t Module::frozen_to(Dtype dtype) {
     if (!p.requires_grad() && p.dtype() == float32 && p.dtype() != dtype) {
       Tensor t = p;
       t.set_data(p.detach().to(dtype));
+      empty_buffer_cache();  // the float32 buffer just freed goes back to the system now
       ++n;
     }
-  empty_buffer_cache();  // the float32 buffers just freed go back to the system
   return n;
 }
 

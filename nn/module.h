@@ -75,7 +75,8 @@ class Module {
   // Converts the frozen parameters (requires_grad off) that are float32 to dtype in place, and
   // nothing else: with bfloat16, the storage of the weights a LoRA or partial fine-tune does not
   // train is halved, while the trained ones stay float32 (master weights for mixed precision).
-  // The freed float32 buffers are returned to the system. Returns how many parameters changed.
+  // Each freed float32 buffer is returned to the system at once (the peak stays at the float32
+  // model plus one tensor). Returns how many parameters changed.
   int64_t frozen_to(Dtype dtype);
   // Number of parameter elements (only those that require grad if trainable_only).
   int64_t num_parameters(bool trainable_only = false) const;

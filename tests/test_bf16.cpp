@@ -156,6 +156,19 @@ TEST_CASE("bf16: elementwise, unary, activation, reduction ops equal float32 on 
   Tensor l = cross_entropy(a, target);
   CHECK(l.dtype() == float32);
   CHECK(l.item() == cross_entropy(af, target).item());
+  // Its gradient: the float32 one rounded once (fused backward), with smoothing and an ignored row.
+  std::vector<int64_t> tv(37);
+  for (int64_t i = 0; i < 37; ++i) tv[size_t(i)] = (i * 7) % 65;
+  tv[3] = -100;
+  Tensor t2 = Tensor::from_vector(tv);
+  Tensor lb = a.detach().requires_grad_(), lf = af.detach().requires_grad_();
+  Tensor l_b = cross_entropy(lb, t2, "mean", -100, 0.1),
+         l_f = cross_entropy(lf, t2, "mean", -100, 0.1);
+  CHECK(l_b.item() == l_f.item());
+  l_b.backward();
+  l_f.backward();
+  CHECK(lb.grad().dtype() == bfloat16);
+  CHECK(same_values(lb.grad(), lf.grad().to(bfloat16)));
 }
 
 TEST_CASE("bf16: mixed dtypes promote; bfloat16 < float32 < float64") {

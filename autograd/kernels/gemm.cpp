@@ -135,7 +135,8 @@ namespace {
 std::atomic<bool> g_force_fallback{false};
 
 // The shape and layout of one bfloat16 GEMM: the key of its oneDNN primitive.
-using Bf16Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>;
+// (the last: C is bfloat16, else float32).
+using Bf16Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool>;
 
 dnnl::engine& cpu_engine() {
   static dnnl::engine e(dnnl::engine::kind::cpu, 0);
@@ -156,12 +157,12 @@ const dnnl::matmul* bf16_primitive(const Bf16Key& key) {
   std::lock_guard<std::mutex> lock(mutex);
   auto it = cache.find(key);
   if (it != cache.end()) return it->second.get();
-  auto [ta, tb, m, n, k, lda, ldb, ldc] = key;
+  auto [ta, tb, m, n, k, lda, ldb, ldc, out_bf16] = key;
   using dt = dnnl::memory::data_type;
   std::unique_ptr<dnnl::matmul> p;
   try {
     dnnl::matmul::desc d(matrix_desc(m, k, dt::bf16, ta, lda), matrix_desc(k, n, dt::bf16, tb, ldb),
-                         matrix_desc(m, n, dt::f32, false, ldc));
+                         matrix_desc(m, n, out_bf16 ? dt::bf16 : dt::f32, false, ldc));
     p = std::make_unique<dnnl::matmul>(dnnl::matmul::primitive_desc(d, cpu_engine()));
   } catch (const dnnl::error&) {
     p.reset();  // unimplemented on this CPU: the float32 fallback
@@ -183,27 +184,46 @@ std::vector<float> widen(const bf16* x, bool trans, int64_t rows, int64_t cols, 
 
 const char* bf16_gemm_path() {
   if (g_force_fallback) return "float32";
-  return bf16_primitive({false, false, 64, 64, 64, 64, 64, 64}) ? "onednn" : "float32";
+  return bf16_primitive({false, false, 64, 64, 64, 64, 64, 64, false}) ? "onednn" : "float32";
 }
 
 void force_bf16_fallback(bool on) { g_force_fallback = on; }
 
-void gemm_bf16(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const bf16* a, int64_t lda,
-               const bf16* b, int64_t ldb, float* c, int64_t ldc) {
+namespace {
+
+// Runs the oneDNN primitive of this product if there is one; false if not (then nothing ran).
+bool run_bf16(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const bf16* a, int64_t lda,
+              const bf16* b, int64_t ldb, void* c, int64_t ldc, bool out_bf16) {
   const dnnl::matmul* p =
-      g_force_fallback ? nullptr : bf16_primitive({ta, tb, m, n, k, lda, ldb, ldc});
-  if (!p) {
-    std::vector<float> fa = widen(a, ta, m, k, lda), fb = widen(b, tb, k, n, ldb);
-    return gemm(false, false, m, n, k, fa.data(), k, fb.data(), n, c, ldc);
-  }
+      g_force_fallback ? nullptr : bf16_primitive({ta, tb, m, n, k, lda, ldb, ldc, out_bf16});
+  if (!p) return false;
   using dt = dnnl::memory::data_type;
   dnnl::engine& e = cpu_engine();
   dnnl::memory ma(matrix_desc(m, k, dt::bf16, ta, lda), e, const_cast<bf16*>(a));
   dnnl::memory mb(matrix_desc(k, n, dt::bf16, tb, ldb), e, const_cast<bf16*>(b));
-  dnnl::memory mc(matrix_desc(m, n, dt::f32, false, ldc), e, c);
+  dnnl::memory mc(matrix_desc(m, n, out_bf16 ? dt::bf16 : dt::f32, false, ldc), e, c);
   dnnl::stream s(e);
   p->execute(s, {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}});
   s.wait();
+  return true;
+}
+
+}  // namespace
+
+void gemm_bf16(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const bf16* a, int64_t lda,
+               const bf16* b, int64_t ldb, float* c, int64_t ldc) {
+  if (run_bf16(ta, tb, m, n, k, a, lda, b, ldb, c, ldc, false)) return;
+  std::vector<float> fa = widen(a, ta, m, k, lda), fb = widen(b, tb, k, n, ldb);
+  gemm(false, false, m, n, k, fa.data(), k, fb.data(), n, c, ldc);
+}
+
+void gemm_bf16(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const bf16* a, int64_t lda,
+               const bf16* b, int64_t ldb, bf16* c, int64_t ldc) {
+  if (run_bf16(ta, tb, m, n, k, a, lda, b, ldb, c, ldc, true)) return;
+  std::vector<float> fc(static_cast<size_t>(m * n));
+  gemm_bf16(ta, tb, m, n, k, a, lda, b, ldb, fc.data(), n);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = bf16(fc[static_cast<size_t>(i * n + j)]);
 }
 
 }  // namespace ag::kernels

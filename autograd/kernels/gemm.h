@@ -46,6 +46,9 @@ void gemm_call(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* 
 // parallel region.
 void gemm_bf16(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const bf16* a, int64_t lda,
                const bf16* b, int64_t ldb, float* c, int64_t ldc);
+// The same with C in bfloat16: accumulated in float32, rounded once as it is written.
+void gemm_bf16(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const bf16* a, int64_t lda,
+               const bf16* b, int64_t ldb, bf16* c, int64_t ldc);
 // How gemm_bf16 runs: "onednn" (a bfloat16 kernel of oneDNN's) or "float32" (the fallback), as
 // decided for this CPU. force_bf16_fallback(true) makes it take the fallback (tests).
 const char* bf16_gemm_path();

@@ -105,15 +105,20 @@ Tensor matmul_kernel(const Tensor& a_in, const Tensor& b_in, bool keep_float32 =
   if (k == 0) return zeros(os, a.dtype());
   MatrixLayout la = layout(a), lb = layout(b);
   if (a.dtype() == bfloat16) {
-    // bfloat16 operands: float32 products (kernels::gemm_bf16), rounded once at the end.
-    Tensor o32 = Tensor::empty(os, float32);
+    // bfloat16 operands: products accumulated in float32 (kernels::gemm_bf16), rounded once into
+    // a bfloat16 result, or kept in float32 (keep_float32).
+    Tensor o = keep_float32 ? Tensor::empty(os, float32) : out;
     const bf16* pa = first_element<bf16>(a);
     const bf16* pb = first_element<bf16>(b);
     std::vector<int64_t> offsets = batch_offsets(batch, a, ba, b, bb);
-    for (int64_t t = 0; t < batch.numel(); ++t)
-      kernels::gemm_bf16(la.trans, lb.trans, m, n, k, pa + offsets[2 * t], la.ld,
-                         pb + offsets[2 * t + 1], lb.ld, o32.data<float>() + t * m * n, n);
-    return keep_float32 ? o32 : kernels::to_storage(o32, bfloat16);
+    for (int64_t t = 0; t < batch.numel(); ++t) {
+      auto run = [&](auto* po) {
+        kernels::gemm_bf16(la.trans, lb.trans, m, n, k, pa + offsets[2 * t], la.ld,
+                           pb + offsets[2 * t + 1], lb.ld, po + t * m * n, n);
+      };
+      keep_float32 ? run(o.data<float>()) : run(o.data<bf16>());
+    }
+    return o;
   }
   kernels::dispatch_floating(a.dtype(), "matmul", [&]<class T>() {
     const T* pa = first_element<T>(a);

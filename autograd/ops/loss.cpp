@@ -3,6 +3,8 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 #include "autograd/kernels/bf16.h"
 #include "autograd/kernels/dispatch.h"
@@ -64,6 +66,22 @@ void check_smoothing(double eps, const char* op) {
     fail<ValueError>("{}: label_smoothing must be in [0, 1], got {}", op, eps);
 }
 
+// Row i of the contiguous logits x [rows, c] in the compute type T: in place, or for bfloat16
+// logits widened into a per-thread buffer (so no float32 copy of the whole logits is made).
+template <class T>
+const T* compute_row(const Tensor& x, int64_t i, int64_t c) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (x.dtype() == bfloat16) {
+      thread_local std::vector<float> buf;
+      buf.resize(static_cast<size_t>(c));
+      const bf16* p = x.data<bf16>() + i * c;
+      for (int64_t j = 0; j < c; ++j) buf[static_cast<size_t>(j)] = float(p[j]);
+      return buf.data();
+    }
+  }
+  return x.data<T>() + i * c;
+}
+
 // log(sum(exp(row))) of a contiguous row, shifted by its max.
 template <class T>
 double row_logsumexp(const T* row, int64_t c) {
@@ -78,23 +96,27 @@ double row_logsumexp(const T* row, int64_t c) {
 // [rows]; w is zero on ignored rows. Not recorded: used when no graph of the backward is built.
 Tensor cross_entropy_grad(const Tensor& logits, const Tensor& target, const Tensor& weight,
                           const Tensor& g, double eps, int64_t ignore_index) {
+  // bfloat16 logits: each row widened and its gradient computed in float32, rounded into a
+  // bfloat16 result.
   const Dtype d = kernels::compute_dtype(logits.dtype());
-  Tensor x = kernels::in_compute(logits).contiguous(), w = weight.contiguous();
+  const bool half = logits.dtype() == bfloat16;
+  Tensor x = logits.contiguous(), w = weight.contiguous();
   Tensor gc = kernels::cast(g, d).contiguous();
-  Tensor out = Tensor::empty(x.shape(), d);
+  Tensor out = Tensor::empty(x.shape(), logits.dtype());
   const int64_t c = x.shape().back(), rows = x.numel() / c;
   const int64_t* tv = target.data<int64_t>();
   kernels::dispatch_floating(d, "cross_entropy", [&]<class T>() {
-    const T* px = x.data<T>();
     const T* pw = w.data<T>();
     const T* pg = gc.data<T>();
     const bool g_scalar = gc.numel() == 1;
-    T* po = out.data<T>();
+    T* po = half ? nullptr : out.data<T>();
     const T spread = static_cast<T>(eps / static_cast<double>(c));
 #pragma omp parallel for if (rows * c > (1 << 16))
     for (int64_t i = 0; i < rows; ++i) {
-      const T* row = px + i * c;
-      T* o = po + i * c;
+      const T* row = compute_row<T>(x, i, c);
+      thread_local std::vector<T> obuf;
+      if (half) obuf.resize(static_cast<size_t>(c));
+      T* o = half ? obuf.data() : po + i * c;
       const T m = kernels::row_max(row, c);
       const T inv = static_cast<T>(1.0 / kernels::exp_shifted_sum(row, o, c, m));
       const T scale = (g_scalar ? pg[0] : pg[i]) * pw[i];
@@ -102,6 +124,11 @@ Tensor cross_entropy_grad(const Tensor& logits, const Tensor& target, const Tens
       const T q = ignored ? T(0) : spread;
       for (int64_t j = 0; j < c; ++j) o[j] = (o[j] * inv - q) * scale;
       if (!ignored) o[tv[i]] -= static_cast<T>(1 - eps) * scale;
+      if constexpr (std::is_same_v<T, float>)
+        if (half) {
+          bf16* dst = out.data<bf16>() + i * c;
+          for (int64_t j = 0; j < c; ++j) dst[j] = bf16(o[j]);
+        }
     }
   });
   return out;
@@ -161,8 +188,7 @@ int64_t count_targets(const char* op, const int64_t* tv, int64_t rows, int64_t c
 void cross_entropy_rows(const char* op, const Tensor& x, int64_t rows, int64_t c, const int64_t* tv,
                         const Tensor& losses, const Tensor& weight, double eps,
                         int64_t ignore_index, bool mean, int64_t count) {
-  kernels::dispatch_floating(x.dtype(), op, [&]<class T>() {
-    const T* px = x.data<T>();
+  kernels::dispatch_floating(kernels::compute_dtype(x.dtype()), op, [&]<class T>() {
     T* pl = losses.data<T>();
     T* pw = weight.data<T>();
 #pragma omp parallel for if (rows * c > (1 << 16))
@@ -171,7 +197,7 @@ void cross_entropy_rows(const char* op, const Tensor& x, int64_t rows, int64_t c
         pl[i] = pw[i] = T(0);
         continue;
       }
-      const T* row = px + i * c;
+      const T* row = compute_row<T>(x, i, c);
       double row_sum = 0;
       if (eps > 0)
         for (int64_t j = 0; j < c; ++j) row_sum += static_cast<double>(row[j]);
@@ -232,10 +258,9 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, std::string_vie
   Tensor t = target.contiguous();
   const int64_t* tv = t.data<int64_t>();
   const int64_t count = count_targets(op, tv, rows, c, ignore_index, logits.shape());
-  // bfloat16 logits: computed in float32 from a copy (the saved logits stay bfloat16), and the
-  // loss is float32 too.
+  // bfloat16 logits: computed in float32 a row at a time (compute_row), and the loss is float32.
   const Dtype d = kernels::compute_dtype(logits.dtype());
-  Tensor x = kernels::in_compute(logits.detach()).contiguous();
+  Tensor x = logits.detach().contiguous();
   Tensor losses = Tensor::empty(row_shape, d), weight = Tensor::empty(row_shape, d);
   const double eps = label_smoothing;
   cross_entropy_rows(op, x, rows, c, tv, losses, weight, eps, ignore_index, red == Reduction::mean,
