@@ -259,6 +259,25 @@ TEST_CASE("bf16: in-place ops give what their out-of-place ops give") {
   CHECK(sum(x).item() == 0.0);
 }
 
+TEST_CASE("bf16: safetensors BF16 written and read natively, bit for bit") {
+  test::TempDir dir;
+  Tensor a = bf16_values({3, 5}, -100, 100, 41);
+  Tensor strided = transpose(a, 0, 1);  // written row-major
+  nn::save_safetensors(dir.file("w.safetensors"), {{"a", a}, {"t", strided}});
+  std::string bytes = test::read_bytes(dir.file("w.safetensors"));
+  CHECK(bytes.find(R"("dtype":"BF16")") != std::string::npos);
+  CHECK(bytes.find("F32") == std::string::npos);
+  nn::StateDict back = nn::load_safetensors(dir.file("w.safetensors"));
+  REQUIRE(back.size() == 2);
+  CHECK(back[0].second.dtype() == bfloat16);
+  CHECK(same_values(back[0].second, a));
+  CHECK(same_values(back[1].second, strided));
+  // 2 bytes an element: 30 elements of data after the header.
+  uint64_t header = 0;
+  std::memcpy(&header, bytes.data(), 8);
+  CHECK(bytes.size() == 8 + header + 2 * 15 * 2);
+}
+
 TEST_CASE("bf16: errors name the op") {
   Tensor a = bf16_values({4});
   test::TempDir dir;

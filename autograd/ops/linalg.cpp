@@ -90,7 +90,23 @@ std::vector<int64_t> batch_offsets(const Shape& batch, const Tensor& a, const Sh
   return offsets;
 }
 
+// Batch entry t of a bfloat16 product into o [..., m, n] (bfloat16, or float32): one
+// kernels::gemm_bf16 call on the operands' matrices at offsets[2 t] and offsets[2 t + 1].
+void bf16_entry(const Tensor& a, const MatrixLayout& la, const Tensor& b, const MatrixLayout& lb,
+                const Tensor& o, const std::vector<int64_t>& offsets, int64_t t) {
+  const int64_t m = a.shape()[a.dim() - 2], k = a.shape()[a.dim() - 1], n = b.shape()[b.dim() - 1];
+  const bf16* pa = first_element<bf16>(a) + offsets[2 * t];
+  const bf16* pb = first_element<bf16>(b) + offsets[2 * t + 1];
+  if (o.dtype() == float32)
+    kernels::gemm_bf16(la.trans, lb.trans, m, n, k, pa, la.ld, pb, lb.ld,
+                       o.data<float>() + t * m * n, n);
+  else
+    kernels::gemm_bf16(la.trans, lb.trans, m, n, k, pa, la.ld, pb, lb.ld,
+                       o.data<bf16>() + t * m * n, n);
+}
+
 // [..., m, k] @ [..., k, n] with both ranks >= 2 and matching float dtypes; no recording.
+// bfloat16 operands give a bfloat16 result (float32 with keep_float32).
 Tensor matmul_kernel(const Tensor& a_in, const Tensor& b_in, bool keep_float32 = false) {
   Tensor a = blas_ready(a_in), b = blas_ready(b_in);
   int64_t na = a.dim(), nb = b.dim();
@@ -105,19 +121,10 @@ Tensor matmul_kernel(const Tensor& a_in, const Tensor& b_in, bool keep_float32 =
   if (k == 0) return zeros(os, a.dtype());
   MatrixLayout la = layout(a), lb = layout(b);
   if (a.dtype() == bfloat16) {
-    // bfloat16 operands: products accumulated in float32 (kernels::gemm_bf16), rounded once into
-    // a bfloat16 result, or kept in float32 (keep_float32).
+    // Products accumulated in float32, rounded once into a bfloat16 result or kept in float32.
     Tensor o = keep_float32 ? Tensor::empty(os, float32) : out;
-    const bf16* pa = first_element<bf16>(a);
-    const bf16* pb = first_element<bf16>(b);
     std::vector<int64_t> offsets = batch_offsets(batch, a, ba, b, bb);
-    for (int64_t t = 0; t < batch.numel(); ++t) {
-      auto run = [&](auto* po) {
-        kernels::gemm_bf16(la.trans, lb.trans, m, n, k, pa + offsets[2 * t], la.ld,
-                           pb + offsets[2 * t + 1], lb.ld, po + t * m * n, n);
-      };
-      keep_float32 ? run(o.data<float>()) : run(o.data<bf16>());
-    }
+    for (int64_t t = 0; t < batch.numel(); ++t) bf16_entry(a, la, b, lb, o, offsets, t);
     return o;
   }
   kernels::dispatch_floating(a.dtype(), "matmul", [&]<class T>() {
