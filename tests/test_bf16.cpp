@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "autograd/kernels/gemm.h"
+#include "gpt_fixture.h"
 #include "nn/nn.h"
 #include "support.h"
 
@@ -293,12 +294,7 @@ struct Run {
   double first = 0, val = 0;
 };
 Run train_tiny_gpt(bool bf16, bool bf16_state, int steps = 600) {
-  nn::GPTConfig c;
-  c.n_layer = 2;
-  c.n_head = 2;
-  c.d_model = 64;
-  c.context = 32;
-  c.seed = 17;
+  nn::GPTConfig c = test::gpt_config({.layers = 2, .d_model = 64, .context = 32, .seed = 17});
   nn::GPT model(c);
   // Words drawn at random from a small vocabulary: the loss falls towards the words' entropy
   // rather than to zero, so the runs are compared while the model is still learning.
@@ -387,11 +383,7 @@ TEST_CASE("bf16: AdamW with bfloat16 state keeps bfloat16 moments and float32 we
 }
 
 TEST_CASE("bf16: Module::frozen_to converts only the frozen float32 parameters") {
-  nn::GPTConfig c;
-  c.n_layer = 1;
-  c.d_model = 32;
-  c.n_head = 2;
-  c.context = 16;
+  nn::GPTConfig c = test::gpt_config({.d_model = 32, .context = 16});
   nn::GPT model(c);
   model.freeze();
   model.unfreeze("blocks.0.mlp.*");

@@ -4,6 +4,7 @@
 #include <numeric>
 #include <set>
 
+#include "gpt_fixture.h"
 #include "nn/distributed/data_parallel.h"
 #include "nn/distributed/distributed.h"
 #include "nn/distributed/loader.h"
@@ -188,13 +189,8 @@ TEST_CASE(
   // A GPT with dropout, every block checkpointed, against the same model without: the gradients
   // averaged across ranks are bit-identical, and every bucket still leaves during backward (the
   // gradient-ready hooks fire from the checkpoint nodes' recomputed backward).
-  nn::GPTConfig c;
-  c.n_layer = 2;
-  c.n_head = 2;
-  c.d_model = 16;
-  c.context = 8;
-  c.dropout = 0.1;
-  c.seed = 4;
+  nn::GPTConfig c =
+      test::gpt_config({.layers = 2, .d_model = 16, .context = 8, .seed = 4, .dropout = 0.1});
   Generator g(30 + static_cast<uint64_t>(dist::rank()));
   Tensor x = randint(0, 256, {2, 8}, &g), y = randint(0, 256, {2, 8}, &g);
   std::vector<std::vector<float>> grads[2];

@@ -5,6 +5,7 @@
 #include <numeric>
 #include <vector>
 
+#include "gpt_fixture.h"
 #include "nn/nn.h"
 #include "support.h"
 
@@ -14,13 +15,7 @@ namespace {
 
 // 2 layers, d_model 16, 2 heads, context 12, byte vocabulary; random weights.
 nn::GPTConfig small_config(uint64_t seed = 7) {
-  nn::GPTConfig c;
-  c.n_layer = 2;
-  c.n_head = 2;
-  c.d_model = 16;
-  c.context = 12;
-  c.seed = seed;
-  return c;
+  return test::gpt_config({.layers = 2, .d_model = 16, .context = 12, .seed = seed});
 }
 
 Tensor random_tokens(int64_t B, int64_t T, uint64_t seed, int64_t vocab = 256) {

@@ -7,6 +7,7 @@
 #include <map>
 #include <string>
 
+#include "gpt_fixture.h"
 #include "nn/nn.h"
 #include "support.h"
 
@@ -15,15 +16,7 @@ using namespace ag;
 namespace {
 
 // 1 layer, d_model 8, 2 heads, context 4, byte vocabulary: the configuration of the gradcheck.
-nn::GPTConfig tiny_config(uint64_t seed = 3) {
-  nn::GPTConfig c;
-  c.n_layer = 1;
-  c.n_head = 2;
-  c.d_model = 8;
-  c.context = 4;
-  c.seed = seed;
-  return c;
-}
+nn::GPTConfig tiny_config(uint64_t seed = 3) { return test::gpt_config({.seed = seed}); }
 
 // Random int64 tokens [B, T] in [0, vocab).
 Tensor random_tokens(int64_t B, int64_t T, uint64_t seed, int64_t vocab = 256) {
@@ -431,12 +424,8 @@ namespace {
 
 // 2 layers, d_model 16, 2 heads, context 8, dropout 0.1: for the activation checkpointing tests.
 nn::GPTConfig ckpt_config(int64_t layers = 2) {
-  nn::GPTConfig c = tiny_config(9);
-  c.n_layer = layers;
-  c.d_model = 16;
-  c.context = 8;
-  c.dropout = 0.1;
-  return c;
+  return test::gpt_config(
+      {.layers = layers, .d_model = 16, .context = 8, .seed = 9, .dropout = 0.1});
 }
 
 // The loss of one training-mode forward and the gradients of every trainable parameter, by name.

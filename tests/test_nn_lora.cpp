@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "gpt_fixture.h"
 #include "nn/nn.h"
 #include "support.h"
 
@@ -12,14 +13,7 @@ using namespace ag;
 namespace {
 
 nn::GPTConfig small_gpt(uint64_t seed = 5) {
-  nn::GPTConfig c;
-  c.vocab_size = 40;
-  c.n_layer = 2;
-  c.n_head = 2;
-  c.d_model = 8;
-  c.context = 6;
-  c.seed = seed;
-  return c;
+  return test::gpt_config({.layers = 2, .context = 6, .seed = seed, .vocab = 40});
 }
 
 Tensor tokens(int64_t B, int64_t T, uint64_t seed, int64_t vocab) {

@@ -206,7 +206,8 @@ TEST_CASE("Lion follows its rule: sign of the interpolated momentum, decoupled d
     CAPTURE(wd);
     Tensor p = start_param();
     nn::Lion opt({p}, {.lr = 0.05, .beta1 = 0.8, .beta2 = 0.95, .weight_decay = wd});
-    check_sequence(opt, p, 6, LionByHand{.lr = 0.05, .beta1 = 0.8, .beta2 = 0.95, .weight_decay = wd});
+    check_sequence(opt, p, 6,
+                   LionByHand{.lr = 0.05, .beta1 = 0.8, .beta2 = 0.95, .weight_decay = wd});
   }
   // Its state goes through a checkpoint like the others'.
   Tensor p = start_param(), q = start_param();
@@ -297,7 +298,8 @@ TEST_CASE("optimizer argument errors") {
   nn::SGD opt({p});
   // Options are typed: a group's are checked as the constructor's are.
   CHECK_THROWS_WITH_PARTS(
-      opt.add_param_group({start_param()}, [](nn::SGDOptions& o) { o.momentum = -0.0, o.nesterov = true; }),
+      opt.add_param_group({start_param()},
+                          [](nn::SGDOptions& o) { o.momentum = -0.0, o.nesterov = true; }),
       ValueError, "SGD", "nesterov");
   CHECK_THROWS_WITH_PARTS(opt.add_param_group({start_param()}, nn::SGDOptions{.lr = -1}),
                           ValueError, "negative learning rate");
@@ -405,6 +407,22 @@ TEST_CASE("clip_grad_norm_: scales all gradients together to the maximum norm") 
   CHECK(nn::clip_grad_norm_({a, b}, 1e9, INFINITY) == doctest::Approx(12.0));
   CHECK(nn::clip_grad_norm_({a, b}, 1e9, 1.0) == doctest::Approx(19.0));
   CHECK_THROWS_WITH_PARTS(nn::clip_grad_norm_({a}, 1.0, 0.0), ValueError, "clip_grad_norm_");
+  // A NaN gradient makes the norm NaN for every p, wherever it stands in the list.
+  for (double p : {2.0, 3.0, double(INFINITY)}) {
+    b.set_grad(Tensor({NAN}).to(float64));
+    a.set_grad(Tensor({3.0, 4.0}).to(float64));
+    CHECK(std::isnan(nn::clip_grad_norm_({b, a}, 1e9, p)));
+    CHECK(std::isnan(nn::clip_grad_norm_({a, b}, 1e9, p)));
+  }
+  // float32 and bfloat16 gradients: the same 2-norm (bfloat16 read in float64, not rounded).
+  Tensor f = Tensor({0.0, 0.0}).requires_grad_();
+  f.set_grad(Tensor({3.0, 4.0}));
+  CHECK(nn::clip_grad_norm_({f}, 1e9) == doctest::Approx(5.0).epsilon(1e-7));
+  Tensor h = Tensor({0.0}).to(bfloat16).requires_grad_();
+  h.set_grad(Tensor({1.0 + 1.0 / 128}).to(bfloat16));  // exact in bfloat16
+  CHECK(nn::clip_grad_norm_({h}, 1e9) == 1.0 + 1.0 / 128);
+  CHECK(nn::clip_grad_norm_({f, h}, 1e9, 3.0) ==
+        doctest::Approx(std::cbrt(27.0 + 64 + std::pow(1 + 1.0 / 128, 3))));
 }
 
 TEST_CASE("clip_grad_value_: clamps each gradient element") {

@@ -59,20 +59,21 @@ double LinearDecayLR::factor(int64_t t) const {
 double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm, double norm_type) {
   NoGradGuard ng;
   if (!(norm_type > 0)) fail<ValueError>("clip_grad_norm_: norm_type must be positive");
+  // Each gradient's norm by ag::norm, combined: the largest for p = infinity, else
+  // (sum n_i^p)^(1/p). The 2-norm reads a float32 gradient as it is (two passes, no copy); other p
+  // (|g|^p can leave float32's range) and bfloat16 gradients go through float64.
   double total = 0;
   bool inf_norm = std::isinf(norm_type);
   for (const Tensor& p : params) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
-    if (norm_type == 2) {  // the common case: no float64 copy, no abs, no pow (2 passes, not 5)
-      total += sum(mul(g, g)).item();
-      continue;
+    const bool as_is = norm_type == 2 && g.dtype() != bfloat16;
+    const double n = norm(as_is ? g : g.to(float64), norm_type).item();
+    if (inf_norm) {
+      if (!(n <= total) && !std::isnan(total)) total = n;  // a NaN norm stays NaN
+    } else {
+      total += std::pow(n, norm_type);
     }
-    Tensor a = abs(g.to(float64));
-    if (inf_norm)
-      total = std::max(total, max(a).item());
-    else
-      total += sum(pow(a, norm_type)).item();
   }
   if (!inf_norm) total = std::pow(total, 1.0 / norm_type);
   double scale = max_norm / (total + 1e-6);
