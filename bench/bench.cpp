@@ -166,28 +166,18 @@ ag::nn::GPTConfig gpt2_shape(const std::string& size) {
   return c;
 }
 
-// Where a fine-tuning step's memory goes, in bytes of tensor storage (ag::memory_stats): the
-// largest growth of the live bytes across a forward (what the graph keeps for backward), and the
-// gradients' bytes after a backward.
-struct StepMemory {
-  int64_t activations = 0, gradients = 0;
-  static int64_t live() { return ag::memory_stats().live_storage_bytes; }
-  static int64_t bytes(const ag::Tensor& t) {
-    return t.defined() ? t.numel() * static_cast<int64_t>(ag::itemsize(t.dtype())) : 0;
-  }
-  void print(const std::vector<ag::Tensor>& weights, const ag::nn::Optimizer& opt) const;
-};
-
-void StepMemory::print(const std::vector<ag::Tensor>& weights, const ag::nn::Optimizer& opt) const {
-  int64_t w = 0, state = 0;
-  for (const ag::Tensor& p : weights) w += bytes(p);
-  for (const auto& [name, t] : opt.state_dict().tensors) state += bytes(t);
+// The memory line of gpt2-finetune: where the step's bytes go (nn::StepMemory, the accounting of
+// `gpt finetune --memory-report`) and the engine's buffer cache.
+void print_step_memory(const ag::nn::StepMemory& mem, const std::vector<ag::Tensor>& weights,
+                       const ag::nn::Optimizer& opt) {
+  const ag::nn::MemorySplit s = mem.split(weights, opt);
   auto mib = [](double b) { return b / (1 << 20); };
   std::printf(
       "gpt2-finetune memory: weights %.1f MiB, gradients %.1f MiB, optimizer state %.1f MiB, saved "
       "activations %.1f MiB, engine buffer cache %.1f MiB, peak resident %.1f MiB\n",
-      mib(w), mib(gradients), mib(state), mib(activations),
-      mib(static_cast<double>(ag::memory_stats().cached_bytes)), peak_rss_kib() / 1024.0);
+      mib(static_cast<double>(s.weights)), mib(static_cast<double>(s.gradients)),
+      mib(static_cast<double>(s.optimizer_state)), mib(static_cast<double>(s.activations)),
+      mib(static_cast<double>(ag::memory_stats().cached_bytes)), mib(static_cast<double>(s.peak)));
 }
 
 // gpt2-finetune: one fine-tuning step of a GPT-2-shaped model (gpt2_shape) at batch 4 x 256 random
@@ -223,28 +213,26 @@ Timing gpt2_finetune(const Options& o) {
       static_cast<long long>(model.num_parameters(true)), static_cast<long long>(o.lora_rank),
       static_cast<long long>(adapted), o.checkpoint ? "on" : "off", o.bf16 ? "on" : "off",
       o.bf16_state ? "bfloat16" : "float32");
-  StepMemory mem;
+  ag::nn::StepMemory mem;
   float last_loss = 0;
   Timing r = time_steps(
       [&] {
         opt.zero_grad();
-        int64_t before = StepMemory::live();
+        mem.before_forward();
         ag::Tensor loss;
         {
           ag::AutocastGuard autocast(o.bf16 ? ag::bfloat16 : ag::float32);
           loss = model.loss(x, y);
         }
-        mem.activations = std::max(mem.activations, StepMemory::live() - before);
+        mem.after_forward();
         loss.backward();
-        int64_t grads = 0;
-        for (const ag::Tensor& p : trainable) grads += StepMemory::bytes(p.grad());
-        mem.gradients = std::max(mem.gradients, grads);
+        mem.after_backward(trainable);
         opt.step();
         last_loss = loss.item<float>();
       },
       o.steps, o.warmup);
   std::printf("gpt2-finetune loss %.4f after %d steps\n", last_loss, o.warmup + o.steps);
-  mem.print(model.parameters(), opt);
+  print_step_memory(mem, model.parameters(), opt);
   return r;
 }
 

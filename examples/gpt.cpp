@@ -236,56 +236,35 @@ struct TrainSettings {
   bool bf16_state = false;              // --optimizer-state bf16: AdamW's moments in bfloat16
 };
 
-// --memory-report: where a training run's memory goes. The live buffer bytes (ag::memory_stats)
-// are read around every micro-batch: before its forward (weights, optimizer state, data, the
-// gradients of earlier micro-batches) and after it (plus the values its graph saved for the
-// backward, the saved activations); gradients and optimizer state are the bytes of the tensors
-// themselves. The peak resident memory (getrusage) less these four is the workspace and the rest:
-// the kernels' temporaries, the buffers the engine keeps for reuse, the text, code and libraries.
+// --memory-report: where a training run's memory goes (nn::StepMemory, read around every
+// micro-batch), printed at the end.
 struct MemoryReport {
   bool on = false;
-  int64_t gradients = 0, activations = 0;
+  nn::StepMemory step;
 
-  static int64_t live() { return memory_stats().live_storage_bytes; }
-  static int64_t bytes(const Tensor& t) {
-    return t.defined() ? t.numel() * static_cast<int64_t>(itemsize(t.dtype())) : 0;
-  }
-  static int64_t grad_bytes(const std::vector<Tensor>& params) {
-    int64_t n = 0;
-    for (const Tensor& p : params) n += bytes(p.grad());
-    return n;
-  }
   void before_forward() {
-    if (on) base_ = live();
+    if (on) step.before_forward();
   }
   void after_forward() {
-    if (on) activations = std::max(activations, live() - base_);
+    if (on) step.after_forward();
   }
   void after_backward(const std::vector<Tensor>& params) {
-    if (on) gradients = std::max(gradients, grad_bytes(params));
+    if (on) step.after_backward(params);
   }
   void print(const nn::GPT& model, const nn::Optimizer& opt) const;
-
- private:
-  int64_t base_ = 0;
 };
 
 void MemoryReport::print(const nn::GPT& model, const nn::Optimizer& opt) const {
   if (!on) return;
-  int64_t weights = 0, state = 0;
-  for (const Tensor& p : model.parameters()) weights += bytes(p);
-  for (const auto& [name, t] : opt.state_dict().tensors) state += bytes(t);
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  const int64_t peak = static_cast<int64_t>(u.ru_maxrss) * 1024;
+  const nn::MemorySplit s = step.split(model.parameters(), opt);
+  const int64_t peak = s.peak;
   auto mib = [](int64_t b) { return static_cast<double>(b) / (1 << 20); };
   fmt::print("memory report: peak resident {:.1f} MiB ({} bytes)\n", mib(peak), peak);
-  const std::pair<const char*, int64_t> rows[] = {
-      {"weights", weights},
-      {"gradients", gradients},
-      {"optimizer state", state},
-      {"saved activations", activations},
-      {"workspace and the rest", peak - weights - gradients - state - activations}};
+  const std::pair<const char*, int64_t> rows[] = {{"weights", s.weights},
+                                                  {"gradients", s.gradients},
+                                                  {"optimizer state", s.optimizer_state},
+                                                  {"saved activations", s.activations},
+                                                  {"workspace and the rest", s.rest()}};
   for (auto& [what, b] : rows)
     fmt::print("  {:<23} {:>9.1f} MiB {:>6.1f}%  {} bytes\n", what, mib(b),
                100.0 * static_cast<double>(b) / static_cast<double>(peak), b);

@@ -20,6 +20,7 @@
 #include "nn/linear.h"
 #include "nn/lora.h"
 #include "nn/loss.h"
+#include "nn/memory.h"
 #include "nn/models/gpt.h"
 #include "nn/models/gpt_checkpoint.h"
 #include "nn/module.h"
