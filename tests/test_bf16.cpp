@@ -3,6 +3,8 @@
 // values, rounded once; matrix products (oneDNN's bfloat16 kernel and the float32 fallback)
 // against float64; mixed dtypes and promotion; gradients flowing through bfloat16 (dtypes,
 // values against float64); in-place ops; the errors.
+#include <omp.h>
+
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -343,6 +345,15 @@ Run train_tiny_gpt(bool bf16, bool bf16_state, int steps = 600) {
 }  // namespace
 
 TEST_CASE("bf16: mixed-precision GPT training reaches within 2% of the float32 loss") {
+  // One thread: at these sizes a second one only waits (3.6 s against 6 s here), and alongside
+  // other test programs (or under the sanitizers) two spinning OpenMP threads per process made this
+  // case 20x slower.
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  struct Restore {
+    int n;
+    ~Restore() { omp_set_num_threads(n); }
+  } restore{threads};
   Run f32 = train_tiny_gpt(false, false);
   Run mixed = train_tiny_gpt(true, false);
   Run mixed_state = train_tiny_gpt(true, true);
