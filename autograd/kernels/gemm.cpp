@@ -8,6 +8,7 @@
 #include <map>
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
+#include <string_view>
 #include <tuple>
 
 #include <algorithm>
@@ -163,7 +164,11 @@ const dnnl::matmul* bf16_primitive(const Bf16Key& key) {
   try {
     dnnl::matmul::desc d(matrix_desc(m, k, dt::bf16, ta, lda), matrix_desc(k, n, dt::bf16, tb, ldb),
                          matrix_desc(m, n, out_bf16 ? dt::bf16 : dt::f32, false, ldc));
-    p = std::make_unique<dnnl::matmul>(dnnl::matmul::primitive_desc(d, cpu_engine()));
+    dnnl::matmul::primitive_desc pd(d, cpu_engine());
+    // oneDNN's reference implementation ("ref:any") serves any CPU, a scalar loop far slower than
+    // the float32 GEMM: take the float32 fallback instead.
+    if (std::string_view(pd.impl_info_str()).substr(0, 3) != "ref")
+      p = std::make_unique<dnnl::matmul>(pd);
   } catch (const dnnl::error&) {
     p.reset();  // unimplemented on this CPU: the float32 fallback
   }

@@ -11,8 +11,9 @@
 //     whose CPU detection affects only its speed;
 //   - bfloat16 operands (gemm_bf16): oneDNN's matmul primitive with bfloat16 inputs and a float32
 //     result, accumulated in float32; it has kernels where the CPU has AVX512_BF16 or AMX (and
-//     AVX-512 emulation); where oneDNN has none, the operands are widened to float32 and the
-//     float32 path runs (the same result up to the summation order).
+//     AVX-512 emulation); where oneDNN has none (or only its scalar reference loop), the operands
+//     are widened to float32 and the float32 path runs (the same result up to the summation
+//     order).
 #pragma once
 
 #include <omp.h>
