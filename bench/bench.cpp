@@ -346,6 +346,14 @@ int usage() {
   return 2;
 }
 
+// The switches only gpt2-finetune takes, or null.
+bool* finetune_flag(Options& o, const std::string& a) {
+  if (a == "--checkpoint") return &o.checkpoint;
+  if (a == "--bf16") return &o.bf16;
+  if (a == "--optimizer-state-bf16") return &o.bf16_state;
+  return nullptr;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -364,14 +372,8 @@ int main(int argc, char** argv) {
     } else if (a == "--lora" && i + 1 < argc) {
       o.lora_rank = std::max(1, std::atoi(argv[++i]));
       finetune_only = true;
-    } else if (a == "--checkpoint") {
-      o.checkpoint = true;
-      finetune_only = true;
-    } else if (a == "--bf16") {
-      o.bf16 = true;
-      finetune_only = true;
-    } else if (a == "--optimizer-state-bf16") {
-      o.bf16_state = true;
+    } else if (bool* flag = finetune_flag(o, a)) {
+      *flag = true;
       finetune_only = true;
     } else if (a == "--rss") {
       o.rss = true;

@@ -286,6 +286,8 @@ TEST_CASE("bf16: errors name the op") {
   test::TempDir dir;
   CHECK_THROWS_WITH_AS(nn::save_npy(dir.file("bf16.npy"), a), doctest::Contains("bfloat16"),
                        DtypeError);
+  CHECK_THROWS_WITH_AS(set_autocast_dtype(float64), doctest::Contains("autocast"), ValueError);
+  CHECK(autocast_dtype() == float32);  // unchanged by the refused call
 }
 
 namespace {

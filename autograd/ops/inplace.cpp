@@ -113,7 +113,9 @@ Tensor& inplace(Tensor& self, const char* op, std::initializer_list<const Tensor
   if (!record && !dual) {
     if (s->dtype == Dtype::bfloat16 && std::string_view(op) != "fill_" &&
         std::string_view(op) != "copy_") {
-      // bfloat16: computed in float32 by the out-of-place op, rounded once into self.
+      // bfloat16: computed in float32 by the out-of-place op, rounded once into self. Not for
+      // fill_ and copy_: their kernels move bfloat16 as it is, and fill_'s out-of-place op
+      // (full_like) is itself made with fill_.
       NoGradGuard ng;
       kernels::copy_into(self, out_of_place(self));
     } else {
