@@ -8,6 +8,7 @@
 #
 #   bench/regions.sh mlp784|tiny|gpt-mini|cnn [--steps N]     (default 1000 steps)
 #   bench/regions.sh step_floor:K [--steps N]                 variant K of bench/step_floor
+#   BUILD_DIR=build-dev bench/regions.sh ...                   trace another (already built) build
 #
 # The last region of a step is taken to be the optimizer's update (true of every workload here);
 # steps are cut after each occurrence of the last region's function.
@@ -17,14 +18,15 @@ workload=${1:?usage: bench/regions.sh WORKLOAD [--steps N]}
 shift
 steps=1000
 if [ "${1:-}" = --steps ]; then steps=${2:?--steps needs a number}; fi
-scripts/build >/dev/null
-shim=build/bench/region_trace.so
+build=${BUILD_DIR:-build}
+[ "$build" = build ] && scripts/build >/dev/null
+shim=$build/bench/region_trace.so
 gcc -O2 -Wall -Wextra -shared -fPIC -fopenmp bench/region_trace.c -o "$shim" -ldl
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 # step_floor:K traces variant K of bench/step_floor (0 the floor, 1 the engine, 2-5 written by hand).
-cmd=(build/bench/bench "$workload" --steps "$steps")
-case "$workload" in step_floor:*) cmd=(build/bench/step_floor $(((steps + 9) / 10)) "${workload#step_floor:}") ;; esac
+cmd=("$build"/bench/bench "$workload" --steps "$steps")
+case "$workload" in step_floor:*) cmd=("$build"/bench/step_floor $(((steps + 9) / 10)) "${workload#step_floor:}") ;; esac
 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE REGION_TRACE_OUT="$out" LD_PRELOAD="$(pwd)/$shim" \
   "${cmd[@]}" | tail -1
 python3 - "$out" <<'PY'

@@ -25,6 +25,10 @@ Tensor Linear::forward(const Tensor& x) {
   return y;
 }
 
+Tensor Linear::forward_relu(const Tensor& x) {
+  return adapter ? relu(forward(x)) : linear_relu(x, weight, bias);
+}
+
 std::shared_ptr<Linear> normal_linear(int64_t in, int64_t out, double std, Generator* gen) {
   auto l = std::make_shared<Linear>(in, out, true, gen);
   init::normal_(l->weight, 0.0, std, gen);

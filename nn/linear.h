@@ -16,6 +16,9 @@ class Linear : public LoRAHost {
  public:
   Linear(int64_t in_features, int64_t out_features, bool bias = true, Generator* gen = nullptr);
   Tensor forward(const Tensor& x) override;
+  // relu(forward(x)), as one op (ag::linear_relu) when no adapter is attached. Sequential calls it
+  // for a Linear followed by a ReLU.
+  Tensor forward_relu(const Tensor& x);
   std::string type_name() const override { return "Linear"; }
 
   int64_t in_features, out_features;

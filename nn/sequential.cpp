@@ -1,5 +1,7 @@
 #include "nn/sequential.h"
 
+#include <typeinfo>
+
 #include "nn/activation.h"
 #include "nn/layers.h"
 #include "nn/linear.h"
@@ -39,9 +41,20 @@ ModuleList& ModuleList::push_back(std::shared_ptr<Module> module) {
   return *this;
 }
 
+// A Linear (exactly, not a subclass that may override forward) followed by a ReLU runs as one
+// op, linear_relu: the same values and gradients, without a separate ReLU pass over the output.
 Tensor Sequential::forward(const Tensor& x) {
   Tensor h = x;
-  for (auto& m : layers_) h = m->forward(h);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    Module& m = *layers_[i];
+    if (i + 1 < layers_.size() && typeid(m) == typeid(Linear) &&
+        typeid(*layers_[i + 1]) == typeid(ReLU)) {
+      h = static_cast<Linear&>(m).forward_relu(h);
+      ++i;
+    } else {
+      h = m.forward(h);
+    }
+  }
   return h;
 }
 

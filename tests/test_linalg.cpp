@@ -306,6 +306,57 @@ TEST_CASE("linear: x W^T + b for 2-D and N-D input, with and without bias") {
   CHECK(values(linear(xe, we)) == std::vector<double>(6, 0.0));
 }
 
+TEST_CASE("linear_relu is relu(linear): values and gradients on every path") {
+  // Sizes that split over the threads (each thread clamps its own block), a transposed weight,
+  // 3-D input, no bias, and an input dimension of zero; float32 and float64. Gradients: the plain
+  // backward (the mask written into the engine's own gradient), a caller's grad_output (which must
+  // be left as it was), and create_graph (the differentiable composite).
+  for (Dtype d : {float64, float32}) {
+    for (bool transposed_w : {false, true}) {
+      CAPTURE(d);
+      CAPTURE(transposed_w);
+      const double tol = d == float32 ? 1e-5 : 1e-12;
+      Tensor x = leaf({2, 40, 300}, -1, 1, 41).detach().to(d).requires_grad_();
+      Tensor w0 = leaf({130, 300}, -1, 1, 42).detach().to(d);
+      Tensor w = (transposed_w ? w0.t().contiguous().t() : w0).requires_grad_();
+      Tensor b = leaf({130}, -1, 1, 43).detach().to(d).requires_grad_();
+      Tensor ref = relu(linear(x, w, b)), y = linear_relu(x, w, b);
+      check_close(values(y), values(ref), tol);
+      CHECK(values(y) != values(linear(x, w, b)));  // some outputs were clamped
+      Tensor g = leaf({2, 40, 130}, -1, 1, 44).detach().to(d);
+      const std::vector<double> g_before = values(g);
+      TensorList want = grad({ref}, {x, w, b}, {g});
+      TensorList given = grad({linear_relu(x, w, b)}, {x, w, b}, {g});
+      CHECK(values(g) == g_before);
+      TensorList recorded = grad({linear_relu(x, w, b)}, {x, w, b}, {g}, false, true);
+      for (int k = 0; k < 3; ++k) {
+        CAPTURE(k);
+        check_close(values(given[k]), values(want[k]), tol);
+        check_close(values(recorded[k]), values(want[k]), tol);
+      }
+      // Through a loss: the gradient reaching linear_relu is the engine's own buffer.
+      Tensor t = leaf({2, 40, 130}, -1, 1, 45).detach().to(d);
+      TensorList plain = grad({mul(linear_relu(x, w, b), t).sum()}, {x, w, b});
+      TensorList split = grad({mul(relu(linear(x, w, b)), t).sum()}, {x, w, b});
+      for (int k = 0; k < 3; ++k) check_close(values(plain[k]), values(split[k]), tol);
+    }
+  }
+  Tensor x = leaf({3, 4}, -1, 1, 46).detach(), w = leaf({5, 4}, -1, 1, 47).detach();
+  CHECK(test::allclose(linear_relu(x, w), relu(linear(x, w)), 1e-15, 0));
+  Tensor be = Tensor::from_vector(std::vector<double>{1, -2, 3});
+  CHECK(values(linear_relu(zeros({2, 0}, float64), zeros({3, 0}, float64), be)) ==
+        std::vector<double>{1, 0, 3, 1, 0, 3});
+  // bfloat16 operands take relu(linear(...)).
+  Tensor xb = x.to(bfloat16), wb = w.to(bfloat16);
+  CHECK(values(linear_relu(xb, wb)) == values(relu(linear(xb, wb))));
+  CHECK_THROWS_WITH_PARTS(linear_relu(zeros({2, 3}), zeros({4, 5})), ShapeError,
+                          "linear_relu: input [2, 3] and weight [4, 5]");
+  CHECK_THROWS_WITH_PARTS(linear_relu(zeros({2, 3}), zeros({4, 3}), zeros({5})), ShapeError,
+                          "linear_relu", "[5]", "[4, 3]");
+  CHECK_THROWS_WITH_PARTS(linear_relu(zeros({2, 3}, int64), zeros({4, 3})), DtypeError,
+                          "linear_relu", "int64");
+}
+
 TEST_CASE("first and second derivatives") {
   check_gradients([](const TensorList& v) { return matmul(v[0], v[1]); },
                   {leaf({3, 4}, -1, 1, 1), leaf({4, 2}, -1, 1, 2)});
@@ -346,6 +397,13 @@ TEST_CASE("first and second derivatives") {
                   {leaf({4}, -1, 1, 34), leaf({3, 4}, -1, 1, 35), leaf({3}, -1, 1, 36)});
   check_gradients([](const TensorList& v) { return linear(v[0], v[1]) * linear(v[0], v[1]); },
                   {leaf({2, 2, 3}, -1, 1, 37), leaf({2, 3}, -1, 1, 38)});
+  check_gradients([](const TensorList& v) { return linear_relu(v[0], v[1], v[2]); },
+                  {leaf({2, 3, 4}, -1, 1, 39), leaf({5, 4}, -1, 1, 40), leaf({5}, -1, 1, 48)});
+  check_gradients([](const TensorList& v) { return linear_relu(v[0].t(), v[1].t()); },
+                  {leaf({4, 3}, -1, 1, 49), leaf({4, 5}, -1, 1, 50)});
+  check_gradients(
+      [](const TensorList& v) { return linear_relu(v[0], v[1], v[2]) * linear(v[0], v[1]); },
+      {leaf({3, 4}, -1, 1, 51), leaf({5, 4}, -1, 1, 52), leaf({5}, -1, 1, 53)});
   // Products of products: second derivatives that are not zero.
   check_gradients([](const TensorList& v) { return matmul(matmul(v[0], v[0]), v[0]); },
                   {leaf({3, 3}, -1, 1, 20)});

@@ -332,6 +332,27 @@ TEST_CASE("make_mlp: Linear layers with the activation between them, none after 
   CHECK_THROWS_WITH_PARTS(nn::make_mlp({3}), ValueError, "make_mlp");
 }
 
+TEST_CASE("Sequential runs a Linear followed by a ReLU as linear_relu, with the same results") {
+  // The fused pair against the layers applied one by one; a LoRA adapter on a Linear leaves it
+  // unfused (relu of the adapted output).
+  auto mlp = nn::make_mlp({6, 8, 7, 3}, "relu");
+  randomize(*mlp, 31);
+  Tensor x = leaf({5, 6}, -1.0, 1.0, 32);
+  Tensor fused = mlp->forward(x);
+  CHECK(fused.grad_fn()->name() == "linear");
+  Tensor h = x;
+  for (size_t i = 0; i < mlp->size(); ++i) h = (*mlp)[i]->forward(h);
+  CHECK(test::allclose(fused, h, 1e-14, 0));
+  Tensor hidden = (*mlp)[0]->forward(x);
+  CHECK(hidden.grad_fn()->name() == "linear");
+  CHECK(std::dynamic_pointer_cast<nn::Linear>((*mlp)[0])->forward_relu(x).grad_fn()->name() ==
+        "linear_relu");
+  auto params = mlp->parameters();
+  TensorList a = grad({fused.sum()}, params), b = grad({h.sum()}, params);
+  for (size_t k = 0; k < params.size(); ++k) CHECK(test::allclose(a[k], b[k], 1e-14, 0));
+  check_module_gradients(*mlp, leaf({2, 6}, -1.0, 1.0, 33));
+}
+
 TEST_CASE("MLP gradients (tanh and gelu), and with dropout in eval mode") {
   auto mlp = nn::make_mlp({3, 5, 4, 2}, "tanh");
   randomize(*mlp, 15);

@@ -87,6 +87,9 @@ struct Gemm {
   // block that holds the row's first column (summed in double for float). For a weight gradient
   // gw = g^T @ x these are the bias gradient's entries, computed where g's columns already are.
   T* row_sums = nullptr;
+  // When set, each block of C is clamped at zero (ReLU) by the thread that computed it, while the
+  // block is still in that thread's cache (linear_relu's forward).
+  bool relu = false;
 
   bool by_rows() const { return m >= n || k < m; }
   // A product of a few rows by a wide matrix (a matrix-vector product, as in one generated token's
@@ -112,6 +115,11 @@ struct Gemm {
     gemm_call(ta, tb, r1 - r0, c1 - c0, k, ta ? a + r0 : a + r0 * lda, lda,
               tb ? b + c0 * ldb : b + c0, ldb, bias != nullptr, c + r0 * ldc + c0, ldc);
     if (row_sums && c0 == 0) sum_rows_of_a(r0, r1);
+    if (relu)
+      for (int64_t r = r0; r < r1; ++r) {
+        T* __restrict row = c + r * ldc;
+        for (int64_t j = c0; j < c1; ++j) row[j] = row[j] > T(0) ? row[j] : T(0);
+      }
   }
   // row_sums[r0..r1) from op(A), a chunk of rows at a time in a double (or wider) accumulator.
   void sum_rows_of_a(int64_t r0, int64_t r1) const {

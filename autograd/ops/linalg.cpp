@@ -12,7 +12,9 @@
 #include "autograd/kernels/bf16.h"
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/gemm.h"
+#include "autograd/kernels/loops.h"
 #include "autograd/op.h"
+#include "autograd/ops/activation.h"
 #include "autograd/ops/elementwise.h"
 #include "autograd/ops/reduce.h"
 #include "autograd/ops/shape.h"
@@ -272,21 +274,22 @@ Tensor outer(const Tensor& a, const Tensor& b) {
 namespace {
 
 // linear's argument errors: w [out, in], x [..., in], b [out].
-void check_linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+void check_linear(const char* op, const Tensor& x, const Tensor& w, const Tensor& b) {
   if (w.dim() != 2)
-    fail<ShapeError>("linear: weight must be [out_features, in_features], got {}", w.shape());
+    fail<ShapeError>("{}: weight must be [out_features, in_features], got {}", op, w.shape());
   if (x.dim() == 0 || x.shape()[x.dim() - 1] != w.shape()[1])
-    fail<ShapeError>(
-        "linear: input {} and weight {}: input features {} differ from the weight's {}", x.shape(),
-        w.shape(), x.dim() ? x.shape()[x.dim() - 1] : 0, w.shape()[1]);
+    fail<ShapeError>("{}: input {} and weight {}: input features {} differ from the weight's {}",
+                     op, x.shape(), w.shape(), x.dim() ? x.shape()[x.dim() - 1] : 0, w.shape()[1]);
   int64_t outf = w.shape()[0];
   if (b.defined() && !(b.dim() == 1 && b.shape()[0] == outf))
-    fail<ShapeError>("linear: bias {} does not match weight {} (expected [{}])", b.shape(),
+    fail<ShapeError>("{}: bias {} does not match weight {} (expected [{}])", op, b.shape(),
                      w.shape(), outf);
 }
 
-// out [rows, outf] = x2 [rows, in] @ w [outf, in]^T (+ b); just b (or 0) when in = 0.
-void linear_forward(const Tensor& out, const Tensor& x2, const Tensor& w, const Tensor& b) {
+// out [rows, outf] = x2 [rows, in] @ w [outf, in]^T (+ b); just b (or 0) when in = 0. With
+// `relu`, clamped at zero block by block as the GEMM's threads finish them.
+void linear_forward(const Tensor& out, const Tensor& x2, const Tensor& w, const Tensor& b,
+                    bool relu = false) {
   const int64_t rows = x2.shape()[0], in = w.shape()[1], outf = w.shape()[0];
   Tensor wr = blas_ready(w);
   MatrixLayout lx = layout(x2), lw = layout(wr);
@@ -296,12 +299,15 @@ void linear_forward(const Tensor& out, const Tensor& x2, const Tensor& w, const 
     const T* pb = b.defined() ? bc.data<T>() : nullptr;
     if (in == 0) {
       for (int64_t r = 0; r < rows; ++r)
-        for (int64_t j = 0; j < outf; ++j) po[r * outf + j] = pb ? pb[j] : T(0);
+        for (int64_t j = 0; j < outf; ++j)
+          po[r * outf + j] = pb && (!relu || pb[j] > T(0)) ? pb[j] : T(0);
       return;
     }
     const T* px = first_element<T>(x2);
     const T* pw = first_element<T>(wr);
-    gemm(lx.trans, !lw.trans, rows, outf, in, px, lx.ld, pw, lw.ld, po, outf, pb);
+    Gemm<T> g{lx.trans, !lw.trans, rows, outf, in, px, lx.ld, pw, lw.ld, po, outf, pb};
+    g.relu = relu;
+    gemm(g);
   });
 }
 
@@ -342,23 +348,58 @@ constexpr auto linear_fused_backward = [](const LinearSaved& s, const Tensor& g,
 
 }  // namespace
 
+namespace {
+
+// linear's and linear_relu's operands in the common float dtype, x as a matrix of rows, and the
+// output allocated.
+struct LinearOperands {
+  Tensor x, w, b, x2, out;
+};
+LinearOperands linear_operands(const char* op, const Tensor& x_in, const Tensor& w_in,
+                               const Tensor& b_in) {
+  check_linear(op, x_in, w_in, b_in);
+  const Dtype d = common_float(op, x_in, w_in);
+  LinearOperands o{x_in.to(d), w_in.to(d), b_in.defined() ? b_in.to(d) : Tensor(), {}, {}};
+  o.x2 = blas_ready(as_rows(o.x));
+  Shape os = o.x.shape();
+  os[os.size() - 1] = o.w.shape()[0];
+  o.out = Tensor::empty(os, d);
+  return o;
+}
+
+struct LinearReluSaved {
+  Tensor x, w, out;
+};
+
+// g * [out > 0]. Written into g itself when nothing else refers to g or its buffer (a gradient the
+// engine made and hands over, when no graph of the backward is recorded): the mask then costs no
+// new buffer, cold in cache, to write.
+Tensor relu_mask(const Tensor& g, const Tensor& out) {
+  const bool own = g.impl_ptr().use_count() == 1 && g.impl()->storage.use_count() == 1;
+  if (!own || !g.is_contiguous() || !out.is_contiguous() || g.dtype() != out.dtype() ||
+      !(g.shape() == out.shape()) || !(g.dtype() == float32 || g.dtype() == float64))
+    return relu_backward(g, out);
+  Tensor m = g;
+  kernels::dispatch_floating(m.dtype(), "linear_relu", [&]<class T>() {
+    kernels::map<T, T, T>(
+        m, [](T a, T o) { return o > T(0) ? a : T(0); }, m, out);
+  });
+  return m;
+}
+
+}  // namespace
+
 Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
   if (autocast_dtype() == bfloat16 && (casts(x_in) || casts(w_in) || casts(b_in)))
     return linear(autocast(x_in), autocast(w_in), autocast(b_in));
-  check_linear(x_in, w_in, b_in);
-  Dtype d = common_float("linear", x_in, w_in);
-  Tensor x = x_in.to(d), w = w_in.to(d), b = b_in.defined() ? b_in.to(d) : Tensor();
-  Tensor x2 = blas_ready(as_rows(x));
-  Shape os = x.shape();
-  os[os.size() - 1] = w.shape()[0];
-  Tensor out = Tensor::empty(os, d);
-  if (d == bfloat16 && out.numel() > 0) {
+  auto [x, w, b, x2, out] = linear_operands("linear", x_in, w_in, b_in);
+  if (out.dtype() == bfloat16 && out.numel() > 0) {
     // x2 @ w^T in float32 from the bfloat16 operands, plus the bias, rounded once.
     NoGradGuard ng;
     Tensor r = w.shape()[1] == 0 ? zeros({x2.shape()[0], w.shape()[0]}, float32)
                                  : matmul_kernel(x2, transpose(w, 0, 1), /*keep_float32=*/true);
     if (b.defined()) r.add_(b.detach());
-    kernels::copy_into(out, reshape(r, os));
+    kernels::copy_into(out, reshape(r, out.shape()));
   } else if (out.numel() > 0) {
     linear_forward(out, x2, w, b);
   }
@@ -367,6 +408,31 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
            Rules{.backward = linear_composite,
                  .jvp = linear_jvp,
                  .fused_backward = linear_fused_backward});
+  return out;
+}
+
+Tensor linear_relu(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
+  const bool cast = autocast_dtype() == bfloat16 && (casts(x_in) || casts(w_in) || casts(b_in));
+  if (cast || common_float("linear_relu", x_in, w_in) == bfloat16) {
+    check_linear("linear_relu", x_in, w_in, b_in);
+    return relu(linear(x_in, w_in, b_in));
+  }
+  auto [x, w, b, x2, out] = linear_operands("linear_relu", x_in, w_in, b_in);
+  if (out.numel() > 0) linear_forward(out, x2, w, b, /*relu=*/true);
+  if (needs_derivatives({&x, &w, &b}))
+    record(op("linear_relu", linear_relu, x, w, b), out, LinearReluSaved{x, w, out},
+           Rules{.backward = [](const LinearReluSaved& s, const Tensor& g,
+                                const Node& n) -> TensorList {
+                   return linear_composite({s.x, s.w}, relu_backward(g, s.out), n);
+                 },
+                 .jvp = [](const LinearReluSaved& s, const TensorList& t) -> Tensor {
+                   Tensor r = linear_jvp({s.x, s.w}, t);
+                   return r.defined() ? relu_backward(r, s.out) : r;
+                 },
+                 .fused_backward = [](const LinearReluSaved& s, const Tensor& g,
+                                      const Node& n) -> TensorList {
+                   return linear_fused_backward({s.x, s.w}, relu_mask(g, s.out), n);
+                 }});
   return out;
 }
 

@@ -8,6 +8,7 @@
 
 #include "autograd/kernels/bf16.h"
 #include "autograd/kernels/dispatch.h"
+#include "autograd/kernels/loops.h"
 #include "autograd/kernels/simd.h"
 #include "autograd/op.h"
 #include "autograd/ops/elementwise.h"
@@ -111,8 +112,7 @@ Tensor cross_entropy_grad(const Tensor& logits, const Tensor& target, const Tens
     const bool g_scalar = gc.numel() == 1;
     T* po = half ? nullptr : out.data<T>();
     const T spread = static_cast<T>(eps / static_cast<double>(c));
-#pragma omp parallel for if (rows * c > (1 << 16))
-    for (int64_t i = 0; i < rows; ++i) {
+    kernels::parallel_for(rows, rows * c > (1 << 16), [&](int64_t i) {
       const T* row = compute_row<T>(x, i, c);
       thread_local std::vector<T> obuf;
       if (half) obuf.resize(static_cast<size_t>(c));
@@ -129,7 +129,7 @@ Tensor cross_entropy_grad(const Tensor& logits, const Tensor& target, const Tens
           bf16* dst = out.data<bf16>() + i * c;
           for (int64_t j = 0; j < c; ++j) dst[j] = bf16(o[j]);
         }
-    }
+    });
   });
   return out;
 }
@@ -191,11 +191,10 @@ void cross_entropy_rows(const char* op, const Tensor& x, int64_t rows, int64_t c
   kernels::dispatch_floating(kernels::compute_dtype(x.dtype()), op, [&]<class T>() {
     T* pl = losses.data<T>();
     T* pw = weight.data<T>();
-#pragma omp parallel for if (rows * c > (1 << 16))
-    for (int64_t i = 0; i < rows; ++i) {
+    kernels::parallel_for(rows, rows * c > (1 << 16), [&](int64_t i) {
       if (tv[i] == ignore_index) {
         pl[i] = pw[i] = T(0);
-        continue;
+        return;
       }
       const T* row = compute_row<T>(x, i, c);
       double row_sum = 0;
@@ -205,7 +204,7 @@ void cross_entropy_rows(const char* op, const Tensor& x, int64_t rows, int64_t c
       pl[i] = static_cast<T>(row_logsumexp(row, c) - (1 - eps) * picked -
                              eps / static_cast<double>(c) * row_sum);
       pw[i] = static_cast<T>(mean ? 1.0 / static_cast<double>(count) : 1.0);
-    }
+    });
   });
 }
 
