@@ -129,10 +129,6 @@ Tensor reduce_to_input_shape(const Tensor& g, const InputMeta& meta, const Node&
   return r.reshape(s);
 }
 
-bool exclusively_owned(const Tensor& t) {
-  return t.impl_ptr().use_count() == 1 && t.impl()->storage.use_count() == 1;
-}
-
 // pending += g
 void accumulate(Tensor& pending, Tensor g, bool create_graph) {
   if (!pending.defined()) {

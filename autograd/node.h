@@ -187,6 +187,12 @@ bool any_requires_grad(std::initializer_list<const Tensor*> ts);
 // Whether an op on these tensors needs its derivative rules: any_requires_grad, or forward mode is
 // propagating and one of them is a dual (forward.h). The guard in front of every `record`.
 bool needs_derivatives(std::initializer_list<const Tensor*> ts);
+// Whether nothing but this handle refers to t's TensorImpl and buffer. The engine then adds into a
+// gradient in place; a fused backward may write into the gradient the engine hands it
+// (linear_relu).
+inline bool exclusively_owned(const Tensor& t) {
+  return t.impl_ptr().use_count() == 1 && t.impl()->storage.use_count() == 1;
+}
 // Tape checking (see gradcheck.h): while on, nodes also keep their input values and a replay
 // function.
 bool is_tape_checking();

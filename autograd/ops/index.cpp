@@ -4,6 +4,7 @@
 
 #include "autograd/kernels/bf16.h"
 #include "autograd/kernels/dispatch.h"
+#include "autograd/kernels/loops.h"
 #include "autograd/op.h"
 #include "autograd/ops/shape.h"
 
@@ -57,11 +58,10 @@ Tensor index_select_kernel(const Tensor& x, int64_t axis, const Tensor& idx) {
     const T* src = x.data<T>();
     T* dst = out.data<T>();
     int64_t rows = d.outer * k;
-#pragma omp parallel for if (rows * d.inner > (1 << 16))
-    for (int64_t r = 0; r < rows; ++r) {
+    kernels::parallel_for(rows, rows * d.inner > (1 << 16), [&](int64_t r) {
       int64_t o = r / k, i = r % k;
       std::memcpy(dst + r * d.inner, src + (o * d.n + ip[i]) * d.inner, d.inner * sizeof(T));
-    }
+    });
   });
   return out;
 }
@@ -79,13 +79,14 @@ Tensor index_add_kernel(const Tensor& x, int64_t axis, const Tensor& idx, const 
   kernels::dispatch_numeric(x.dtype(), "index_add", [&]<class T>() {
     const T* sp = s.data<T>();
     T* op = out.data<T>();
-#pragma omp parallel for if (d.outer * k * d.inner > (1 << 16) && d.outer > 1)
-    for (int64_t o = 0; o < d.outer; ++o)
-      for (int64_t i = 0; i < k; ++i) {
-        T* to = op + (o * d.n + ip[i]) * d.inner;
-        const T* from = sp + (o * k + i) * d.inner;
-        for (int64_t r = 0; r < d.inner; ++r) to[r] += from[r];
-      }
+    kernels::parallel_for(d.outer, d.outer * k * d.inner > (1 << 16) && d.outer > 1,
+                          [&](int64_t o) {
+                            for (int64_t i = 0; i < k; ++i) {
+                              T* to = op + (o * d.n + ip[i]) * d.inner;
+                              const T* from = sp + (o * k + i) * d.inner;
+                              for (int64_t r = 0; r < d.inner; ++r) to[r] += from[r];
+                            }
+                          });
   });
   return out;
 }

@@ -375,9 +375,9 @@ struct LinearReluSaved {
 // engine made and hands over, when no graph of the backward is recorded): the mask then costs no
 // new buffer, cold in cache, to write.
 Tensor relu_mask(const Tensor& g, const Tensor& out) {
-  const bool own = g.impl_ptr().use_count() == 1 && g.impl()->storage.use_count() == 1;
-  if (!own || !g.is_contiguous() || !out.is_contiguous() || g.dtype() != out.dtype() ||
-      !(g.shape() == out.shape()) || !(g.dtype() == float32 || g.dtype() == float64))
+  if (!exclusively_owned(g) || !g.is_contiguous() || !out.is_contiguous() ||
+      g.dtype() != out.dtype() || !(g.shape() == out.shape()) ||
+      !(g.dtype() == float32 || g.dtype() == float64))
     return relu_backward(g, out);
   Tensor m = g;
   kernels::dispatch_floating(m.dtype(), "linear_relu", [&]<class T>() {

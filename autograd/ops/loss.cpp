@@ -287,8 +287,7 @@ void cross_entropy_soft_rows(const char* op, const Tensor& x, const Tensor& q, i
     const T* px = x.data<T>();
     const T* pq = q.data<T>();
     T* pl = losses.data<T>();
-#pragma omp parallel for if (rows * c > (1 << 16))
-    for (int64_t i = 0; i < rows; ++i) {
+    kernels::parallel_for(rows, rows * c > (1 << 16), [&](int64_t i) {
       const T* row = px + i * c;
       double lse = row_logsumexp(row, c), loss = 0;
       for (int64_t j = 0; j < c; ++j) {
@@ -296,7 +295,7 @@ void cross_entropy_soft_rows(const char* op, const Tensor& x, const Tensor& q, i
         if (qj != 0) loss += qj * (lse - static_cast<double>(row[j]));
       }
       pl[i] = static_cast<T>(loss);
-    }
+    });
   });
 }
 

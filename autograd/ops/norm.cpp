@@ -7,6 +7,7 @@
 
 #include "autograd/kernels/bf16.h"
 #include "autograd/kernels/dispatch.h"
+#include "autograd/kernels/loops.h"
 #include "autograd/kernels/simd.h"
 #include "autograd/op.h"
 #include "autograd/ops/elementwise.h"
@@ -24,8 +25,7 @@ template <class T>
 void layer_norm_rows(const T* x, const T* w, const T* b, T* out, T* mean, T* rstd, int64_t rows,
                      int64_t n, double eps) {
   using kernels::load;
-#pragma omp parallel for if (rows * n > (1 << 16))
-  for (int64_t r = 0; r < rows; ++r) {
+  kernels::parallel_for(rows, rows * n > (1 << 16), [&](int64_t r) {
     const T* xr = x + r * n;
     const double m =
         kernels::row_sum<T>(n, [&]<class V>(int64_t k, V) { return load<V>(xr + k); }) /
@@ -44,7 +44,7 @@ void layer_norm_rows(const T* x, const T* w, const T* b, T* out, T* mean, T* rst
     });
     mean[r] = tm;
     rstd[r] = trs;
-  }
+  });
 }
 
 // One row's share of LayerNorm's column sums: pw += g * xhat, pb += g (n columns, SIMD).

@@ -13,6 +13,7 @@
 #include "autograd/grad_mode.h"
 #include "autograd/kernels/bf16.h"
 #include "autograd/kernels/dispatch.h"
+#include "autograd/kernels/loops.h"
 #include "autograd/kernels/max_pool.h"
 #include "autograd/op.h"
 #include "autograd/ops/elementwise.h"
@@ -73,13 +74,13 @@ using kernels::select_bits;
 template <class T>
 void max_pool_2x2(const T* x, T* out, int64_t* idx, const PoolGeom& g) {
   const int64_t H = g.H, W = g.W, OH = g.OH, OW = g.OW;
-#pragma omp parallel for if (g.planes * OH * OW > (1 << 15))
-  for (int64_t pl = 0; pl < g.planes; ++pl)
+  kernels::parallel_for(g.planes, g.planes * OH * OW > (1 << 15), [&](int64_t pl) {
     for (int64_t i = 0; i < OH; ++i) {
       const T* r0 = x + (pl * H + 2 * i) * W;
       kernels::max_pool_2x2_row(r0, r0 + W, out + (pl * OH + i) * OW, idx + (pl * OH + i) * OW, OW,
                                 2 * i * W, W);
     }
+  });
 }
 
 template <class T>
@@ -87,8 +88,7 @@ void max_pool_kernel(const T* x, T* out, int64_t* idx, const PoolGeom& g) {
   if (g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0)
     return max_pool_2x2(x, out, idx, g);
   const int64_t H = g.H, W = g.W, OH = g.OH, OW = g.OW, sw = g.sw;
-#pragma omp parallel for if (g.planes * OH * OW * g.kh * g.kw > (1 << 16))
-  for (int64_t pl = 0; pl < g.planes; ++pl) {
+  kernels::parallel_for(g.planes, g.planes * OH * OW * g.kh * g.kw > (1 << 16), [&](int64_t pl) {
     const T* xp = x + pl * H * W;
     for (int64_t i = 0; i < OH; ++i) {
       T* best = out + (pl * OH + i) * OW;
@@ -115,19 +115,18 @@ void max_pool_kernel(const T* x, T* out, int64_t* idx, const PoolGeom& g) {
         }
       }
     }
-  }
+  });
 }
 
 // gx [planes, H, W] = 0, then gx[plane, idx[o]] += g[o] for every output position o.
 template <class T>
 void max_pool_scatter(const T* g, const int64_t* idx, T* gx, const PoolGeom& q) {
   const int64_t hw = q.H * q.W, ohw = q.OH * q.OW;
-#pragma omp parallel for if (q.planes * hw > (1 << 16))
-  for (int64_t pl = 0; pl < q.planes; ++pl) {
+  kernels::parallel_for(q.planes, q.planes * hw > (1 << 16), [&](int64_t pl) {
     T* dst = gx + pl * hw;
     std::fill(dst, dst + hw, T(0));
     for (int64_t o = 0; o < ohw; ++o) dst[idx[pl * ohw + o]] += g[pl * ohw + o];
-  }
+  });
 }
 
 // [OH, H]: row i averages the input rows of adaptive window i.

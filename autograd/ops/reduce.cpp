@@ -360,22 +360,22 @@ void arg_extremum_kernel(const Tensor& x, int64_t axis, bool is_max, const Tenso
     const T* px = xc.data<T>();
     T* pv = values.defined() ? values.data<T>() : nullptr;
     int64_t* pi = indices.data<int64_t>();
-#pragma omp parallel for if (v.outer * v.n * v.inner > kernels::kParallelGrain)
-    for (int64_t o = 0; o < v.outer; ++o) {
-      // Walk the reduced axis in the outer loop so that the inner axis stays contiguous.
-      std::vector<T> best(px + o * v.n * v.inner, px + o * v.n * v.inner + v.inner);
-      int64_t* idx = pi + o * v.inner;
-      std::fill_n(idx, v.inner, 0);
-      for (int64_t k = 1; k < v.n; ++k) {
-        const T* row = px + (o * v.n + k) * v.inner;
-        for (int64_t i = 0; i < v.inner; ++i)
-          if (better(row[i], best[i], is_max)) {
-            best[i] = row[i];
-            idx[i] = k;
+    kernels::parallel_for(
+        v.outer, v.outer * v.n * v.inner > kernels::kParallelGrain, [&](int64_t o) {
+          // Walk the reduced axis in the outer loop so that the inner axis stays contiguous.
+          std::vector<T> best(px + o * v.n * v.inner, px + o * v.n * v.inner + v.inner);
+          int64_t* idx = pi + o * v.inner;
+          std::fill_n(idx, v.inner, 0);
+          for (int64_t k = 1; k < v.n; ++k) {
+            const T* row = px + (o * v.n + k) * v.inner;
+            for (int64_t i = 0; i < v.inner; ++i)
+              if (better(row[i], best[i], is_max)) {
+                best[i] = row[i];
+                idx[i] = k;
+              }
           }
-      }
-      if (pv) std::copy(best.begin(), best.end(), pv + o * v.inner);
-    }
+          if (pv) std::copy(best.begin(), best.end(), pv + o * v.inner);
+        });
   });
 }
 
@@ -507,8 +507,7 @@ namespace {
 template <class T>
 void softmax_kernel(const T* x, T* y, AxisSplit v, bool log) {
   using kernels::load;
-#pragma omp parallel for if (v.outer * v.n * v.inner > kernels::kParallelGrain)
-  for (int64_t o = 0; o < v.outer; ++o) {
+  kernels::parallel_for(v.outer, v.outer * v.n * v.inner > kernels::kParallelGrain, [&](int64_t o) {
     for (int64_t i = 0; i < v.inner; ++i) {
       const T* xr = x + o * v.n * v.inner + i;
       T* yr = y + o * v.n * v.inner + i;
@@ -543,7 +542,7 @@ void softmax_kernel(const T* x, T* y, AxisSplit v, bool log) {
         for (int64_t k = 0; k < v.n; ++k) yr[k * step] *= inv;
       }
     }
-  }
+  });
 }
 
 struct SavedOut {
