@@ -307,40 +307,43 @@ TEST_CASE("linear: x W^T + b for 2-D and N-D input, with and without bias") {
 }
 
 TEST_CASE("linear_relu is relu(linear): values and gradients on every path") {
-  // Sizes that split over the threads (each thread clamps its own block), a transposed weight,
-  // 3-D input, no bias, and an input dimension of zero; float32 and float64. Gradients: the plain
-  // backward (the mask written into the engine's own gradient), a caller's grad_output (which must
-  // be left as it was), and create_graph (the differentiable composite).
-  for (Dtype d : {float64, float32}) {
-    for (bool transposed_w : {false, true}) {
-      CAPTURE(d);
-      CAPTURE(transposed_w);
-      const double tol = d == float32 ? 1e-5 : 1e-12;
-      Tensor x = leaf({2, 40, 300}, -1, 1, 41).detach().to(d).requires_grad_();
-      Tensor w0 = leaf({130, 300}, -1, 1, 42).detach().to(d);
-      Tensor w = (transposed_w ? w0.t().contiguous().t() : w0).requires_grad_();
-      Tensor b = leaf({130}, -1, 1, 43).detach().to(d).requires_grad_();
-      Tensor ref = relu(linear(x, w, b)), y = linear_relu(x, w, b);
-      check_close(values(y), values(ref), tol);
-      CHECK(values(y) != values(linear(x, w, b)));  // some outputs were clamped
-      Tensor g = leaf({2, 40, 130}, -1, 1, 44).detach().to(d);
-      const std::vector<double> g_before = values(g);
-      TensorList want = grad({ref}, {x, w, b}, {g});
-      TensorList given = grad({linear_relu(x, w, b)}, {x, w, b}, {g});
-      CHECK(values(g) == g_before);
-      TensorList recorded = grad({linear_relu(x, w, b)}, {x, w, b}, {g}, false, true);
-      for (int k = 0; k < 3; ++k) {
-        CAPTURE(k);
-        check_close(values(given[k]), values(want[k]), tol);
-        check_close(values(recorded[k]), values(want[k]), tol);
+  // Sizes that split over the threads: a small output (clamped by the calling thread after the
+  // blocks) and a large one (each thread clamps its own block); a transposed weight, 3-D input, no
+  // bias, and an input dimension of zero; float32 and float64. Gradients: the plain backward (the
+  // mask written into the engine's own gradient), a caller's grad_output (which must be left as it
+  // was), and create_graph (the differentiable composite).
+  for (int64_t rows : {40, 300})
+    for (Dtype d : {float64, float32}) {
+      for (bool transposed_w : {false, true}) {
+        CAPTURE(rows);
+        CAPTURE(d);
+        CAPTURE(transposed_w);
+        const double tol = d == float32 ? 1e-5 : 1e-12;
+        Tensor x = leaf({2, rows, 300}, -1, 1, 41).detach().to(d).requires_grad_();
+        Tensor w0 = leaf({130, 300}, -1, 1, 42).detach().to(d);
+        Tensor w = (transposed_w ? w0.t().contiguous().t() : w0).requires_grad_();
+        Tensor b = leaf({130}, -1, 1, 43).detach().to(d).requires_grad_();
+        Tensor ref = relu(linear(x, w, b)), y = linear_relu(x, w, b);
+        check_close(values(y), values(ref), tol);
+        CHECK(values(y) != values(linear(x, w, b)));  // some outputs were clamped
+        Tensor g = leaf({2, rows, 130}, -1, 1, 44).detach().to(d);
+        const std::vector<double> g_before = values(g);
+        TensorList want = grad({ref}, {x, w, b}, {g});
+        TensorList given = grad({linear_relu(x, w, b)}, {x, w, b}, {g});
+        CHECK(values(g) == g_before);
+        TensorList recorded = grad({linear_relu(x, w, b)}, {x, w, b}, {g}, false, true);
+        for (int k = 0; k < 3; ++k) {
+          CAPTURE(k);
+          check_close(values(given[k]), values(want[k]), tol);
+          check_close(values(recorded[k]), values(want[k]), tol);
+        }
+        // Through a loss: the gradient reaching linear_relu is the engine's own buffer.
+        Tensor t = leaf({2, rows, 130}, -1, 1, 45).detach().to(d);
+        TensorList plain = grad({mul(linear_relu(x, w, b), t).sum()}, {x, w, b});
+        TensorList split = grad({mul(relu(linear(x, w, b)), t).sum()}, {x, w, b});
+        for (int k = 0; k < 3; ++k) check_close(values(plain[k]), values(split[k]), tol);
       }
-      // Through a loss: the gradient reaching linear_relu is the engine's own buffer.
-      Tensor t = leaf({2, 40, 130}, -1, 1, 45).detach().to(d);
-      TensorList plain = grad({mul(linear_relu(x, w, b), t).sum()}, {x, w, b});
-      TensorList split = grad({mul(relu(linear(x, w, b)), t).sum()}, {x, w, b});
-      for (int k = 0; k < 3; ++k) check_close(values(plain[k]), values(split[k]), tol);
     }
-  }
   Tensor x = leaf({3, 4}, -1, 1, 46).detach(), w = leaf({5, 4}, -1, 1, 47).detach();
   CHECK(test::allclose(linear_relu(x, w), relu(linear(x, w)), 1e-15, 0));
   Tensor be = Tensor::from_vector(std::vector<double>{1, -2, 3});

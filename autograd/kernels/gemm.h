@@ -87,8 +87,9 @@ struct Gemm {
   // block that holds the row's first column (summed in double for float). For a weight gradient
   // gw = g^T @ x these are the bias gradient's entries, computed where g's columns already are.
   T* row_sums = nullptr;
-  // When set, each block of C is clamped at zero (ReLU) by the thread that computed it, while the
-  // block is still in that thread's cache (linear_relu's forward).
+  // When set, C is clamped at zero (ReLU; linear_relu's forward): each block by the thread that
+  // computed it, while the block is still in that thread's cache, or all of a small C by the
+  // calling thread after the blocks (relu_after).
   bool relu = false;
 
   bool by_rows() const { return m >= n || k < m; }
@@ -115,12 +116,21 @@ struct Gemm {
     gemm_call(ta, tb, r1 - r0, c1 - c0, k, ta ? a + r0 : a + r0 * lda, lda,
               tb ? b + c0 * ldb : b + c0, ldb, bias != nullptr, c + r0 * ldc + c0, ldc);
     if (row_sums && c0 == 0) sum_rows_of_a(r0, r1);
-    if (relu)
-      for (int64_t r = r0; r < r1; ++r) {
-        T* __restrict row = c + r * ldc;
-        for (int64_t j = c0; j < c1; ++j) row[j] = row[j] > T(0) ? row[j] : T(0);
-      }
+    if (relu) clamp(r0, r1, c0, c1);
   }
+  // C[r0..r1, c0..c1] = max(C, 0).
+  void clamp(int64_t r0, int64_t r1, int64_t c0, int64_t c1) const {
+    for (int64_t r = r0; r < r1; ++r) {
+      T* __restrict row = c + r * ldc;
+      for (int64_t j = c0; j < c1; ++j) row[j] = row[j] > T(0) ? row[j] : T(0);
+    }
+  }
+  // Whether a split GEMM's ReLU runs on the calling thread after the blocks: for an output that
+  // fits in a core's cache, the next op (which reads all of it on every thread) ran faster when
+  // one thread had clamped all of it than when each held the half it had clamped (mlp784's layer
+  // [64, 256] @ [256, 256]: 49.4 -> 40.1 us, docs/performance.md); a large output is clamped
+  // block by block, where it is still in the cache of the thread that computed it.
+  bool relu_after() const { return m * n <= kReluAfter; }
   // row_sums[r0..r1) from op(A), a chunk of rows at a time in a double (or wider) accumulator.
   void sum_rows_of_a(int64_t r0, int64_t r1) const {
     using Acc = std::conditional_t<std::is_same_v<T, float>, double, T>;
@@ -141,6 +151,7 @@ struct Gemm {
     }
   }
   static constexpr int64_t kBlock = 16;
+  static constexpr int64_t kReluAfter = int64_t(1) << 16;
   static constexpr int64_t kThinRows = 8;
   // A thin GEMM's columns are cut into this many blocks per thread, which the threads take in
   // turn as each finishes its last: the threads' pace through memory differs on shared machines,
@@ -160,8 +171,13 @@ void gemm(const Gemm<T>& g) {
     for (int64_t t = 0; t < pieces; ++t) g.run_block(t, pieces);
     return;
   }
+  // A small output is clamped by the calling thread after the region rather than by each block's
+  // thread (see relu_after).
+  Gemm<T> blocked = g;
+  blocked.relu = g.relu && !g.relu_after();
 #pragma omp parallel num_threads(blocks)
-  g.run_block(omp_get_thread_num(), omp_get_num_threads());
+  blocked.run_block(omp_get_thread_num(), omp_get_num_threads());
+  if (g.relu && g.relu_after()) g.clamp(0, g.m, 0, g.n);
 }
 
 template <class T>
