@@ -483,4 +483,23 @@ void record(const OpCall<Fn, Args...>& call, TensorList& outs, const S& saved, R
   op_detail::record_outputs(call, outs.data(), outs.size(), saved, std::move(rules));
 }
 
+// record for an op whose output is allocated before its kernel runs: kernel() computes out, and
+// the op is recorded. When only a node is needed (a node needs out's buffer, not its values), the
+// node is made first, while the inputs' metadata is still in cache, rather than after a large
+// kernel has evicted it (about 1.5 us per op after a GEMM, docs/performance.md); when a tangent
+// must be computed from the values, after. Call it behind `if (needs_derivatives({...}))`, and
+// check everything that can fail before: kernel() must not throw.
+template <class Fn, class... Args, class S, class R, class Kernel>
+void record_around(const OpCall<Fn, Args...>& call, Tensor& out, const S& saved, R rules,
+                   Kernel&& kernel) {
+  SmallVector<const Tensor*, 4> in;
+  call.inputs(in);
+  if (op_detail::what_is_needed(in.data(), in.size()).tangents) {
+    kernel();
+    return op_detail::record_outputs(call, &out, 1, saved, std::move(rules));
+  }
+  op_detail::record_outputs(call, &out, 1, saved, std::move(rules));
+  kernel();
+}
+
 }  // namespace ag

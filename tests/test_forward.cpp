@@ -285,6 +285,9 @@ std::vector<Case> op_table() {
   c.push_back({"linear strided no bias",
                [](const TensorList& x) { return ag::linear(x[0].t(), x[1]); },
                {leaf({3, 2}, -1, 1, 44), leaf({4, 3}, -1, 1, 45)}});
+  c.push_back({"linear_relu",
+               [](const TensorList& x) { return ag::linear_relu(x[0], x[1], x[2]); },
+               {leaf({3, 3}, -1, 1, 141), leaf({4, 3}, -1, 1, 142), leaf({4}, -1, 1, 143)}});
   // ---- normalisation ----
   c.push_back({"layer_norm",
                [](const TensorList& x) { return ag::layer_norm(x[0], {3}, x[1], x[2]); },

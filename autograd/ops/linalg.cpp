@@ -393,21 +393,25 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
   if (autocast_dtype() == bfloat16 && (casts(x_in) || casts(w_in) || casts(b_in)))
     return linear(autocast(x_in), autocast(w_in), autocast(b_in));
   auto [x, w, b, x2, out] = linear_operands("linear", x_in, w_in, b_in);
-  if (out.dtype() == bfloat16 && out.numel() > 0) {
+  auto kernel = [&] {
+    if (out.numel() == 0) return;
+    if (out.dtype() != bfloat16) return linear_forward(out, x2, w, b);
     // x2 @ w^T in float32 from the bfloat16 operands, plus the bias, rounded once.
     NoGradGuard ng;
     Tensor r = w.shape()[1] == 0 ? zeros({x2.shape()[0], w.shape()[0]}, float32)
                                  : matmul_kernel(x2, transpose(w, 0, 1), /*keep_float32=*/true);
     if (b.defined()) r.add_(b.detach());
     kernels::copy_into(out, reshape(r, out.shape()));
-  } else if (out.numel() > 0) {
-    linear_forward(out, x2, w, b);
+  };
+  if (!needs_derivatives({&x, &w, &b})) {
+    kernel();
+    return out;
   }
-  if (needs_derivatives({&x, &w, &b}))
-    record(op("linear", linear, x, w, b), out, LinearSaved{x, w},
-           Rules{.backward = linear_composite,
-                 .jvp = linear_jvp,
-                 .fused_backward = linear_fused_backward});
+  record_around(
+      op("linear", linear, x, w, b), out, LinearSaved{x, w},
+      Rules{
+          .backward = linear_composite, .jvp = linear_jvp, .fused_backward = linear_fused_backward},
+      kernel);
   return out;
 }
 
@@ -418,21 +422,27 @@ Tensor linear_relu(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
     return relu(linear(x_in, w_in, b_in));
   }
   auto [x, w, b, x2, out] = linear_operands("linear_relu", x_in, w_in, b_in);
-  if (out.numel() > 0) linear_forward(out, x2, w, b, /*relu=*/true);
-  if (needs_derivatives({&x, &w, &b}))
-    record(op("linear_relu", linear_relu, x, w, b), out, LinearReluSaved{x, w, out},
-           Rules{.backward = [](const LinearReluSaved& s, const Tensor& g,
-                                const Node& n) -> TensorList {
-                   return linear_composite({s.x, s.w}, relu_backward(g, s.out), n);
-                 },
-                 .jvp = [](const LinearReluSaved& s, const TensorList& t) -> Tensor {
-                   Tensor r = linear_jvp({s.x, s.w}, t);
-                   return r.defined() ? relu_backward(r, s.out) : r;
-                 },
-                 .fused_backward = [](const LinearReluSaved& s, const Tensor& g,
-                                      const Node& n) -> TensorList {
-                   return linear_fused_backward({s.x, s.w}, relu_mask(g, s.out), n);
-                 }});
+  auto kernel = [&] {
+    if (out.numel() > 0) linear_forward(out, x2, w, b, /*relu=*/true);
+  };
+  if (!needs_derivatives({&x, &w, &b})) {
+    kernel();
+    return out;
+  }
+  record_around(
+      op("linear_relu", linear_relu, x, w, b), out, LinearReluSaved{x, w, out},
+      Rules{.backward = [](const LinearReluSaved& s, const Tensor& g, const Node& n) -> TensorList {
+              return linear_composite({s.x, s.w}, relu_backward(g, s.out), n);
+            },
+            .jvp = [](const LinearReluSaved& s, const TensorList& t) -> Tensor {
+              Tensor r = linear_jvp({s.x, s.w}, t);
+              return r.defined() ? relu_backward(r, s.out) : r;
+            },
+            .fused_backward = [](const LinearReluSaved& s, const Tensor& g,
+                                 const Node& n) -> TensorList {
+              return linear_fused_backward({s.x, s.w}, relu_mask(g, s.out), n);
+            }},
+      kernel);
   return out;
 }
 

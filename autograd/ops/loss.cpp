@@ -83,6 +83,16 @@ const T* compute_row(const Tensor& x, int64_t i, int64_t c) {
   return x.data<T>() + i * c;
 }
 
+// A per-thread row of c values, for the float32 gradient of a bfloat16 row. (A thread_local
+// declared in the per-row loop itself cost a TLS look-up per row, float32 rows included: with it,
+// the backward of a [64, 10] cross-entropy took 2.8 us instead of 2.2, in a loop.)
+template <class T>
+T* half_row_buffer(int64_t c) {
+  thread_local std::vector<T> buf;
+  buf.resize(static_cast<size_t>(c));
+  return buf.data();
+}
+
 // log(sum(exp(row))) of a contiguous row, shifted by its max.
 template <class T>
 double row_logsumexp(const T* row, int64_t c) {
@@ -114,9 +124,7 @@ Tensor cross_entropy_grad(const Tensor& logits, const Tensor& target, const Tens
     const T spread = static_cast<T>(eps / static_cast<double>(c));
     kernels::parallel_for(rows, rows * c > (1 << 16), [&](int64_t i) {
       const T* row = compute_row<T>(x, i, c);
-      thread_local std::vector<T> obuf;
-      if (half) obuf.resize(static_cast<size_t>(c));
-      T* o = half ? obuf.data() : po + i * c;
+      T* o = half ? half_row_buffer<T>(c) : po + i * c;
       const T m = kernels::row_max(row, c);
       const T inv = static_cast<T>(1.0 / kernels::exp_shifted_sum(row, o, c, m));
       const T scale = (g_scalar ? pg[0] : pg[i]) * pw[i];
@@ -152,12 +160,14 @@ Tensor smoothed_one_hot(const Tensor& target, int64_t c, double eps, int64_t ign
   return q;
 }
 
-// The per-row losses as the requested reduction: [] for mean / sum, as is for none.
-Tensor reduce_rows(const Tensor& losses, Reduction r, double count) {
-  if (r == Reduction::none) return losses;
-  double total = 0;
-  for (double v : losses.to_vector<double>()) total += v;
-  return full(Shape{}, r == Reduction::mean ? total / count : total, losses.dtype());
+// out (0-d) = the per-row losses summed (sum) or averaged over count (mean), in double.
+void reduce_rows(const Tensor& out, const Tensor& losses, Reduction r, double count) {
+  kernels::dispatch_floating(losses.dtype(), "cross_entropy", [&]<class T>() {
+    const T* p = losses.data<T>();
+    double total = 0;
+    for (int64_t i = 0, n = losses.numel(); i < n; ++i) total += static_cast<double>(p[i]);
+    *out.data<T>() = static_cast<T>(r == Reduction::mean ? total / count : total);
+  });
 }
 
 }  // namespace
@@ -259,17 +269,22 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, std::string_vie
   const int64_t count = count_targets(op, tv, rows, c, ignore_index, logits.shape());
   // bfloat16 logits: computed in float32 a row at a time (compute_row), and the loss is float32.
   const Dtype d = kernels::compute_dtype(logits.dtype());
-  Tensor x = logits.detach().contiguous();
+  Tensor x = logits.is_contiguous() ? logits : logits.detach().contiguous();
   Tensor losses = Tensor::empty(row_shape, d), weight = Tensor::empty(row_shape, d);
+  Tensor out = red == Reduction::none ? losses : Tensor::empty(Shape{}, d);
   const double eps = label_smoothing;
-  cross_entropy_rows(op, x, rows, c, tv, losses, weight, eps, ignore_index, red == Reduction::mean,
-                     count);
-  Tensor out = reduce_rows(losses, red, static_cast<double>(count));
-
-  if (needs_derivatives({&logits}))
-    record(ag::op(op, cross_entropy, logits, Const{t}, reduction_name(red), ignore_index, eps), out,
-           CrossEntropySaved{logits, t, weight},
-           cross_entropy_rules(c, eps, ignore_index, batched, red));
+  auto kernel = [&] {
+    cross_entropy_rows(op, x, rows, c, tv, losses, weight, eps, ignore_index,
+                       red == Reduction::mean, count);
+    if (red != Reduction::none) reduce_rows(out, losses, red, static_cast<double>(count));
+  };
+  if (!needs_derivatives({&logits})) {
+    kernel();
+    return out;
+  }
+  record_around(ag::op(op, cross_entropy, logits, Const{t}, reduction_name(red), ignore_index, eps),
+                out, CrossEntropySaved{logits, t, weight},
+                cross_entropy_rules(c, eps, ignore_index, batched, red), kernel);
   return out;
 }
 
@@ -361,7 +376,11 @@ Tensor cross_entropy_soft(const Tensor& logits, const Tensor& target_probs,
   Tensor x = logits.detach().contiguous(), q = probs.detach().contiguous();
   Tensor losses = Tensor::empty(batched ? Shape{rows} : Shape{}, d);
   cross_entropy_soft_rows(op, x, q, rows, c, losses, eps);
-  Tensor out = reduce_rows(losses, red, static_cast<double>(rows));
+  Tensor out = losses;
+  if (red != Reduction::none) {
+    out = Tensor::empty(Shape{}, d);
+    reduce_rows(out, losses, red, static_cast<double>(rows));
+  }
 
   if (needs_derivatives({&logits, &probs}))
     record(ag::op(op, cross_entropy_soft, logits, probs, reduction_name(red), eps), out,
