@@ -32,7 +32,7 @@ void check_items(const char* op, std::span<const Tensor* const> operands, size_t
   }
 }
 
-void run_pieces(int64_t total, const std::function<void(int64_t, int64_t)>& piece) {
+void run_pieces(int64_t total, PieceRef piece) {
   const int64_t grain = kernels::kParallelGrain;
   const int threads =
       total >= 2 * grain && !omp_in_parallel()

@@ -46,10 +46,10 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <functional>
 #include <span>
 #include <vector>
 
+#include "autograd/small_vector.h"
 #include "autograd/tensor.h"
 
 namespace ag {
@@ -58,9 +58,21 @@ namespace foreach_detail {
 
 // Checks the operands of every item (see foreach_update_).
 void check_items(const char* op, std::span<const Tensor* const> operands, size_t n);
+// A non-owning reference to a callable taking (t, nt): no allocation, unlike std::function.
+class PieceRef {
+ public:
+  template <class F>
+  PieceRef(F& f)  // NOLINT: implicit, as a function parameter
+      : obj_(&f), call_([](void* o, int64_t t, int64_t nt) { (*static_cast<F*>(o))(t, nt); }) {}
+  void operator()(int64_t t, int64_t nt) const { call_(obj_, t, nt); }
+
+ private:
+  void* obj_;
+  void (*call_)(void*, int64_t, int64_t);
+};
 // Runs piece(t, nt) for t in [0, nt) on nt threads (one when total is small or inside a parallel
 // region).
-void run_pieces(int64_t total_elements, const std::function<void(int64_t, int64_t)>& piece);
+void run_pieces(int64_t total_elements, PieceRef piece);
 // Bumps the version counter of t's storage (an in-place write).
 void bump_version(const Tensor& t);
 
@@ -105,16 +117,16 @@ void update_dtype(std::span<const std::array<Tensor, N>> items, const std::vecto
     int64_t n;
     size_t item;
   };
-  std::vector<Piece> pieces;
+  SmallVector<Piece, 16> pieces;
   std::vector<std::array<Tensor, N>> copies;  // of items with a non-contiguous operand
   std::vector<size_t> copied;
-  copies.reserve(idx.size());
   int64_t total = 0;
   for (size_t i : idx) {
     const std::array<Tensor, N>* ops = &items[i];
     bool contiguous = true;
     for (const Tensor& t : *ops) contiguous = contiguous && t.is_contiguous();
     if (!contiguous) {
+      copies.reserve(idx.size());  // (so that `ops` below stays valid)
       std::array<Tensor, N> c;
       for (size_t k = 0; k < N; ++k) c[k] = (*ops)[k].contiguous();
       copies.push_back(std::move(c));
@@ -130,7 +142,7 @@ void update_dtype(std::span<const std::array<Tensor, N>> items, const std::vecto
   std::vector<F> fs;
   fs.reserve(pieces.size());
   for (const Piece& p : pieces) fs.push_back(rule.template operator()<T>(p.item));
-  run_pieces(total, [&](int64_t t, int64_t nt) {
+  auto run = [&](int64_t t, int64_t nt) {
     constexpr int64_t kLine = 64 / sizeof(T);  // pieces start on cache-line boundaries
     for (size_t j = 0; j < pieces.size(); ++j) {
       const Piece& p = pieces[j];
@@ -141,7 +153,8 @@ void update_dtype(std::span<const std::array<Tensor, N>> items, const std::vecto
       for (T*& q : ptr) q += b;
       dense<T, N>(ptr, e - b, write, fs[j]);
     }
-  });
+  };
+  run_pieces(total, run);
   for (size_t c = 0; c < copied.size(); ++c)
     for (size_t k = 0; k < N; ++k)
       if (write[k]) {
@@ -180,7 +193,7 @@ void update_bf16(std::span<const std::array<Tensor, N>> items, const std::vector
   using F = decltype(rule.template operator()<float>(size_t{0}));
   std::vector<F> fs;
   for (size_t j = 0; j < idx.size(); ++j) fs.push_back(rule.template operator()<float>(idx[j]));
-  run_pieces(total, [&](int64_t t, int64_t nt) {
+  auto run = [&](int64_t t, int64_t nt) {
     alignas(64) float block[N][kBf16Block];
     for (size_t j = 0; j < pieces.size(); ++j) {
       const Piece& p = pieces[j];
@@ -205,7 +218,8 @@ void update_bf16(std::span<const std::array<Tensor, N>> items, const std::vector
           }
       }
     }
-  });
+  };
+  run_pieces(total, run);
   for (size_t j = 0; j < idx.size(); ++j)
     for (size_t k = 0; k < N; ++k)
       if (write[k] && !copies[j][k].same(items[idx[j]][k])) {
@@ -237,21 +251,20 @@ template <size_t N, class Rule>
 void foreach_update_(std::span<const std::array<Tensor, N>> items,
                      const std::array<bool, N>& written, Rule rule) {
   static_assert(N > 0, "foreach_update_: at least one operand per item");
-  std::vector<const Tensor*> operands;
-  operands.reserve(items.size() * N);
+  SmallVector<const Tensor*, 64> operands;
   for (const auto& item : items)
     for (const Tensor& t : item) operands.push_back(&t);
-  foreach_detail::check_items("foreach_update_", operands, N);
+  foreach_detail::check_items("foreach_update_", {operands.data(), operands.size()}, N);
   // Three groups: float32 items, float64 items, items with a bfloat16 operand.
   auto group = [&](size_t i) {
     for (const Tensor& t : items[i])
       if (t.dtype() == bfloat16) return 2;
     return items[i][0].dtype() == float64 ? 1 : 0;
   };
+  std::array<std::vector<size_t>, 3> groups;
+  for (size_t i = 0; i < items.size(); ++i) groups[static_cast<size_t>(group(i))].push_back(i);
   for (int gr : {0, 1, 2}) {
-    std::vector<size_t> idx;
-    for (size_t i = 0; i < items.size(); ++i)
-      if (group(i) == gr) idx.push_back(i);
+    const std::vector<size_t>& idx = groups[static_cast<size_t>(gr)];
     if (idx.empty()) continue;
     if (gr == 0)
       foreach_detail::update_dtype<float, N>(items, idx, written, rule);
