@@ -487,8 +487,9 @@ void record(const OpCall<Fn, Args...>& call, TensorList& outs, const S& saved, R
 // the op is recorded. When only a node is needed (a node needs out's buffer, not its values), the
 // node is made first, while the inputs' metadata is still in cache, rather than after a large
 // kernel has evicted it (about 1.5 us per op after a GEMM, docs/performance.md); when a tangent
-// must be computed from the values, after. Call it behind `if (needs_derivatives({...}))`, and
-// check everything that can fail before: kernel() must not throw.
+// must be computed from the values, after. Call it behind `if (needs_derivatives({...}))`, with
+// the checks that can fail done before. Should kernel() throw, out and the node it holds are
+// dropped together: nothing else refers to the node yet.
 template <class Fn, class... Args, class S, class R, class Kernel>
 void record_around(const OpCall<Fn, Args...>& call, Tensor& out, const S& saved, R rules,
                    Kernel&& kernel) {
