@@ -442,12 +442,10 @@ TensorList run_jvp(const R& rules, const Call& call, const S& s, const TensorLis
   }
 }
 
+// record_outputs for the inputs `in` of `call` and what they need, already found.
 template <class Fn, class... Args, class S, class R>
-void record_outputs(const OpCall<Fn, Args...>& call, Tensor* outs, size_t m, const S& saved,
-                    R&& rules) {
-  SmallVector<const Tensor*, 4> in;
-  call.inputs(in);
-  const Needs needs = what_is_needed(in.data(), in.size());
+void record_outputs(const OpCall<Fn, Args...>& call, const SmallVector<const Tensor*, 4>& in,
+                    Needs needs, Tensor* outs, size_t m, const S& saved, R&& rules) {
   const bool rec = needs.record, dual = needs.tangents;
   std::shared_ptr<OpNode<S, R>> node;
   if (rec) {
@@ -467,6 +465,15 @@ void record_outputs(const OpCall<Fn, Args...>& call, Tensor* outs, size_t m, con
       keep_replay_inputs(*node, in.data(), in.size());
     }
   }
+}
+
+template <class Fn, class... Args, class S, class R>
+void record_outputs(const OpCall<Fn, Args...>& call, Tensor* outs, size_t m, const S& saved,
+                    R&& rules) {
+  SmallVector<const Tensor*, 4> in;
+  call.inputs(in);
+  record_outputs(call, in, what_is_needed(in.data(), in.size()), outs, m, saved,
+                 std::forward<R>(rules));
 }
 
 }  // namespace op_detail
@@ -495,11 +502,12 @@ void record_around(const OpCall<Fn, Args...>& call, Tensor& out, const S& saved,
                    Kernel&& kernel) {
   SmallVector<const Tensor*, 4> in;
   call.inputs(in);
-  if (op_detail::what_is_needed(in.data(), in.size()).tangents) {
+  const op_detail::Needs needs = op_detail::what_is_needed(in.data(), in.size());
+  if (needs.tangents) {
     kernel();
-    return op_detail::record_outputs(call, &out, 1, saved, std::move(rules));
+    return op_detail::record_outputs(call, in, needs, &out, 1, saved, std::move(rules));
   }
-  op_detail::record_outputs(call, &out, 1, saved, std::move(rules));
+  op_detail::record_outputs(call, in, needs, &out, 1, saved, std::move(rules));
   kernel();
 }
 

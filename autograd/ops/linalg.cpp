@@ -287,7 +287,7 @@ void check_linear(const char* op, const Tensor& x, const Tensor& w, const Tensor
 }
 
 // out [rows, outf] = x2 [rows, in] @ w [outf, in]^T (+ b); just b (or 0) when in = 0. With
-// `relu`, clamped at zero block by block as the GEMM's threads finish them.
+// `relu`, clamped at zero as the GEMM finishes (Gemm::relu).
 void linear_forward(const Tensor& out, const Tensor& x2, const Tensor& w, const Tensor& b,
                     bool relu = false) {
   const int64_t rows = x2.shape()[0], in = w.shape()[1], outf = w.shape()[0];

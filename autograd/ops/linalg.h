@@ -25,8 +25,9 @@ Tensor outer(const Tensor& a, const Tensor& b);
 // GEMMs; otherwise as matmuls. Large float32 GEMMs (here and in matmul) run as one single-threaded
 // oneDNN call per block of rows or columns, one block per OpenMP thread.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
-// relu(linear(x, weight, bias)) as one op: each thread clamps the block of the output it has just
-// computed, and no separate ReLU output is written.
+// relu(linear(x, weight, bias)) as one op: the output is clamped in place as the GEMM finishes (a
+// large one by each thread on the block it computed, a small one by the calling thread), and no
+// separate ReLU output is written.
 //   out = max(x @ W^T + b, 0);  with m = [out > 0]:  d/dx = (g * m) @ W, d/dW = (g * m)^T @ x,
 //   d/db = sum of g * m over leading axes.
 // Shapes and errors as linear's (named "linear_relu"). bfloat16 operands (or autocast) take
