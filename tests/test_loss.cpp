@@ -139,24 +139,57 @@ TEST_CASE("cross_entropy gradients and second derivatives") {
 }
 
 TEST_CASE("cross_entropy: the one-pass gradient equals the recorded composite one") {
-  // Plain backward takes the fused kernel; create_graph takes the differentiable composite.
-  for (Dtype d : {float64, float32}) {
-    for (const char* reduction : {"mean", "sum", "none"}) {
-      for (double eps : {0.0, 0.3}) {
-        CAPTURE(reduction);
-        CAPTURE(eps);
-        Tensor x = leaf({5, 40}, -3, 3, 7).detach().to(d).requires_grad_();
-        Tensor y = labels({3, -100, 39, 0, 17});
-        Tensor loss = cross_entropy(x, y, reduction, -100, eps);
-        Tensor g = std::string(reduction) == "none" ? leaf({5}, -1, 1, 8).detach().to(d)
-                                                    : full({}, 0.7, d);
-        Tensor fused = grad({loss}, {x}, {g}, /*retain_graph=*/true)[0];
-        Tensor composite = grad({loss}, {x}, {g}, false, /*create_graph=*/true)[0];
-        check_values(fused, test::values(composite), d == float64 ? 1e-12 : 1e-5);
-        // The ignored row (finite logits) gets exactly zero.
-        for (int64_t j = 0; j < 40; ++j) CHECK(fused[1][j].item<double>() == 0.0);
+  // Plain backward takes the fused path: for small logits the gradient the forward computed,
+  // scaled ([5, 40]); for large ones a pass over the logits in the backward ([5, 20000], more
+  // than 2^16 elements). create_graph takes the differentiable composite.
+  for (int64_t c : {40, 20000}) {
+    for (Dtype d : {float64, float32}) {
+      for (const char* reduction : {"mean", "sum", "none"}) {
+        for (double eps : {0.0, 0.3}) {
+          CAPTURE(c);
+          CAPTURE(reduction);
+          CAPTURE(eps);
+          Tensor x = leaf({5, c}, -3, 3, 7).detach().to(d).requires_grad_();
+          Tensor y = labels({3, -100, c - 1, 0, 17});
+          Tensor loss = cross_entropy(x, y, reduction, -100, eps);
+          const bool none = std::string(reduction) == "none";
+          Tensor g = none ? leaf({5}, -1, 1, 8).detach().to(d) : full({}, 0.7, d);
+          Tensor fused = grad({loss}, {x}, {g}, /*retain_graph=*/true)[0];
+          Tensor composite = grad({loss}, {x}, {g}, true, /*create_graph=*/true)[0];
+          const double tol = d == float64 ? 1e-12 : 1e-5;
+          CHECK(test::allclose(fused, composite, tol, tol));
+          // The ignored row (finite logits) gets exactly zero.
+          CHECK(sum(abs(fused[1])).item<double>() == 0.0);
+          // An output gradient of 1 (the gradient the forward computed, handed on as it is), twice
+          // through the retained graph: the second backward finds it unchanged.
+          Tensor one = none ? ones({5}, d) : ones({}, d);
+          Tensor first = grad({loss}, {x}, {one}, /*retain_graph=*/true)[0];
+          Tensor again = grad({loss}, {x}, {one}, /*retain_graph=*/true)[0];
+          Tensor composite_one = grad({loss}, {x}, {one}, true, /*create_graph=*/true)[0];
+          CHECK(test::allclose(first, composite_one, tol, tol));
+          CHECK(test::allclose(again, first, 0, 0));
+          // Accumulated into .grad twice, then the graph freed: 2x the gradient.
+          loss.backward(none ? one : Tensor(), /*retain_graph=*/true);
+          loss.backward(none ? one : Tensor());
+          CHECK(test::allclose(x.grad(), mul(first, full({}, 2.0, d)), tol, tol));
+        }
       }
     }
+  }
+}
+
+TEST_CASE("cross_entropy: an ignored row gets a zero gradient even when its logits are infinite") {
+  const double inf = std::numeric_limits<double>::infinity();
+  for (int64_t c : {3, 30000}) {  // the gradient from the forward, and from the backward
+    CAPTURE(c);
+    Tensor x0 = zeros({2, c}, float64);
+    x0[1][0].fill_(inf);
+    Tensor x = x0.requires_grad_();
+    Tensor loss = cross_entropy(x, labels({1, -100}));
+    CHECK(std::isfinite(loss.item()));
+    loss.backward();
+    CHECK(sum(abs(x.grad()[1])).item<double>() == 0.0);
+    CHECK(all_finite(x.grad()));
   }
 }
 

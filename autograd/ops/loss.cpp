@@ -1,5 +1,6 @@
 #include "autograd/ops/loss.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -101,6 +102,23 @@ double row_logsumexp(const T* row, int64_t c) {
   return static_cast<double>(m) + std::log(kernels::exp_shifted_sum(row, (T*)nullptr, c, m));
 }
 
+// One row's gradient, o = (softmax(row) - q) * scale with q = (1 - eps) onehot(t) + eps / c, and
+// the row's log-sum-exp (max + log of the shifted sum; not finite when the max is not). An ignored
+// row gets a zero gradient.
+template <class T>
+double gradient_row(const T* row, T* o, int64_t c, int64_t t, bool ignored, T scale, double eps) {
+  if (ignored) {
+    std::fill_n(o, c, T(0));
+    return 0;
+  }
+  const T m = kernels::row_max(row, c);
+  const double sum = kernels::exp_shifted_sum(row, o, c, m);
+  const T inv = static_cast<T>(1.0 / sum), q = static_cast<T>(eps / static_cast<double>(c));
+  for (int64_t j = 0; j < c; ++j) o[j] = (o[j] * inv - q) * scale;
+  o[t] -= static_cast<T>(1 - eps) * scale;
+  return static_cast<double>(m) + std::log(sum);
+}
+
 // cross_entropy's gradient in one pass over the logits x [rows, c]:
 //   dx[i, j] = (softmax(x[i])[j] - q[i, j]) * g[i] * w[i],  q = (1 - eps) onehot(t) + eps / c
 // (the composite formula of the backward below, without its five temporaries). g is 0-d or
@@ -121,17 +139,11 @@ Tensor cross_entropy_grad(const Tensor& logits, const Tensor& target, const Tens
     const T* pg = gc.data<T>();
     const bool g_scalar = gc.numel() == 1;
     T* po = half ? nullptr : out.data<T>();
-    const T spread = static_cast<T>(eps / static_cast<double>(c));
     kernels::parallel_for(rows, rows * c > (1 << 16), [&](int64_t i) {
       const T* row = compute_row<T>(x, i, c);
       T* o = half ? half_row_buffer<T>(c) : po + i * c;
-      const T m = kernels::row_max(row, c);
-      const T inv = static_cast<T>(1.0 / kernels::exp_shifted_sum(row, o, c, m));
-      const T scale = (g_scalar ? pg[0] : pg[i]) * pw[i];
-      const bool ignored = tv[i] == ignore_index;
-      const T q = ignored ? T(0) : spread;
-      for (int64_t j = 0; j < c; ++j) o[j] = (o[j] * inv - q) * scale;
-      if (!ignored) o[tv[i]] -= static_cast<T>(1 - eps) * scale;
+      gradient_row(row, o, c, tv[i], tv[i] == ignore_index, (g_scalar ? pg[0] : pg[i]) * pw[i],
+                   eps);
       if constexpr (std::is_same_v<T, float>)
         if (half) {
           bf16* dst = out.data<bf16>() + i * c;
@@ -175,8 +187,17 @@ void reduce_rows(const Tensor& out, const Tensor& losses, Reduction r, double co
 namespace {
 
 struct CrossEntropySaved {
-  Tensor logits, target, weight;
+  // grad: the gradient for an output gradient of 1, computed by the forward (small logits only,
+  // see kGradInForward); undefined otherwise.
+  Tensor logits, target, weight, grad;
 };
+
+// Logits of at most this many elements get their gradient computed in the forward, from the
+// exponentials the loss computes anyway, while the row is in cache; the backward then only scales
+// it (mlp784's [64, 10] logits: the backward's second pass over them, its exponentials included,
+// cost about 2 us of the step, docs/performance.md). It costs a buffer the size of the logits,
+// so large logits (a language model's vocabulary) are gone over again in the backward instead.
+constexpr int64_t kGradInForward = int64_t(1) << 16;
 
 // The number of targets tv[0..rows) that are not ignore_index; IndexError for one outside [0, c).
 int64_t count_targets(const char* op, const int64_t* tv, int64_t rows, int64_t c,
@@ -194,28 +215,40 @@ int64_t count_targets(const char* op, const int64_t* tv, int64_t rows, int64_t c
 
 // Forward, per row of x [rows, c]: loss = lse - (1 - eps) x[t] - eps / C sum_j x_j (0 for ignored
 // rows), and the backward weight: 0 for ignored rows, 1 / count for mean (0 / 0 = NaN loss when
-// every row is ignored, as in PyTorch; the gradient is then zero), 1 otherwise.
+// every row is ignored, as in PyTorch; the gradient is then zero), 1 otherwise. When `grad` is
+// defined (x's dtype, x's shape), also the gradient for an output gradient of 1: each row's
+// gradient_row scaled by its weight.
 void cross_entropy_rows(const char* op, const Tensor& x, int64_t rows, int64_t c, const int64_t* tv,
-                        const Tensor& losses, const Tensor& weight, double eps,
+                        const Tensor& losses, const Tensor& weight, const Tensor& grad, double eps,
                         int64_t ignore_index, bool mean, int64_t count) {
   kernels::dispatch_floating(kernels::compute_dtype(x.dtype()), op, [&]<class T>() {
     T* pl = losses.data<T>();
     T* pw = weight.data<T>();
+    T* pg = grad.defined() ? grad.data<T>() : nullptr;
     kernels::parallel_for(rows, rows * c > (1 << 16), [&](int64_t i) {
-      if (tv[i] == ignore_index) {
-        pl[i] = pw[i] = T(0);
+      const bool ignored = tv[i] == ignore_index;
+      pw[i] = ignored ? T(0) : static_cast<T>(mean ? 1.0 / static_cast<double>(count) : 1.0);
+      const T* row = compute_row<T>(x, i, c);
+      double lse = pg ? gradient_row(row, pg + i * c, c, tv[i], ignored, pw[i], eps) : 0;
+      if (ignored) {
+        pl[i] = T(0);
         return;
       }
-      const T* row = compute_row<T>(x, i, c);
+      if (!pg || !std::isfinite(lse)) lse = row_logsumexp(row, c);
       double row_sum = 0;
       if (eps > 0)
         for (int64_t j = 0; j < c; ++j) row_sum += static_cast<double>(row[j]);
       double picked = static_cast<double>(row[tv[i]]);
-      pl[i] = static_cast<T>(row_logsumexp(row, c) - (1 - eps) * picked -
-                             eps / static_cast<double>(c) * row_sum);
-      pw[i] = static_cast<T>(mean ? 1.0 / static_cast<double>(count) : 1.0);
+      pl[i] = static_cast<T>(lse - (1 - eps) * picked - eps / static_cast<double>(c) * row_sum);
     });
   });
+}
+
+// The gradient computed by the forward (for an output gradient of 1) times the output gradient g
+// (0-d, or one per row for reduction "none"); the gradient itself when g is 1.
+Tensor scale_saved_grad(const Tensor& grad, const Tensor& g) {
+  if (g.numel() == 1) return g.item<double>() == 1.0 ? grad : mul(grad, g.reshape({}));
+  return mul(grad, unsqueeze(g, 1));
 }
 
 // cross_entropy's rules: d loss_i / dx_i = (softmax(x_i) - q_i) * w_i, per row.
@@ -239,6 +272,7 @@ auto cross_entropy_rules(int64_t c, double eps, int64_t ignore_index, bool batch
             return red == Reduction::none ? rows : sum(rows);
           },
       .fused_backward = [eps, ignore_index](const Saved& s, const Tensor& g) -> TensorList {
+        if (s.grad.defined()) return {scale_saved_grad(s.grad, g)};
         return {cross_entropy_grad(s.logits, s.target, s.weight, g, eps, ignore_index)};
       }};
 }
@@ -272,9 +306,14 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, std::string_vie
   Tensor x = logits.is_contiguous() ? logits : logits.detach().contiguous();
   Tensor losses = Tensor::empty(row_shape, d), weight = Tensor::empty(row_shape, d);
   Tensor out = red == Reduction::none ? losses : Tensor::empty(Shape{}, d);
+  // The gradient too, when a backward will want it and the logits are small (kGradInForward).
+  Tensor grad = logits.dtype() == d && logits.numel() <= kGradInForward &&
+                        any_requires_grad({&logits})
+                    ? Tensor::empty(x.shape(), d)
+                    : Tensor();
   const double eps = label_smoothing;
   auto kernel = [&] {
-    cross_entropy_rows(op, x, rows, c, tv, losses, weight, eps, ignore_index,
+    cross_entropy_rows(op, x, rows, c, tv, losses, weight, grad, eps, ignore_index,
                        red == Reduction::mean, count);
     if (red != Reduction::none) reduce_rows(out, losses, red, static_cast<double>(count));
   };
@@ -283,7 +322,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, std::string_vie
     return out;
   }
   record_around(ag::op(op, cross_entropy, logits, Const{t}, reduction_name(red), ignore_index, eps),
-                out, CrossEntropySaved{logits, t, weight},
+                out, CrossEntropySaved{logits, t, weight, grad},
                 cross_entropy_rules(c, eps, ignore_index, batched, red), kernel);
   return out;
 }
