@@ -307,10 +307,10 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, std::string_vie
   Tensor losses = Tensor::empty(row_shape, d), weight = Tensor::empty(row_shape, d);
   Tensor out = red == Reduction::none ? losses : Tensor::empty(Shape{}, d);
   // The gradient too, when a backward will want it and the logits are small (kGradInForward).
-  Tensor grad = logits.dtype() == d && logits.numel() <= kGradInForward &&
-                        any_requires_grad({&logits})
-                    ? Tensor::empty(x.shape(), d)
-                    : Tensor();
+  Tensor grad =
+      logits.dtype() == d && logits.numel() <= kGradInForward && any_requires_grad({&logits})
+          ? Tensor::empty(x.shape(), d)
+          : Tensor();
   const double eps = label_smoothing;
   auto kernel = [&] {
     cross_entropy_rows(op, x, rows, c, tv, losses, weight, grad, eps, ignore_index,
