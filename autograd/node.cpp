@@ -129,14 +129,14 @@ SavedTensor::SavedTensor(const Tensor& t, bool is_output) : is_output_(is_output
   }
 }
 
-Tensor SavedTensor::unpack(const Node& owner) const {
+Tensor SavedTensor::unpack(const Node& owner, bool relink) const {
   if (!impl_) return Tensor();
   if (impl_->storage->version != version_)
     fail<AutogradError>(
         "{}: a tensor of shape {} saved for its backward was modified by an in-place operation "
         "(saved at version {}, now version {}); clone it before modifying it",
         owner.name(), impl_->shape, version_, impl_->storage->version);
-  if (!is_output_) return Tensor(impl_);
+  if (!is_output_ || !relink) return Tensor(impl_);
   auto t = std::make_shared<TensorImpl>(*impl_);
   t->grad_fn = const_cast<Node&>(owner).shared_from_this();
   t->requires_grad = true;

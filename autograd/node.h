@@ -45,7 +45,10 @@ class SavedTensor {
   SavedTensor() = default;
   // `is_output`: t is an output of the owning node (saved without its grad_fn).
   SavedTensor(const Tensor& t, bool is_output);
-  Tensor unpack(const Node& owner) const;
+  // `relink`: an output comes back with its grad_fn (the owner) and requiring grad, as a backward
+  // that is itself recorded needs it; without, it comes back as saved (its values and tangent, no
+  // history), which a backward that records nothing may use and which costs no new TensorImpl.
+  Tensor unpack(const Node& owner, bool relink = true) const;
   bool defined() const { return impl_ != nullptr; }
 
  private:

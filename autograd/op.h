@@ -250,6 +250,17 @@ void keep_replay_inputs(Node& node, const Tensor* const* inputs, size_t n);
 
 }  // namespace op_detail
 
+// A TensorList of `ts`, moved in, for a backward's result. A braced list (`return {gx, gw};`)
+// copies each tensor out of its initializer_list: a reference count raised and lowered per
+// tensor, on cache lines that a large kernel just before has made cold.
+template <class... Ts>
+TensorList moved_list(Ts&&... ts) {
+  TensorList list;
+  list.reserve(sizeof...(Ts));
+  (list.push_back(std::forward<Ts>(ts)), ...);
+  return list;
+}
+
 // Both rules written out, and optionally a fused backward kernel (see the top of this file).
 template <class B, class J, class F = std::nullptr_t>
 struct Rules {
@@ -367,10 +378,11 @@ class OpNode final : public Node {
 
   TensorList apply(TensorList&& grads) override {
     if (released_) fail_released();
-    const S s = unpack(std::make_index_sequence<kSaved>());
+    // Nothing of this backward is recorded (no graph, no tangents): saved outputs need no history.
+    const bool plain = !is_grad_enabled() && !fwd::is_level_open();
+    const S s = unpack(/*relink=*/!plain, std::make_index_sequence<kSaved>());
     if constexpr (Kind<R>::fused) {
-      if (!is_grad_enabled() && !fwd::is_level_open())
-        return call_backward(rules_.fused_backward, s, grads, *this);
+      if (plain) return call_backward(rules_.fused_backward, s, grads, *this);
     }
     if constexpr (Kind<R>::elementwise) {
       TensorList r(num_inputs());
@@ -396,8 +408,8 @@ class OpNode final : public Node {
 
  private:
   template <size_t... I>
-  S unpack(std::index_sequence<I...>) const {
-    return S{saved_[I].unpack(*this)...};
+  S unpack([[maybe_unused]] bool relink, std::index_sequence<I...>) const {
+    return S{saved_[I].unpack(*this, relink)...};
   }
   template <size_t... I>
   void elementwise_backward(const S& s, const Tensor& g, TensorList& r,

@@ -189,7 +189,7 @@ std::array<Tensor, 3> linear_grads(const Tensor& g_in, const Tensor& x, const Te
                   lg.ld,    ptr(wr),  lw.ld, gx.data<T>(), in};
     gemm_pair(input, weight);
   });
-  return {gx, gw, gb};
+  return {std::move(gx), std::move(gw), std::move(gb)};
 }
 
 Dtype common_float(const char* op, const Tensor& a, const Tensor& b) {
@@ -343,7 +343,7 @@ constexpr auto linear_fused_backward = [](const LinearSaved& s, const Tensor& g,
   if (!n.needs_input_grad(1) || s.x.dtype() == bfloat16) return linear_composite(s, g, n);
   auto [gx, gw, gb] = linear_grads(g, s.x, s.w, n.needs_input_grad(0), n.needs_input_grad(2));
   if (!gw.defined()) return linear_composite(s, g, n);
-  return {gx, gw, gb};
+  return moved_list(std::move(gx), std::move(gw), std::move(gb));
 };
 
 }  // namespace

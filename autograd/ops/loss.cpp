@@ -272,8 +272,8 @@ auto cross_entropy_rules(int64_t c, double eps, int64_t ignore_index, bool batch
             return red == Reduction::none ? rows : sum(rows);
           },
       .fused_backward = [eps, ignore_index](const Saved& s, const Tensor& g) -> TensorList {
-        if (s.grad.defined()) return {scale_saved_grad(s.grad, g)};
-        return {cross_entropy_grad(s.logits, s.target, s.weight, g, eps, ignore_index)};
+        if (s.grad.defined()) return moved_list(scale_saved_grad(s.grad, g));
+        return moved_list(cross_entropy_grad(s.logits, s.target, s.weight, g, eps, ignore_index));
       }};
 }
 
