@@ -19,6 +19,9 @@ namespace ag {
 //   d/dx_i = (softmax(x_i) - q_i) * g * w_i,   w_i = 0 if ignored, 1 / count for mean, else 1.
 // "mean" with every row ignored is 0 / 0 = NaN, as in PyTorch; its gradient is zero. "mean" over an
 // empty batch (logits [0, C]) raises ValueError instead.
+// An ignored row's gradient is exactly zero, whatever its logits. Float32 and float64 logits of at
+// most 2^16 elements get (softmax - q) * w computed by the forward, which keeps it (a buffer the
+// size of the logits) for the plain backward to scale.
 // Errors: DtypeError for non-float logits or non-int64 targets; ShapeError when the logits are not
 // [N, C] / [C] or the targets are not [N] / []; IndexError naming the target value and C for a
 // target outside [0, C) other than ignore_index; ValueError for an unknown reduction or for eps
