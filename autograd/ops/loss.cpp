@@ -94,24 +94,31 @@ T* half_row_buffer(int64_t c) {
   return buf.data();
 }
 
-// log(sum(exp(row))) of a contiguous row, shifted by its max.
+// The shift the exponentials of a row are taken at: its max, or 0 for a row whose max is -inf,
+// +inf or NaN (the unshifted sum then says so).
+template <class T>
+T row_shift(const T* row, int64_t c) {
+  const T m = kernels::row_max(row, c);
+  return std::isfinite(m) ? m : T(0);
+}
+
+// log(sum(exp(row))) of a contiguous row.
 template <class T>
 double row_logsumexp(const T* row, int64_t c) {
-  T m = kernels::row_max(row, c);
-  if (!std::isfinite(m)) m = 0;  // a row of -inf / +inf / NaN: the unshifted sum says so
+  const T m = row_shift(row, c);
   return static_cast<double>(m) + std::log(kernels::exp_shifted_sum(row, (T*)nullptr, c, m));
 }
 
 // One row's gradient, o = (softmax(row) - q) * scale with q = (1 - eps) onehot(t) + eps / c, and
-// the row's log-sum-exp (max + log of the shifted sum; not finite when the max is not). An ignored
-// row gets a zero gradient.
+// the row's log-sum-exp (row_logsumexp's value, from the same exponentials). An ignored row gets a
+// zero gradient (row is not read).
 template <class T>
 double gradient_row(const T* row, T* o, int64_t c, int64_t t, bool ignored, T scale, double eps) {
   if (ignored) {
     std::fill_n(o, c, T(0));
     return 0;
   }
-  const T m = kernels::row_max(row, c);
+  const T m = row_shift(row, c);
   const double sum = kernels::exp_shifted_sum(row, o, c, m);
   const T inv = static_cast<T>(1.0 / sum), q = static_cast<T>(eps / static_cast<double>(c));
   for (int64_t j = 0; j < c; ++j) o[j] = (o[j] * inv - q) * scale;
@@ -228,13 +235,13 @@ void cross_entropy_rows(const char* op, const Tensor& x, int64_t rows, int64_t c
     kernels::parallel_for(rows, rows * c > (1 << 16), [&](int64_t i) {
       const bool ignored = tv[i] == ignore_index;
       pw[i] = ignored ? T(0) : static_cast<T>(mean ? 1.0 / static_cast<double>(count) : 1.0);
-      const T* row = compute_row<T>(x, i, c);
-      double lse = pg ? gradient_row(row, pg + i * c, c, tv[i], ignored, pw[i], eps) : 0;
+      const T* row = ignored ? nullptr : compute_row<T>(x, i, c);
+      const double lse = pg ? gradient_row(row, pg + i * c, c, tv[i], ignored, pw[i], eps)
+                            : (ignored ? 0.0 : row_logsumexp(row, c));
       if (ignored) {
         pl[i] = T(0);
         return;
       }
-      if (!pg || !std::isfinite(lse)) lse = row_logsumexp(row, c);
       double row_sum = 0;
       if (eps > 0)
         for (int64_t j = 0; j < c; ++j) row_sum += static_cast<double>(row[j]);
