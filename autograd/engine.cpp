@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cmath>
 #include <mutex>
+#include <span>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -66,7 +67,7 @@ void run_grad_ready_hooks(AccumulateGrad& acc) {
 // the replay runs nodes in decreasing sequence order, so once that node has run the leaf's
 // gradient is complete. Returns consumer -> the leaves to finish after it.
 std::unordered_map<Node*, std::vector<AccumulateGrad*>> hooked_leaves_by_last_consumer(
-    const std::vector<Node*>& roots) {
+    std::span<Node* const> roots) {
   std::unordered_map<AccumulateGrad*, Node*> last;
   std::unordered_set<Node*> seen(roots.begin(), roots.end());
   std::vector<Node*> stack(roots.begin(), roots.end());
@@ -255,9 +256,11 @@ class GraphTask {
   const std::unordered_multimap<Node*, Target>* targets_;
   TensorList* captured_;
   const bool anomaly_ = is_anomaly_enabled();
-  std::vector<Node*> heap_;
-  std::vector<std::shared_ptr<Node>> keep_;  // roots' nodes stay alive during the replay
-  std::unordered_set<Node*> needed_;         // grad(): the nodes leading to a target
+  // The queue, and the roots' nodes, kept alive during the replay: inline up to a size that
+  // covers most graphs' widest point (no allocation per backward).
+  SmallVector<Node*, 32> heap_;
+  SmallVector<std::shared_ptr<Node>, 4> keep_;
+  std::unordered_set<Node*> needed_;  // grad(): the nodes leading to a target
   std::unordered_map<Node*, std::vector<AccumulateGrad*>> finish_after_;
   bool hooks_on_ = false;
 };
@@ -318,7 +321,7 @@ void GraphTask::seed(const TensorList& outputs, const TensorList& grad_outputs) 
   }
   // Hooked leaves are written (and their hooks run) right after their last consumer.
   hooks_on_ = !targets_ && hooks().count.load(std::memory_order_acquire) > 0;
-  if (hooks_on_) finish_after_ = hooked_leaves_by_last_consumer(heap_);
+  if (hooks_on_) finish_after_ = hooked_leaves_by_last_consumer({heap_.data(), heap_.size()});
 }
 
 void GraphTask::trace_norm(Node& node, const TensorList& grads) const {
@@ -394,13 +397,24 @@ void GraphTask::execute() {
     Node* node = heap_.back();
     heap_.pop_back();
     node->scratch_.queued = false;
+    auto* acc = dynamic_cast<AccumulateGrad*>(node);
+    if (acc && !targets_ && !t_trace_norms) {  // a leaf's gradient: written, no list made
+      Tensor g = acc->scratch_.pending.empty() ? Tensor() : std::move(acc->scratch_.pending[0]);
+      acc->scratch_.pending.clear();
+      // (undefined if already written after its last consumer)
+      if (g.defined()) {
+        accumulate_into_leaf(*acc->leaf(), std::move(g), create_graph_);
+        if (hooks_on_) run_grad_ready_hooks(*acc);
+      }
+      continue;
+    }
     TensorList grads(std::make_move_iterator(node->scratch_.pending.begin()),
                      std::make_move_iterator(node->scratch_.pending.end()));
     node->scratch_.pending.clear();
 
     if (t_trace_norms) trace_norm(*node, grads);
     if (targets_ && !sinks_) capture(*node, grads);
-    if (auto* acc = dynamic_cast<AccumulateGrad*>(node)) {
+    if (acc) {
       // (undefined if already written after its last consumer)
       if (!targets_ && grads[0].defined()) {
         accumulate_into_leaf(*acc->leaf(), std::move(grads[0]), create_graph_);

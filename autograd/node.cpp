@@ -3,6 +3,7 @@
 #include "autograd/engine.h"
 #include "autograd/forward.h"
 #include "autograd/live_counters.h"
+#include "autograd/object_pool.h"
 
 #include <atomic>
 
@@ -116,7 +117,7 @@ SavedTensor::SavedTensor(const Tensor& t, bool is_output) : is_output_(is_output
   version_ = t.version();
   if (is_output) {
     // Alias without grad_fn: the owning node is the grad_fn, and holding it here would be a cycle.
-    auto alias = std::make_shared<TensorImpl>();
+    auto alias = detail::make_pooled<TensorImpl>();
     const TensorImpl& src = *t.impl();
     alias->share_data(src);
     alias->output_nr = src.output_nr;
@@ -137,7 +138,7 @@ Tensor SavedTensor::unpack(const Node& owner, bool relink) const {
         "(saved at version {}, now version {}); clone it before modifying it",
         owner.name(), impl_->shape, version_, impl_->storage->version);
   if (!is_output_ || !relink) return Tensor(impl_);
-  auto t = std::make_shared<TensorImpl>(*impl_);
+  auto t = detail::make_pooled<TensorImpl>(*impl_);
   t->grad_fn = const_cast<Node&>(owner).shared_from_this();
   t->requires_grad = true;
   if (t->tangent) fwd::detail::hold_tangent(t);
@@ -167,7 +168,7 @@ Edge gradient_edge(const Tensor& t, const Node* consumer) {
   if (!impl->requires_grad) return Edge{};
   std::shared_ptr<Node> acc = impl->grad_accumulator.lock();
   if (!acc) {
-    acc = std::make_shared<AccumulateGrad>(t.impl_ptr());
+    acc = detail::make_pooled<AccumulateGrad>(t.impl_ptr());
     impl->grad_accumulator = acc;
   }
   return Edge{std::move(acc), 0};

@@ -63,6 +63,7 @@
 
 #include "autograd/forward.h"
 #include "autograd/node.h"
+#include "autograd/object_pool.h"
 
 namespace ag {
 
@@ -461,7 +462,7 @@ void record_outputs(const OpCall<Fn, Args...>& call, const SmallVector<const Ten
   const bool rec = needs.record, dual = needs.tangents;
   std::shared_ptr<OpNode<S, R>> node;
   if (rec) {
-    node = std::make_shared<OpNode<S, R>>(call.name, std::move(rules));
+    node = detail::make_pooled<OpNode<S, R>>(call.name, std::move(rules));
     Node::wire(node, in.data(), in.size(), outs, m);
   }
   if (dual) {

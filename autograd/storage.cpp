@@ -10,6 +10,7 @@
 
 #include "autograd/error.h"
 #include "autograd/live_counters.h"
+#include "autograd/object_pool.h"
 
 namespace ag {
 namespace {
@@ -134,6 +135,7 @@ MemoryStats memory_stats() {
     m.live_storage_bytes += c->bytes.load(std::memory_order_relaxed);
   }
   m.cached_bytes = buffer_cache_stats().cached_bytes;
+  m.object_pool_bytes = detail::pool_chunk_bytes();
   return m;
 }
 
@@ -147,7 +149,7 @@ std::shared_ptr<Storage> Storage::allocate(size_t nbytes) {
   if (nbytes > kMaxAllocation)
     fail<MemoryError>("cannot allocate {} bytes: more than the {} bytes a buffer may have", nbytes,
                       kMaxAllocation);
-  auto s = std::make_shared<Storage>();
+  auto s = detail::make_pooled<Storage>();
   int c = size_class(nbytes);
   size_t bytes = size_t(1) << c;
   Cache& cc = cache();

@@ -45,14 +45,18 @@ void empty_buffer_cache();
 // their own), live_nodes counts tape nodes (including leaves' AccumulateGrad nodes), live_storages
 // and live_storage_bytes the buffers in use. These are summed over all threads (a tensor made on
 // one thread and freed on another nets out). cached_bytes is the calling thread's buffer cache (as
-// in buffer_cache_stats). Counting costs two plain (uncontended, thread-local) stores per object
-// created or destroyed; reading the counts takes a lock.
+// in buffer_cache_stats). object_pool_bytes is what the pool of the engine's small objects
+// (tensor and node records, with their reference counts) has taken from the system, over all
+// threads; it is kept for reuse, never returned, so it follows the most such objects alive at once.
+// Counting costs two plain (uncontended, thread-local) stores per object created or destroyed;
+// reading the counts takes a lock.
 struct MemoryStats {
   int64_t live_tensors = 0;
   int64_t live_nodes = 0;
   int64_t live_storages = 0;
   int64_t live_storage_bytes = 0;
   size_t cached_bytes = 0;
+  size_t object_pool_bytes = 0;
 };
 MemoryStats memory_stats();
 

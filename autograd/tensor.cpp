@@ -9,6 +9,7 @@
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/loops.h"
 #include "autograd/node.h"
+#include "autograd/object_pool.h"
 #include "autograd/op.h"
 #include "autograd/ops/activation.h"
 #include "autograd/ops/elementwise.h"
@@ -95,7 +96,7 @@ Tensor Tensor::empty(const Shape& shape, Dtype dtype) {
   if (__builtin_mul_overflow(static_cast<size_t>(n), itemsize(dtype), &bytes))
     fail<MemoryError>("empty: a {} tensor of shape {} would take more bytes than fit in 64 bits",
                       dtype_name(dtype), shape);
-  auto impl = std::make_shared<TensorImpl>();
+  auto impl = detail::make_pooled<TensorImpl>();
   try {
     impl->storage = Storage::allocate(bytes);
   } catch (const MemoryError& e) {
@@ -268,7 +269,7 @@ void Tensor::retain_grad() {
 }
 
 Tensor Tensor::detach() const {
-  auto t = std::make_shared<TensorImpl>();
+  auto t = detail::make_pooled<TensorImpl>();
   t->share_data(*impl());
   t->is_view = true;
   return Tensor(std::move(t));

@@ -4,6 +4,7 @@
 #include <tuple>
 #include <type_traits>
 
+#include "autograd/object_pool.h"
 #include "support.h"
 
 using namespace ag;
@@ -194,7 +195,7 @@ TEST_CASE("memory stays flat over many training-like steps (graphs are freed by 
   Tensor w = leaf({32, 32});
   Tensor x = test::leaf({8, 32}, -1, 1, 7).detach();
   empty_buffer_cache();
-  size_t cached_after_warmup = 0;
+  size_t cached_after_warmup = 0, pool_after_warmup = 0;
   for (int step = 0; step < 2000; ++step) {
     Tensor h = tanh(matmul(x, w));
     Tensor loss = (h * h).mean();
@@ -204,9 +205,69 @@ TEST_CASE("memory stays flat over many training-like steps (graphs are freed by 
       w.sub_(w.grad(), 0.01);
     }
     w.zero_grad();
-    if (step == 100) cached_after_warmup = buffer_cache_stats().cached_bytes;
+    if (step == 100) {
+      cached_after_warmup = buffer_cache_stats().cached_bytes;
+      pool_after_warmup = memory_stats().object_pool_bytes;
+    }
   }
   CHECK(buffer_cache_stats().cached_bytes <= cached_after_warmup + 4096);
+  CHECK(memory_stats().object_pool_bytes == pool_after_warmup);
+}
+
+TEST_CASE("the object pool reuses blocks, and frees on another thread do not grow it") {
+  using detail::pool_allocate, detail::pool_free;
+  void* a = pool_allocate(40);
+  if (memory_stats().object_pool_bytes == 0) {  // off (AddressSanitizer): plain new and delete
+    pool_free(a, 40);
+    return;
+  }
+  // Last freed, first reused, per size class; blocks aligned to 16 bytes.
+  void* b = pool_allocate(40);
+  CHECK(reinterpret_cast<uintptr_t>(a) % 16 == 0);
+  CHECK(reinterpret_cast<uintptr_t>(b) % 16 == 0);
+  pool_free(a, 40);
+  CHECK(pool_allocate(48) == a);  // same class (33..48 bytes)
+  pool_free(a, 48);
+  pool_free(b, 40);
+  // Made on one thread, freed on another, round after round: the freeing thread hands its surplus
+  // to the depot, where the making thread takes it instead of carving new chunks. Without the depot
+  // each round would add 20000 blocks of 208 bytes (about 4 MB).
+  constexpr int kBlocks = 20000;
+  constexpr size_t kSize = 200;
+  std::vector<void*> blocks(kBlocks);
+  auto make = [&] {
+    std::thread t([&] {
+      for (void*& p : blocks) p = pool_allocate(kSize);
+    });
+    t.join();
+  };
+  make();
+  for (void* p : blocks) pool_free(p, kSize);
+  const size_t after_first = memory_stats().object_pool_bytes;
+  for (int round = 0; round < 10; ++round) {
+    make();
+    for (void* p : blocks) pool_free(p, kSize);
+  }
+  CHECK(memory_stats().object_pool_bytes <= after_first + (size_t(2) << 20));
+  // A thread that exits leaves its free blocks to the others: a second thread making as many
+  // blocks carves nothing new.
+  auto make_and_free = [&] {
+    std::thread t([&] {
+      for (void*& p : blocks) p = pool_allocate(kSize);
+      for (void* p : blocks) pool_free(p, kSize);
+    });
+    t.join();
+  };
+  make_and_free();
+  const size_t after_exit = memory_stats().object_pool_bytes;
+  make_and_free();
+  CHECK(memory_stats().object_pool_bytes == after_exit);
+  // Objects made on a thread that has exited are freed safely on this one.
+  Tensor kept;
+  std::thread([&] { kept = (Tensor({1.0, 2.0}).requires_grad_() * 3.0).sum(); }).join();
+  kept.backward();
+  CHECK(kept.item() == doctest::Approx(9.0));
+  kept = Tensor();
 }
 
 TEST_CASE("in-place ops bump versions; modifying a saved tensor is caught and names the op") {

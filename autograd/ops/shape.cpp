@@ -6,6 +6,7 @@
 #include "autograd/engine.h"
 #include "autograd/kernels/dispatch.h"
 #include "autograd/kernels/loops.h"
+#include "autograd/object_pool.h"
 #include "autograd/op.h"
 #include "autograd/ops/elementwise.h"
 
@@ -15,7 +16,7 @@ namespace {
 
 // A tensor sharing x's storage with a new shape, strides and offset.
 Tensor make_view(const Tensor& x, const Shape& shape, const Shape& strides, int64_t offset) {
-  auto t = std::make_shared<TensorImpl>();
+  auto t = detail::make_pooled<TensorImpl>();
   const TensorImpl& s = *x.impl();
   t->share_data(s, shape, strides, offset);
   t->is_view = true;
