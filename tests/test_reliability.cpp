@@ -289,6 +289,7 @@ TEST_CASE("10,000 training steps keep live tensors, nodes, buffers and pooled by
   CHECK(after.live_storages == before.live_storages);
   CHECK(after.live_storage_bytes == before.live_storage_bytes);
   CHECK(after.cached_bytes == before.cached_bytes);
+  CHECK(after.object_pool_bytes == before.object_pool_bytes);
 }
 
 TEST_CASE("a retained graph is freed when its last reference goes") {
