@@ -149,7 +149,8 @@ ThreadPool* register_pool() {
   }
 }
 
-size_t size_class(size_t bytes) { return (bytes + kGrain - 1) / kGrain; }
+// (0 bytes: class 1, so that every block can hold the list's link and blocks stay distinct)
+size_t size_class(size_t bytes) { return bytes ? (bytes + kGrain - 1) / kGrain : 1; }
 
 }  // namespace
 

@@ -229,6 +229,11 @@ TEST_CASE("the object pool reuses blocks, and frees on another thread do not gro
   CHECK(pool_allocate(48) == a);  // same class (33..48 bytes)
   pool_free(a, 48);
   pool_free(b, 40);
+  void* z0 = pool_allocate(0);  // zero bytes: still a block of its own
+  void* z1 = pool_allocate(0);
+  CHECK(z0 != z1);
+  pool_free(z0, 0);
+  pool_free(z1, 0);
   // Made on one thread, freed on another, round after round: the freeing thread hands its surplus
   // to the depot, where the making thread takes it instead of carving new chunks. Without the depot
   // each round would add 20000 blocks of 208 bytes (about 4 MB).
