@@ -9,6 +9,7 @@
 #include <span>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 
 #include "autograd/ops/elementwise.h"
 #include "autograd/ops/reduce.h"
@@ -251,6 +252,9 @@ class GraphTask {
   void run_node(Node& node, TensorList&& grads);
   // The hooked leaves whose last consumer was `node`: their .grad is written and hooks run now.
   void finish_hooked_leaves(Node& node);
+  // A leaf's complete gradient added into its .grad, then its grad-ready hooks; nothing when g is
+  // undefined (already written after the leaf's last consumer).
+  void write_leaf(AccumulateGrad& acc, Tensor g);
 
   const bool retain_graph_, create_graph_, sinks_;
   const std::unordered_multimap<Node*, Target>* targets_;
@@ -376,12 +380,16 @@ void GraphTask::finish_hooked_leaves(Node& node) {
   auto it = finish_after_.find(&node);
   if (it == finish_after_.end()) return;
   for (AccumulateGrad* acc : it->second) {
-    if (acc->scratch_.pending.empty() || !acc->scratch_.pending[0].defined()) continue;
-    // Leave it queued with an undefined gradient: when popped it does nothing.
-    accumulate_into_leaf(*acc->leaf(), std::move(acc->scratch_.pending[0]), create_graph_);
-    acc->scratch_.pending[0] = Tensor();
-    run_grad_ready_hooks(*acc);
+    if (acc->scratch_.pending.empty()) continue;
+    // Left queued with an undefined gradient: when popped it does nothing.
+    write_leaf(*acc, std::exchange(acc->scratch_.pending[0], Tensor()));
   }
+}
+
+void GraphTask::write_leaf(AccumulateGrad& acc, Tensor g) {
+  if (!g.defined()) return;
+  accumulate_into_leaf(*acc.leaf(), std::move(g), create_graph_);
+  if (hooks_on_) run_grad_ready_hooks(acc);
 }
 
 void GraphTask::execute() {
@@ -397,15 +405,17 @@ void GraphTask::execute() {
     Node* node = heap_.back();
     heap_.pop_back();
     node->scratch_.queued = false;
-    auto* acc = dynamic_cast<AccumulateGrad*>(node);
-    if (acc && !targets_ && !t_trace_norms) {  // a leaf's gradient: written, no list made
+    if (auto* acc = dynamic_cast<AccumulateGrad*>(node)) {
+      // A leaf: its one gradient goes to .grad (backward) or is captured (grad()); a list of it is
+      // made only for the norm tracing and capture that read one.
       Tensor g = acc->scratch_.pending.empty() ? Tensor() : std::move(acc->scratch_.pending[0]);
       acc->scratch_.pending.clear();
-      // (undefined if already written after its last consumer)
-      if (g.defined()) {
-        accumulate_into_leaf(*acc->leaf(), std::move(g), create_graph_);
-        if (hooks_on_) run_grad_ready_hooks(*acc);
+      if (t_trace_norms || (targets_ && !sinks_)) {
+        const TensorList grads{g};
+        if (t_trace_norms) trace_norm(*node, grads);
+        if (targets_ && !sinks_) capture(*node, grads);
       }
+      if (!targets_) write_leaf(*acc, std::move(g));
       continue;
     }
     TensorList grads(std::make_move_iterator(node->scratch_.pending.begin()),
@@ -414,14 +424,6 @@ void GraphTask::execute() {
 
     if (t_trace_norms) trace_norm(*node, grads);
     if (targets_ && !sinks_) capture(*node, grads);
-    if (acc) {
-      // (undefined if already written after its last consumer)
-      if (!targets_ && grads[0].defined()) {
-        accumulate_into_leaf(*acc->leaf(), std::move(grads[0]), create_graph_);
-        if (hooks_on_) run_grad_ready_hooks(*acc);
-      }
-      continue;
-    }
     // grad(): leads to no requested input
     if (targets_ && !sinks_ && !needed_.count(node)) continue;
     if (!targets_) retain(*node, grads);
